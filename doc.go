@@ -1,0 +1,25 @@
+// Package conn keeps one network connection alive for a program that writes
+// through it. A Manager dials the connection, hands it out with Take, takes
+// back the errors seen on it with Put, writes with Write, and reconnects with
+// jittered exponential backoff.
+//
+// The API is that of go-kit's util/conn (github.com/go-kit/kit/util/conn):
+// a program written against it compiles and behaves the same with only the
+// import path changed. Unlike go-kit's Manager, this one
+//
+//   - can be closed: Close stops every goroutine it started and closes the
+//     connection, also while a dial or a backoff wait is in progress;
+//   - never blocks a writer forever: Write carries a write deadline
+//     (WithWriteTimeout), and after the first dial attempt Write never waits
+//     for a dial that is not already known to be quick;
+//   - notices a connection that its peer closed while it sat idle before
+//     writing on it, and redials and writes on the new connection instead of
+//     handing the bytes to a socket that will discard them;
+//   - replaces a dead connection once, however many writers saw it fail, and
+//     never lets an error from an old connection close its successor;
+//   - costs an atomic load per Take and a few nanoseconds per Write: the hot
+//     path goes through no other goroutine and takes no contended lock.
+//
+// See RELIABILITY.md in the repository for what a nil error from Write
+// promises and what can still be lost.
+package conn

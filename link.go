@@ -1,0 +1,118 @@
+package conn
+
+import (
+	"errors"
+	"net"
+	"reflect"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+const (
+	// idleAfter: a Write that follows the previous one on its connection by
+	// at least this much first checks whether the peer has closed the
+	// connection. The check costs one non-blocking system call (see
+	// BENCHMARKS.md), so after a pause this long it adds well under 1% to the
+	// time spent, while a busy connection never pays for it. Every first
+	// Write on a new connection is checked too.
+	idleAfter = time.Millisecond
+	// idleGrain: how stale a connection's last-write time may be. Writes
+	// store it only when it is this much out of date, so that parallel
+	// writers do not all write one cache line.
+	idleGrain = idleAfter / 4
+	// minProofAge: a connection lost sooner than this after it was dialed
+	// has not proven itself, whatever it carried. It stops a peer that
+	// accepts and drops at once from driving redials in a tight loop when
+	// a Write happens to reach the socket before the peer's FIN.
+	minProofAge = 10 * time.Millisecond
+)
+
+// A link is one dialed connection and what the Manager knows about it. It
+// is current (Manager.cur) from the dial until retire, and never again.
+type link struct {
+	conn     net.Conn
+	probe    *prober // the liveness check; nil where unsupported
+	born     int64   // when the dial finished, ns since the Manager's epoch
+	proofAge int64   // how long the link must live to prove itself
+	clocked  bool    // Write reads the clock: a write timeout, or probe
+
+	lastWrite  atomic.Int64 // coarse time of the last Write, ns since epoch
+	deadline   atomic.Int64 // write deadline set on conn, ns since epoch; 0: none
+	deadlineMu sync.Mutex   // serialises setting the deadline
+	wrote      atomic.Bool  // a Write through the Manager succeeded on conn
+
+	dead chan struct{} // closed by retire
+	next chan struct{} // closed when the first dial after retire has finished
+
+	// Set by retire before dead is closed.
+	cause  error
+	redial bool // the Manager redials at once, without backoff
+}
+
+func (m *Manager) newLink(c net.Conn, dialStart int64) *link {
+	now := m.now()
+	l := &link{
+		conn:     c,
+		probe:    newProber(c),
+		born:     now,
+		proofAge: max(int64(minProofAge), 4*(now-dialStart)),
+		dead:     make(chan struct{}),
+		next:     make(chan struct{}),
+	}
+	l.clocked = m.cfg.writeTimeout > 0 || l.probe != nil
+	l.lastWrite.Store(now - int64(idleAfter)) // check before the first Write
+	return l
+}
+
+// proven reports whether l carried a successful Write and lived long enough
+// for that to mean something: its loss then resets the backoff and is
+// answered by an immediate redial.
+func (l *link) proven(now int64) bool {
+	return l.wrote.Load() && now-l.born >= l.proofAge
+}
+
+// mayHaveCaused reports whether err, Put without a connection, may have come
+// from l. Errors from the net package name the addresses of the connection
+// they came from; one naming other addresses came from an older connection.
+// Any other error is taken to be about l.
+func (l *link) mayHaveCaused(err error) bool {
+	var op *net.OpError
+	if !errors.As(err, &op) {
+		return true
+	}
+	return sameAddr(op.Source, l.conn.LocalAddr()) && sameAddr(op.Addr, l.conn.RemoteAddr())
+}
+
+func sameAddr(a, b net.Addr) bool {
+	if isNil(a) || isNil(b) {
+		return true // cannot tell
+	}
+	return a.Network() == b.Network() && a.String() == b.String()
+}
+
+// refused reports an error caused by an ICMP port unreachable on a connected
+// datagram socket: the peer is down, so the loss does not prove anything.
+func refused(err error) bool {
+	return errors.Is(err, syscall.ECONNREFUSED)
+}
+
+// isNil reports whether v is nil or an interface holding a nil pointer, so
+// that a Dialer returning a typed nil is treated as returning nothing.
+func isNil(v any) bool {
+	if v == nil {
+		return true
+	}
+	switch rv := reflect.ValueOf(v); rv.Kind() {
+	case reflect.Pointer, reflect.Map, reflect.Slice, reflect.Func, reflect.Chan, reflect.Interface:
+		return rv.IsNil()
+	}
+	return false
+}
+
+// isTimeout reports whether err is a deadline expiring.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}

@@ -1,0 +1,32 @@
+package conn
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+)
+
+// slogAdapter lets a *slog.Logger receive the Manager's go-kit style log
+// lines: "level" and "msg" become the record's level and message, the other
+// pairs its attributes.
+type slogAdapter struct{ l *slog.Logger }
+
+func (a slogAdapter) Log(keyvals ...any) error {
+	level, msg := slog.LevelInfo, ""
+	attrs := make([]any, 0, len(keyvals))
+	for i := 0; i+1 < len(keyvals); i += 2 {
+		key := fmt.Sprint(keyvals[i])
+		switch key {
+		case "level":
+			if fmt.Sprint(keyvals[i+1]) == "warn" {
+				level = slog.LevelWarn
+			}
+		case "msg":
+			msg = fmt.Sprint(keyvals[i+1])
+		default:
+			attrs = append(attrs, slog.Any(key, keyvals[i+1]))
+		}
+	}
+	a.l.Log(context.Background(), level, msg, attrs...)
+	return nil
+}

@@ -1,0 +1,327 @@
+package conn
+
+import (
+	"context"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-kit/log"
+)
+
+// Manager manages a net.Conn.
+//
+// Clients provide a way to create the connection with a Dialer, network, and
+// address. Clients should Take the connection when they want to use it, and
+// Put back whatever error they receive from its use. When a non-nil error is
+// Put, the connection is invalidated, and a new connection is established.
+// Connection failures are retried after an exponential backoff.
+//
+// Write does the Take and Put itself and does more: it bounds each write by
+// the write timeout, checks a connection that sat idle before writing on it,
+// and redials at once to send on a fresh connection when a connection that
+// had been working turns out to be dead before anything was sent on it.
+//
+// All methods are safe for concurrent use. Make a Manager with New,
+// NewManager or NewDefaultManager; the zero value is not usable, and a
+// Manager must not be copied. Close it when done: until then it keeps one
+// goroutine and its connection.
+type Manager struct {
+	cur atomic.Pointer[link] // what Take hands out; nil while there is none
+
+	network, address string
+	cfg              config
+	epoch            time.Time     // the origin of m.now
+	refreshBelow     int64         // refresh the write deadline when less than this is left
+	connectWait      time.Duration // the longest a Take or Write waits for a dial
+
+	ctx       context.Context // cancelled by Close, ending a dial
+	cancel    context.CancelFunc
+	closing   chan struct{} // closed by Close
+	closeOnce sync.Once
+	firstDial chan struct{} // closed when the first dial attempt has finished
+	done      chan struct{} // closed when run returns
+
+	mu    sync.Mutex
+	stats Stats
+}
+
+// New returns a Manager for the given network and address (as for
+// net.Dial), configured by the options, and starts dialing in the
+// background. It never blocks. Invalid option values are logged and replaced
+// by the defaults.
+func New(network, address string, opts ...Option) *Manager {
+	cfg := defaultConfig()
+	for _, o := range opts {
+		if o != nil {
+			o.apply(&cfg)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	m := &Manager{
+		network:      network,
+		address:      address,
+		cfg:          cfg,
+		epoch:        time.Now(),
+		refreshBelow: int64(cfg.writeTimeout - cfg.writeTimeout/8),
+		connectWait:  connectWait,
+		ctx:          ctx,
+		cancel:       cancel,
+		closing:      make(chan struct{}),
+		firstDial:    make(chan struct{}),
+		done:         make(chan struct{}),
+	}
+	if cfg.writeTimeout > 0 {
+		m.connectWait = min(connectWait, cfg.writeTimeout)
+	}
+	m.stats.Since = m.epoch
+	for _, p := range cfg.problems {
+		cfg.logger.Log("level", "warn", "msg", "invalid option", "problem", p)
+	}
+	go m.run()
+	return m
+}
+
+// NewManager returns a connection manager using the passed Dialer, network, and
+// address. The AfterFunc is used to control exponential backoff and retries.
+// The logger is used to log errors; pass a log.NopLogger if you don't care to
+// receive them. For normal use, prefer NewDefaultManager.
+//
+// A nil Dialer means net.Dial, a nil AfterFunc time.After, and a nil logger
+// discards. The Dialer cannot be cancelled: when the dial timeout passes or
+// the Manager is closed during a dial, the attempt is abandoned and its
+// goroutine ends when the Dialer returns. Use New with WithDialer for a dial
+// that Close interrupts.
+func NewManager(d Dialer, network, address string, after AfterFunc, logger log.Logger) *Manager {
+	return New(network, address, withDialerFunc(d), WithAfterFunc(after), WithLogger(logger))
+}
+
+// NewDefaultManager is a helper constructor, suitable for most normal use in
+// real (non-test) code. It uses the real net.Dial and time.After functions.
+func NewDefaultManager(network, address string, logger log.Logger) *Manager {
+	return New(network, address, WithLogger(logger))
+}
+
+// Take yields the current connection. It may be nil.
+//
+// The first call waits for the first dial attempt to finish, but no longer
+// than a second; after that Take never blocks. It returns nil while there is
+// no connection, and after Close. A connection that Take returned may since
+// have been replaced; Put its errors back. Take costs an atomic load.
+func (m *Manager) Take() net.Conn {
+	if l := m.cur.Load(); l != nil {
+		return l.conn
+	}
+	if l := m.awaitFirst(); l != nil {
+		return l.conn
+	}
+	return nil
+}
+
+// Put accepts an error that came from a previously yielded connection. If the
+// error is non-nil, the manager will invalidate the current connection and try
+// to reconnect, with exponential backoff. Putting a nil error is a no-op.
+//
+// Put is not told which connection the error came from. An error from the
+// net package names the addresses of its connection; if they are not those
+// of the current connection, the error is about an older one and Put does
+// nothing, so that late reports cannot tear down a fresh connection. Any
+// other error invalidates the current connection. Write never has this
+// ambiguity. Put never blocks, and does nothing after Close.
+func (m *Manager) Put(err error) {
+	if err == nil {
+		return
+	}
+	if l := m.cur.Load(); l != nil && l.mayHaveCaused(err) {
+		m.retire(l, err)
+	}
+}
+
+// Write writes the passed data to the connection in a single Take/Put cycle.
+//
+// It returns what the connection's Write returned, except that:
+//   - with no connection it returns ErrConnectionUnavailable at once (the
+//     first Write waits up to a second for the first dial); nothing was
+//     written;
+//   - after Close it returns an error matching ErrClosed;
+//   - a Write that finds its connection dead before writing any byte — the
+//     peer closed it while it sat idle, or it failed with nothing written —
+//     and whose connection had proven itself by carrying an earlier Write,
+//     waits for the immediate redial (up to a second, or the write timeout
+//     if shorter) and writes on the new connection; the caller sees neither
+//     the error nor a loss;
+//   - a Write that cannot make progress fails with a timeout error within
+//     the write timeout (WithWriteTimeout).
+//
+// A failed Write invalidates the connection it was written on, and only
+// that one: the Manager redials once however many Writes failed on it. Each
+// call is one Write on the connection, so concurrent calls are not
+// interleaved on a stream socket. Write allocates nothing.
+func (m *Manager) Write(b []byte) (int, error) {
+	if l := m.cur.Load(); l != nil {
+		return m.write(l, b, true)
+	}
+	l := m.awaitFirst()
+	if l == nil {
+		if m.isClosed() {
+			return 0, ErrClosed
+		}
+		return 0, ErrConnectionUnavailable
+	}
+	return m.write(l, b, true)
+}
+
+// write is Write on a given link; retry allows one write on its successor.
+func (m *Manager) write(l *link, b []byte, retry bool) (int, error) {
+	if l.clocked {
+		now := m.now()
+		if l.probe != nil {
+			last := l.lastWrite.Load()
+			if now-last >= int64(idleAfter) {
+				if err := l.probe.peerGone(); err != nil {
+					return m.failed(l, b, 0, err, retry, true)
+				}
+			}
+			if now-last >= int64(idleGrain) {
+				l.lastWrite.Store(now)
+			}
+		}
+		if m.cfg.writeTimeout > 0 && l.deadline.Load()-now < m.refreshBelow {
+			m.refreshDeadline(l, now)
+		}
+	}
+	n, err := l.conn.Write(b)
+	if err != nil {
+		return m.failed(l, b, n, err, retry, false)
+	}
+	if !l.wrote.Load() {
+		l.wrote.Store(true)
+	}
+	return n, nil
+}
+
+// refreshDeadline moves l's write deadline to now plus the write timeout.
+// Writes refresh it only when less than 7/8 of the timeout is left, so it
+// is set about once per eighth of the timeout, not per Write.
+func (m *Manager) refreshDeadline(l *link, now int64) {
+	l.deadlineMu.Lock()
+	defer l.deadlineMu.Unlock()
+	if l.deadline.Load()-now >= m.refreshBelow {
+		return // another Write did it
+	}
+	d := now + int64(m.cfg.writeTimeout)
+	l.conn.SetWriteDeadline(m.epoch.Add(time.Duration(d)))
+	l.deadline.Store(d)
+}
+
+// failed handles a Write on l that failed with n bytes written, or whose
+// liveness check failed (checked). It invalidates l and, when nothing was
+// written and l had proven itself, writes b on the connection that replaces
+// it.
+func (m *Manager) failed(l *link, b []byte, n int, err error, retry, checked bool) (int, error) {
+	m.retire(l, err)
+	select {
+	case <-l.dead: // retire has finished, here or in another goroutine
+	case <-m.closing:
+	}
+	if m.isClosed() {
+		return n, ErrClosed
+	}
+	if n == 0 && retry && l.redial && !isTimeout(err) {
+		if next := m.awaitRedial(l); next != nil {
+			return m.write(next, b, false)
+		}
+		if m.isClosed() {
+			return 0, ErrClosed
+		}
+	}
+	if checked {
+		return 0, ErrConnectionUnavailable
+	}
+	return n, err
+}
+
+// retire makes l no longer current, closes it and records why, unless that
+// was done already. The Manager's goroutine then redials.
+func (m *Manager) retire(l *link, cause error) {
+	if !m.cur.CompareAndSwap(l, nil) {
+		return
+	}
+	l.cause = cause
+	l.redial = cause != ErrClosed && !refused(cause) && l.proven(m.now())
+	l.conn.Close()
+	close(l.dead)
+}
+
+// awaitFirst waits, within a bound, for the first dial attempt to finish,
+// and returns the current link.
+func (m *Manager) awaitFirst() *link {
+	select {
+	case <-m.firstDial:
+	default:
+		t := time.NewTimer(m.connectWait)
+		defer t.Stop()
+		select {
+		case <-m.firstDial:
+		case <-t.C:
+		case <-m.closing:
+		}
+	}
+	return m.cur.Load()
+}
+
+// awaitRedial waits, within a bound, for the dial attempt that answers the
+// loss of l, and returns the current link.
+func (m *Manager) awaitRedial(l *link) *link {
+	select {
+	case <-l.next:
+	default:
+		t := time.NewTimer(m.connectWait)
+		defer t.Stop()
+		select {
+		case <-l.next:
+		case <-t.C:
+		case <-m.closing:
+		}
+	}
+	return m.cur.Load()
+}
+
+// Close stops the Manager: it ends a dial or a backoff wait in progress,
+// closes the connection, and returns when the Manager's goroutine has ended.
+// Writes under way on the connection fail; after Close, Take returns nil,
+// Put does nothing and Write returns ErrClosed. Close is idempotent and safe
+// to call concurrently with every other method; it returns nil. A Dialer
+// given to NewManager cannot be interrupted: its goroutine ends when it
+// returns, and a connection it returns then is closed at once.
+func (m *Manager) Close() error {
+	m.closeOnce.Do(func() {
+		close(m.closing)
+		m.cancel()
+	})
+	<-m.done
+	return nil
+}
+
+// Stats returns a snapshot of the Manager's counters and state. It is safe
+// for concurrent use, also after Close.
+func (m *Manager) Stats() Stats {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.stats
+}
+
+func (m *Manager) isClosed() bool {
+	select {
+	case <-m.closing:
+		return true
+	default:
+		return false
+	}
+}
+
+// now reads the monotonic clock only: cheaper than time.Now.
+func (m *Manager) now() int64 {
+	return int64(time.Since(m.epoch))
+}

@@ -1,0 +1,188 @@
+package conn
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/go-kit/log"
+)
+
+// Defaults of the options.
+const (
+	DefaultDialTimeout  = 10 * time.Second
+	DefaultWriteTimeout = 30 * time.Second
+	DefaultBackoffBase  = time.Second
+	DefaultBackoffMax   = time.Minute
+)
+
+// connectWait bounds how long the first Take or Write waits for the first
+// dial, and how long Write waits for the immediate redial that replaces a
+// proven connection. The dial itself goes on.
+const connectWait = time.Second
+
+// Dialer imitates net.Dial. Dialer is assumed to yield connections that are
+// safe for use by multiple concurrent goroutines.
+type Dialer func(network, address string) (net.Conn, error)
+
+// DialContextFunc dials with a context, like (*net.Dialer).DialContext and
+// (*tls.Dialer).DialContext. The Manager cancels the context when the dial
+// timeout passes or the Manager is closed.
+type DialContextFunc func(ctx context.Context, network, address string) (net.Conn, error)
+
+// AfterFunc imitates time.After.
+type AfterFunc func(time.Duration) <-chan time.Time
+
+// An Option configures a Manager made by New.
+type Option interface {
+	apply(*config)
+}
+
+type optionFunc func(*config)
+
+func (f optionFunc) apply(c *config) { f(c) }
+
+// config is what the options set. It is read-only once New returns.
+type config struct {
+	dial         DialContextFunc
+	after        AfterFunc
+	logger       log.Logger
+	hook         func(Event)
+	dialTimeout  time.Duration
+	writeTimeout time.Duration
+	backoff      backoff
+	problems     []string // invalid option values, logged by New
+}
+
+func defaultConfig() config {
+	return config{
+		dial:         (&net.Dialer{}).DialContext,
+		after:        time.After,
+		logger:       log.NewNopLogger(),
+		dialTimeout:  DefaultDialTimeout,
+		writeTimeout: DefaultWriteTimeout,
+		backoff:      backoff{base: DefaultBackoffBase, max: DefaultBackoffMax},
+	}
+}
+
+// WithDialer sets the function that makes connections, for example
+// (&tls.Dialer{Config: cfg}).DialContext or a net.Dialer with keep-alive
+// settings of your choice. The context it receives ends when the dial timeout
+// passes or the Manager is closed, so a dial to an address that does not
+// answer cannot hold up Close. A nil d means (&net.Dialer{}).DialContext.
+func WithDialer(d DialContextFunc) Option {
+	return optionFunc(func(c *config) {
+		if d != nil {
+			c.dial = d
+		}
+	})
+}
+
+// withDialerFunc adapts a Dialer, which takes no context, for NewManager.
+func withDialerFunc(d Dialer) Option {
+	return optionFunc(func(c *config) {
+		if d != nil {
+			c.dial = contextless(d)
+		}
+	})
+}
+
+// WithLogger sets the logger that receives one line per state change:
+// connected, connection lost (with the error), dial failed (with the attempt
+// number and the wait before the next one). Failed Writes are not logged; they
+// return their errors. A nil logger discards the lines.
+func WithLogger(logger log.Logger) Option {
+	return optionFunc(func(c *config) {
+		if logger == nil {
+			logger = log.NewNopLogger()
+		}
+		c.logger = logger
+	})
+}
+
+// WithSlogLogger is WithLogger for a *slog.Logger: the state changes are
+// logged at Info (connected) and Warn (lost, dial failed) with their details
+// as attributes. It replaces any logger set before it. A nil logger discards
+// the lines.
+func WithSlogLogger(logger *slog.Logger) Option {
+	return optionFunc(func(c *config) {
+		if logger == nil {
+			c.logger = log.NewNopLogger()
+			return
+		}
+		c.logger = slogAdapter{logger}
+	})
+}
+
+// WithAfterFunc sets the function through which the Manager waits between
+// dial attempts; time.After by default. Tests may pass a function that
+// returns a channel they control. A nil after means time.After.
+func WithAfterFunc(after AfterFunc) Option {
+	return optionFunc(func(c *config) {
+		if after == nil {
+			after = time.After
+		}
+		c.after = after
+	})
+}
+
+// WithDialTimeout bounds each dial (DefaultDialTimeout by default). Zero
+// means no bound other than Close; a negative d is invalid and keeps the
+// default.
+func WithDialTimeout(d time.Duration) Option {
+	return optionFunc(func(c *config) {
+		if d < 0 {
+			c.problems = append(c.problems, "negative dial timeout "+d.String()+" ignored")
+			return
+		}
+		c.dialTimeout = d
+	})
+}
+
+// WithWriteTimeout bounds each Write (DefaultWriteTimeout by default): a
+// Write that cannot hand its bytes to the connection within d fails with a
+// timeout error and the connection is replaced. To keep the hot path cheap
+// the deadline on the connection is refreshed lazily, so a stalled Write
+// fails between 7/8 d and d after it started. Zero disables the timeout; a
+// negative d is invalid and keeps the default.
+//
+// The deadline stays set on the connection between Writes. Code that Takes
+// the connection and writes to it directly should set its own deadline first,
+// as any user of a net.Conn should.
+func WithWriteTimeout(d time.Duration) Option {
+	return optionFunc(func(c *config) {
+		if d < 0 {
+			c.problems = append(c.problems, "negative write timeout "+d.String()+" ignored")
+			return
+		}
+		c.writeTimeout = d
+	})
+}
+
+// WithBackoff sets the reconnect schedule: after n consecutive failed
+// attempts the Manager waits base·2ⁿ⁻¹, never more than max, each wait spread
+// by ±50% so that many clients do not redial in step; at the cap the waits
+// spread over [max/2, max]. The defaults are DefaultBackoffBase and
+// DefaultBackoffMax. The count resets when a connection proves itself by
+// carrying a successful Write. Non-positive values, or max < base, are
+// invalid and keep the defaults.
+func WithBackoff(base, max time.Duration) Option {
+	return optionFunc(func(c *config) {
+		if base <= 0 || max < base {
+			c.problems = append(c.problems, "invalid backoff (base "+base.String()+", max "+max.String()+") ignored")
+			return
+		}
+		c.backoff = backoff{base: base, max: max}
+	})
+}
+
+// WithStateHook sets a function called on every change of the Manager's
+// state (see Event), for example to feed your own metrics. It is called from
+// the Manager's own goroutine, one call at a time and in order; it must not
+// block and must not call Close. Calls stop when Close returns.
+func WithStateHook(hook func(Event)) Option {
+	return optionFunc(func(c *config) {
+		c.hook = hook
+	})
+}
