@@ -30,7 +30,8 @@ const (
 )
 
 // A link is one dialed connection and what the Manager knows about it. It
-// is current (Manager.cur) from the dial until retire, and never again.
+// is handed out from its dial until retire marks it dead; it stays in
+// Manager.cur, dead, until the next link replaces it.
 type link struct {
 	conn     net.Conn
 	probe    *prober // the liveness check; nil where unsupported
@@ -43,8 +44,10 @@ type link struct {
 	deadlineMu sync.Mutex   // serialises setting the deadline
 	wrote      atomic.Bool  // a Write through the Manager succeeded on conn
 
-	dead chan struct{} // closed by retire
-	next chan struct{} // closed when the first dial after retire has finished
+	retired    atomic.Bool   // set once, by retire
+	dead       chan struct{} // closed by retire when it has finished
+	next       chan struct{} // closed when the first dial after retire has finished
+	redialSlow atomic.Bool   // a wait for next timed out: wait no more
 
 	// Set by retire before dead is closed.
 	cause  error

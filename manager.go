@@ -28,7 +28,7 @@ import (
 // Manager must not be copied. Close it when done: until then it keeps one
 // goroutine and its connection.
 type Manager struct {
-	cur atomic.Pointer[link] // what Take hands out; nil while there is none
+	cur atomic.Pointer[link] // the latest link; nil until the first dial succeeds
 
 	network, address string
 	cfg              config
@@ -41,6 +41,7 @@ type Manager struct {
 	closing   chan struct{} // closed by Close
 	closeOnce sync.Once
 	firstDial chan struct{} // closed when the first dial attempt has finished
+	firstOver atomic.Bool   // a wait for the first dial has timed out: wait no more
 	done      chan struct{} // closed when run returns
 
 	mu    sync.Mutex
@@ -110,11 +111,14 @@ func NewDefaultManager(network, address string, logger log.Logger) *Manager {
 // no connection, and after Close. A connection that Take returned may since
 // have been replaced; Put its errors back. Take costs an atomic load.
 func (m *Manager) Take() net.Conn {
-	if l := m.cur.Load(); l != nil {
+	l := m.cur.Load()
+	if l != nil && !l.retired.Load() {
 		return l.conn
 	}
-	if l := m.awaitFirst(); l != nil {
-		return l.conn
+	if l == nil {
+		if l = m.awaitFirst(); l != nil {
+			return l.conn
+		}
 	}
 	return nil
 }
@@ -133,7 +137,7 @@ func (m *Manager) Put(err error) {
 	if err == nil {
 		return
 	}
-	if l := m.cur.Load(); l != nil && l.mayHaveCaused(err) {
+	if l := m.live(); l != nil && l.mayHaveCaused(err) {
 		m.retire(l, err)
 	}
 }
@@ -159,10 +163,15 @@ func (m *Manager) Put(err error) {
 // call is one Write on the connection, so concurrent calls are not
 // interleaved on a stream socket. Write allocates nothing.
 func (m *Manager) Write(b []byte) (int, error) {
-	if l := m.cur.Load(); l != nil {
+	l := m.cur.Load()
+	if l != nil && !l.retired.Load() {
 		return m.write(l, b, true)
 	}
-	l := m.awaitFirst()
+	if l == nil {
+		l = m.awaitFirst()
+	} else {
+		l = m.awaitReplacement(l)
+	}
 	if l == nil {
 		if m.isClosed() {
 			return 0, ErrClosed
@@ -221,20 +230,13 @@ func (m *Manager) refreshDeadline(l *link, now int64) {
 // it.
 func (m *Manager) failed(l *link, b []byte, n int, err error, retry, checked bool) (int, error) {
 	m.retire(l, err)
-	select {
-	case <-l.dead: // retire has finished, here or in another goroutine
-	case <-m.closing:
+	if n == 0 && retry && !isTimeout(err) {
+		if next := m.awaitReplacement(l); next != nil {
+			return m.write(next, b, false)
+		}
 	}
 	if m.isClosed() {
 		return n, ErrClosed
-	}
-	if n == 0 && retry && l.redial && !isTimeout(err) {
-		if next := m.awaitRedial(l); next != nil {
-			return m.write(next, b, false)
-		}
-		if m.isClosed() {
-			return 0, ErrClosed
-		}
 	}
 	if checked {
 		return 0, ErrConnectionUnavailable
@@ -242,10 +244,10 @@ func (m *Manager) failed(l *link, b []byte, n int, err error, retry, checked boo
 	return n, err
 }
 
-// retire makes l no longer current, closes it and records why, unless that
-// was done already. The Manager's goroutine then redials.
+// retire marks l dead, closes it and records why, unless that was done
+// already. The Manager's goroutine then redials.
 func (m *Manager) retire(l *link, cause error) {
-	if !m.cur.CompareAndSwap(l, nil) {
+	if !l.retired.CompareAndSwap(false, true) {
 		return
 	}
 	l.cause = cause
@@ -255,37 +257,65 @@ func (m *Manager) retire(l *link, cause error) {
 }
 
 // awaitFirst waits, within a bound, for the first dial attempt to finish,
-// and returns the current link.
+// and returns the current link. Once a wait has timed out, later calls do
+// not wait: the dial is hanging.
 func (m *Manager) awaitFirst() *link {
 	select {
 	case <-m.firstDial:
 	default:
+		if m.firstOver.Load() {
+			break
+		}
 		t := time.NewTimer(m.connectWait)
 		defer t.Stop()
 		select {
 		case <-m.firstDial:
 		case <-t.C:
+			m.firstOver.Store(true)
 		case <-m.closing:
 		}
 	}
-	return m.cur.Load()
+	return m.live()
 }
 
-// awaitRedial waits, within a bound, for the dial attempt that answers the
-// loss of l, and returns the current link.
-func (m *Manager) awaitRedial(l *link) *link {
+// awaitReplacement returns the link that replaces the retired l when l
+// proved itself and so is redialed at once: it waits, within a bound, for
+// that dial. It returns nil when there is none: l did not prove itself, the
+// dial failed, or it hangs — once a wait has timed out, later calls do not
+// wait.
+func (m *Manager) awaitReplacement(l *link) *link {
+	select {
+	case <-l.dead: // retire has finished, here or in another goroutine
+	case <-m.closing:
+		return nil
+	}
+	if !l.redial {
+		return nil
+	}
 	select {
 	case <-l.next:
 	default:
+		if l.redialSlow.Load() {
+			break
+		}
 		t := time.NewTimer(m.connectWait)
 		defer t.Stop()
 		select {
 		case <-l.next:
 		case <-t.C:
+			l.redialSlow.Store(true)
 		case <-m.closing:
 		}
 	}
-	return m.cur.Load()
+	return m.live()
+}
+
+// live returns the current link, or nil if it is dead or there is none.
+func (m *Manager) live() *link {
+	if l := m.cur.Load(); l != nil && !l.retired.Load() {
+		return l
+	}
+	return nil
 }
 
 // Close stops the Manager: it ends a dial or a backoff wait in progress,

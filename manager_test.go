@@ -1,0 +1,460 @@
+package conn_test
+
+import (
+	"errors"
+	"net"
+	"os"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/go-kit/log"
+
+	"github.com/seed44b27a20/conn"
+)
+
+// newFake returns a Manager dialing f, closed when the test ends.
+func newFake(t *testing.T, f *fakeNet, opts ...conn.Option) *conn.Manager {
+	t.Helper()
+	m := conn.New("tcp", "fake:1", append([]conn.Option{conn.WithDialer(f.Dial)}, opts...)...)
+	t.Cleanup(func() { m.Close() })
+	return m
+}
+
+func TestFirstTakeWaitsForFirstDial(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeNet{delay: 200 * time.Millisecond}
+		m := newFake(t, f)
+		start := time.Now()
+		if m.Take() == nil {
+			t.Fatal("Take: nil, want the first connection")
+		}
+		if want, have := 200*time.Millisecond, time.Since(start); want != have {
+			t.Errorf("Take waited %v, want %v", have, want)
+		}
+		m.Close()
+	})
+}
+
+func TestFirstWaitIsBoundedWhileDialHangs(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeNet{hang: true}
+		m := newFake(t, f)
+		start := time.Now()
+		if c := m.Take(); c != nil {
+			t.Fatalf("Take: %v, want nil", c)
+		}
+		if want, have := time.Second, time.Since(start); want != have {
+			t.Errorf("first Take waited %v, want %v", have, want)
+		}
+		start = time.Now()
+		if _, err := m.Write([]byte("x")); !errors.Is(err, conn.ErrConnectionUnavailable) {
+			t.Errorf("Write: %v, want ErrConnectionUnavailable", err)
+		}
+		if have := time.Since(start); have != 0 {
+			t.Errorf("Write after the first wait took %v, want 0", have)
+		}
+		start = time.Now()
+		m.Close()
+		if have := time.Since(start); have != 0 {
+			t.Errorf("Close during a hanging dial took %v, want 0", have)
+		}
+	})
+}
+
+func TestDialTimeoutEndsHangingDial(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeNet{hang: true}
+		after := &afterRecorder{}
+		m := newFake(t, f, conn.WithDialTimeout(3*time.Second), conn.WithAfterFunc(after.After))
+		time.Sleep(3*time.Second + time.Millisecond)
+		synctest.Wait()
+		st := m.Stats()
+		if st.DialFailures != 1 || !errors.Is(st.LastError, errDeadline) {
+			t.Errorf("after the dial timeout: %d failures, last error %v; want 1, context deadline exceeded", st.DialFailures, st.LastError)
+		}
+		if len(after.Waits()) != 1 {
+			t.Errorf("backoff waits %v, want one", after.Waits())
+		}
+		m.Close()
+	})
+}
+
+func TestBackoffScheduleGoesThroughAfterFunc(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeNet{dialErr: errors.New("refused (fake)")}
+		after := &afterRecorder{}
+		base, max := 100*time.Millisecond, time.Second
+		m := newFake(t, f, conn.WithAfterFunc(after.After), conn.WithBackoff(base, max))
+		time.Sleep(20 * time.Second)
+		synctest.Wait()
+
+		waits := after.Waits()
+		if len(waits) < 10 {
+			t.Fatalf("%d waits in 20s, want at least 10: %v", len(waits), waits)
+		}
+		nominal := base
+		for i, w := range waits {
+			if lo, hi := nominal/2, min(nominal+nominal/2, max); w < lo || w > hi {
+				t.Errorf("wait %d: %v, want within [%v, %v]", i+1, w, lo, hi)
+			}
+			nominal = min(2*nominal, max)
+		}
+		st := m.Stats()
+		if st.Dials != uint64(len(waits)) && st.Dials != uint64(len(waits)+1) {
+			t.Errorf("%d dials for %d waits", st.Dials, len(waits))
+		}
+		if st.Dials != st.DialFailures || st.State != conn.Disconnected {
+			t.Errorf("stats %+v, want every dial failed and Disconnected", st)
+		}
+
+		f.set(func(f *fakeNet) { f.dialErr = nil })
+		time.Sleep(max)
+		if m.Take() == nil {
+			t.Fatal("no connection within the cap after the dialer recovered")
+		}
+		m.Close()
+	})
+}
+
+// The seed's contract, as go-kit's own test checks it: after Put(err) no
+// connection is handed out until the AfterFunc's channel fires.
+func TestPutWaitsForAfterFuncBeforeRedial(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		tick := make(chan time.Time)
+		f := &fakeNet{}
+		m := newFake(t, f, conn.WithAfterFunc(func(time.Duration) <-chan time.Time { return tick }))
+		if m.Take() == nil {
+			t.Fatal("no first connection")
+		}
+		m.Put(errors.New("kill it"))
+		synctest.Wait()
+		for i := 0; i < 10; i++ {
+			if c := m.Take(); c != nil {
+				t.Fatalf("Take %d after Put: %v, want nil", i, c)
+			}
+		}
+		if want, have := 1, f.Dials(); want != have {
+			t.Fatalf("dials before the tick: %d, want %d", have, want)
+		}
+		tick <- time.Now()
+		synctest.Wait()
+		if m.Take() == nil || f.Dials() != 2 {
+			t.Fatalf("after the tick: %d dials, Take %v", f.Dials(), m.Take())
+		}
+		if !f.Conn(0).closed.Load() {
+			t.Error("the invalidated connection was not closed")
+		}
+		m.Close()
+	})
+}
+
+func TestPutNilAndStaleErrorsKeepTheConnection(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeNet{}
+		m := newFake(t, f)
+		c := m.Take()
+		m.Put(nil)
+		stale := &net.OpError{Op: "write", Net: "tcp",
+			Source: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1},
+			Addr:   fakeRemote, Err: errors.New("broken pipe")}
+		m.Put(stale)
+		if m.Take() != c {
+			t.Fatal("Put(nil) or an error naming another connection replaced the connection")
+		}
+		ours := &net.OpError{Op: "write", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: errors.New("broken pipe")}
+		m.Put(ours)
+		if m.Take() != nil {
+			t.Fatal("an error naming the current connection did not invalidate it")
+		}
+		m.Close()
+	})
+}
+
+func TestManyFailedWritesRedialOnceAndRecover(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeNet{}
+		m := newFake(t, f)
+		if _, err := m.Write([]byte("proof")); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond) // long enough for the connection to prove itself
+		f.Conn(0).fail(errBroken)
+
+		const writers = 16
+		var wg sync.WaitGroup
+		errs := make(chan error, writers)
+		for range writers {
+			wg.Go(func() {
+				_, err := m.Write([]byte("line\n"))
+				errs <- err
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Errorf("Write: %v, want nil: a dead proven connection is replaced transparently", err)
+			}
+		}
+		if want, have := 2, f.Dials(); want != have {
+			t.Errorf("dials: %d, want %d", have, want)
+		}
+		if want, have := int64(writers), f.Conn(1).writes.Load(); want != have {
+			t.Errorf("writes on the new connection: %d, want %d", have, want)
+		}
+		if st := m.Stats(); st.Lost != 1 {
+			t.Errorf("Stats.Lost = %d, want 1", st.Lost)
+		}
+		m.Close()
+	})
+}
+
+func TestUnprovenConnectionIsRedialedAfterBackoff(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeNet{}
+		after := &afterRecorder{}
+		m := newFake(t, f, conn.WithAfterFunc(after.After))
+		if m.Take() == nil {
+			t.Fatal("no first connection")
+		}
+		f.Conn(0).fail(errBroken)
+		if _, err := m.Write([]byte("x")); !errors.Is(err, errBroken) {
+			t.Fatalf("Write: %v, want the connection's error", err)
+		}
+		if _, err := m.Write([]byte("x")); !errors.Is(err, conn.ErrConnectionUnavailable) {
+			t.Fatalf("Write while backing off: %v, want ErrConnectionUnavailable", err)
+		}
+		synctest.Wait()
+		if waits := after.Waits(); len(waits) != 1 || waits[0] < conn.DefaultBackoffBase/2 {
+			t.Fatalf("waits %v, want one backoff wait", waits)
+		}
+		time.Sleep(after.Waits()[0])
+		synctest.Wait()
+		if f.Dials() != 2 || m.Take() == nil {
+			t.Fatalf("after the backoff: %d dials, want 2 and a connection", f.Dials())
+		}
+		m.Close()
+	})
+}
+
+func TestWriteTimesOutWhenPeerStopsReading(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var (
+			mu    sync.Mutex
+			peers []net.Conn
+		)
+		dial := func(string, string) (net.Conn, error) {
+			c, peer := net.Pipe() // nobody reads peer
+			mu.Lock()
+			peers = append(peers, peer)
+			mu.Unlock()
+			return c, nil
+		}
+		m := conn.New("pipe", "", conn.WithDialer(nil), conn.WithWriteTimeout(2*time.Second))
+		m.Close()
+		m = conn.NewManager(dial, "pipe", "", nil, nil)
+		m.Close()
+		m = conn.New("pipe", "", conn.WithWriteTimeout(2*time.Second), conn.WithBackoff(10*time.Millisecond, time.Second),
+			conn.WithDialer(contextFree(dial)))
+		defer func() {
+			m.Close()
+			mu.Lock()
+			for _, p := range peers {
+				p.Close()
+			}
+			mu.Unlock()
+		}()
+		start := time.Now()
+		_, err := m.Write([]byte("stuck"))
+		took := time.Since(start)
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("Write: %v, want a timeout", err)
+		}
+		if took > 2*time.Second || took < 2*time.Second*7/8 {
+			t.Errorf("Write failed after %v, want within [1.75s, 2s]", took)
+		}
+		if m.Take() != nil {
+			t.Error("the stalled connection is still handed out")
+		}
+		time.Sleep(time.Second)
+		if m.Take() == nil {
+			t.Error("no new connection after the backoff")
+		}
+	})
+}
+
+func TestCloseInEveryState(t *testing.T) {
+	cases := []struct {
+		name  string
+		setup func(f *fakeNet) []conn.Option
+	}{
+		{"connected", func(f *fakeNet) []conn.Option { return nil }},
+		{"dialing", func(f *fakeNet) []conn.Option { f.hang = true; return nil }},
+		{"backing off, AfterFunc never fires", func(f *fakeNet) []conn.Option {
+			f.dialErr = errors.New("down")
+			return []conn.Option{conn.WithAfterFunc(func(time.Duration) <-chan time.Time { return nil })}
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				f := &fakeNet{}
+				m := newFake(t, f, tc.setup(f)...)
+				m.Take()
+				var wg sync.WaitGroup
+				for range 4 {
+					wg.Go(func() {
+						for range 100 {
+							m.Write([]byte("x"))
+							m.Take()
+							m.Put(errors.New("x"))
+						}
+					})
+				}
+				wg.Go(func() { m.Close() })
+				m.Close()
+				m.Close()
+				wg.Wait()
+				if c := m.Take(); c != nil {
+					t.Errorf("Take after Close: %v", c)
+				}
+				if _, err := m.Write([]byte("x")); !errors.Is(err, conn.ErrClosed) {
+					t.Errorf("Write after Close: %v, want ErrClosed", err)
+				}
+				m.Put(errors.New("after close"))
+				if st := m.Stats(); st.State != conn.Closed {
+					t.Errorf("state after Close: %v", st.State)
+				}
+				for i := range len(f.conns) {
+					if !f.Conn(i).closed.Load() {
+						t.Errorf("connection %d left open", i)
+					}
+				}
+			})
+		})
+	}
+}
+
+func TestCloseAbandonsContextlessDial(t *testing.T) {
+	release := make(chan struct{})
+	returned := make(chan struct{})
+	dial := func(string, string) (net.Conn, error) {
+		defer close(returned)
+		<-release
+		c, _ := net.Pipe()
+		return c, nil
+	}
+	m := conn.NewManager(dial, "pipe", "", nil, log.NewNopLogger())
+	done := make(chan struct{})
+	go func() { m.Close(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close blocked on a Dialer that does not return")
+	}
+	close(release)
+	select {
+	case <-returned:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the dial goroutine did not end")
+	}
+}
+
+func TestStateHookAndLogLines(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var (
+			mu     sync.Mutex
+			events []conn.Event
+			lines  int
+		)
+		hook := func(ev conn.Event) { mu.Lock(); events = append(events, ev); mu.Unlock() }
+		logger := log.LoggerFunc(func(...any) error { mu.Lock(); lines++; mu.Unlock(); return nil })
+		tick := make(chan time.Time)
+		after := func(time.Duration) <-chan time.Time { return tick }
+		f := &fakeNet{}
+		m := newFake(t, f, conn.WithStateHook(hook), conn.WithLogger(logger), conn.WithAfterFunc(after))
+		m.Take()
+		f.set(func(f *fakeNet) { f.dialErr = errors.New("down") })
+		m.Put(errors.New("lost"))
+		for range 100 { // failed Writes are not logged
+			m.Write([]byte("x"))
+		}
+		tick <- time.Now() // this redial fails
+		synctest.Wait()
+		f.set(func(f *fakeNet) { f.dialErr = nil })
+		tick <- time.Now() // this one succeeds
+		synctest.Wait()
+		m.Close()
+
+		want := []conn.State{conn.Connected, conn.Disconnected, conn.Disconnected, conn.Connected, conn.Closed}
+		mu.Lock()
+		defer mu.Unlock()
+		if len(events) != len(want) {
+			t.Fatalf("events %+v, want states %v", events, want)
+		}
+		for i, ev := range events {
+			if ev.State != want[i] {
+				t.Errorf("event %d: %v, want %v", i, ev.State, want[i])
+			}
+		}
+		if ev := events[2]; ev.Attempt != 2 || ev.Err == nil || ev.Wait <= 0 {
+			t.Errorf("dial failure event %+v, want attempt 2 with an error and a wait", ev)
+		}
+		if lines != len(events) {
+			t.Errorf("%d log lines for %d state changes", lines, len(events))
+		}
+		if st := m.Stats(); st.Dials != 3 || st.DialFailures != 1 || st.Lost != 1 {
+			t.Errorf("stats %+v, want 3 dials, 1 failure, 1 lost", st)
+		}
+	})
+}
+
+func TestBadInput(t *testing.T) {
+	typedNil := func(string, string) (net.Conn, error) { return (*net.TCPConn)(nil), nil }
+	withErr := &fakeConn{}
+	cases := []struct {
+		name string
+		m    func() *conn.Manager
+	}{
+		{"unknown network", func() *conn.Manager { return conn.NewDefaultManager("carrier-pigeon", "a:1", nil) }},
+		{"address without port", func() *conn.Manager { return conn.NewDefaultManager("tcp", "127.0.0.1", nil) }},
+		{"empty address", func() *conn.Manager { return conn.New("unix", "") }},
+		{"nil dialer, after and logger", func() *conn.Manager { return conn.NewManager(nil, "tcp", "127.0.0.1:bad", nil, nil) }},
+		{"dialer returns nil, nil", func() *conn.Manager {
+			return conn.NewManager(func(string, string) (net.Conn, error) { return nil, nil }, "tcp", "x:1", nil, nil)
+		}},
+		{"dialer returns a typed nil", func() *conn.Manager { return conn.NewManager(typedNil, "tcp", "x:1", nil, nil) }},
+		{"dialer returns a conn and an error", func() *conn.Manager {
+			return conn.NewManager(func(string, string) (net.Conn, error) { return withErr, errors.New("half") }, "tcp", "x:1", nil, nil)
+		}},
+		{"invalid options", func() *conn.Manager {
+			return conn.New("tcp", "127.0.0.1", conn.WithBackoff(-1, -2), conn.WithDialTimeout(-1), conn.WithWriteTimeout(-1), nil)
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			m := tc.m()
+			defer m.Close()
+			if c := m.Take(); c != nil {
+				t.Errorf("Take: %v, want nil", c)
+			}
+			if _, err := m.Write([]byte("x")); !errors.Is(err, conn.ErrConnectionUnavailable) {
+				t.Errorf("Write: %v, want ErrConnectionUnavailable", err)
+			}
+			if st := m.Stats(); st.DialFailures == 0 || st.LastError == nil {
+				t.Errorf("stats %+v, want a failed dial and its error", st)
+			}
+		})
+	}
+	if !withErr.closed.Load() {
+		t.Error("a connection returned with an error was not closed")
+	}
+}
+
+var errDeadline = errors.New("context deadline exceeded")
+
+func init() {
+	errDeadline = contextDeadline()
+}
