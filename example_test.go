@@ -1,0 +1,124 @@
+package conn_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"time"
+
+	"github.com/go-kit/log"
+
+	"github.com/seed44b27a20/conn"
+)
+
+// A Manager is an io.Writer that keeps its connection alive: here a go-kit
+// logger writes logfmt lines through it to a TCP server.
+func Example() {
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	defer ln.Close()
+	received := make(chan string)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		line, _ := bufio.NewReader(c).ReadString('\n')
+		received <- line
+	}()
+
+	m := conn.NewDefaultManager("tcp", ln.Addr().String(), log.NewNopLogger())
+	defer m.Close()
+	logger := log.NewLogfmtLogger(m)
+	logger.Log("msg", "hello", "answer", 42)
+
+	fmt.Print(<-received)
+	// Output: msg=hello answer=42
+}
+
+// New takes functional options; WithStateHook feeds state changes to your
+// own metrics.
+func ExampleNew() {
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	defer ln.Close()
+
+	states := make(chan conn.State, 8)
+	m := conn.New("tcp", ln.Addr().String(),
+		conn.WithDialTimeout(2*time.Second),
+		conn.WithWriteTimeout(5*time.Second),
+		conn.WithBackoff(100*time.Millisecond, 10*time.Second),
+		conn.WithStateHook(func(ev conn.Event) { states <- ev.State }),
+	)
+	fmt.Println(m.Take() != nil)
+	m.Close()
+	fmt.Println(<-states, <-states)
+	// Output:
+	// true
+	// connected closed
+}
+
+// WithSlogLogger sends the Manager's state changes to a *slog.Logger.
+func ExampleWithSlogLogger() {
+	handler := slog.NewTextHandler(os.Stdout, &slog.HandlerOptions{
+		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+			if a.Key == slog.TimeKey {
+				return slog.Attr{} // keep the output stable
+			}
+			return a
+		},
+	})
+	pipe := func(context.Context, string, string) (net.Conn, error) {
+		c, _ := net.Pipe()
+		return c, nil
+	}
+	m := conn.New("tcp", "logs.example:514", conn.WithDialer(pipe), conn.WithSlogLogger(slog.New(handler)))
+	m.Take()
+	m.Close()
+	// Output:
+	// level=INFO msg=connected network=tcp address=logs.example:514
+	// level=INFO msg=closed network=tcp address=logs.example:514
+}
+
+// Take and Put are the go-kit API: Take the connection, use it, and Put back
+// the error it gave. A nil connection means there is none right now.
+func ExampleManager_Take() {
+	pipe := func(context.Context, string, string) (net.Conn, error) {
+		c, peer := net.Pipe()
+		peer.Close() // the peer is gone: writes fail
+		return c, nil
+	}
+	m := conn.New("tcp", "metrics.example:2003", conn.WithDialer(pipe))
+	defer m.Close()
+
+	c := m.Take()
+	if c == nil {
+		fmt.Println("no connection")
+		return
+	}
+	_, err := c.Write([]byte("requests 1 1700000000\n"))
+	m.Put(err) // invalidates the connection; the Manager redials after a backoff
+	fmt.Println(err != nil, m.Take() == nil)
+	// Output: true true
+}
+
+// Exponential doubles a duration with ±50% jitter, never beyond a minute.
+func ExampleExponential() {
+	d := conn.Exponential(time.Second)
+	fmt.Println(d >= time.Second && d <= 3*time.Second)
+	fmt.Println(conn.Exponential(time.Hour) <= time.Minute)
+	// Output:
+	// true
+	// true
+}
+
+// After Close, Write fails with ErrClosed and Take returns nil.
+func ExampleManager_Close() {
+	m := conn.New("tcp", "127.0.0.1:1")
+	m.Close()
+	_, err := m.Write([]byte("late"))
+	fmt.Println(err, m.Take() == nil)
+	// Output: conn: manager closed true
+}
