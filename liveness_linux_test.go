@@ -1,0 +1,153 @@
+//go:build linux
+
+package conn_test
+
+import (
+	"bufio"
+	"crypto/tls"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/seed44b27a20/conn"
+	"github.com/seed44b27a20/conn/internal/testnet"
+)
+
+// finDelivery is how long the tests give a FIN or RST sent on loopback to
+// reach the client's kernel. Nothing signals its arrival without reading
+// the socket, which is what the liveness check must not do.
+const finDelivery = 50 * time.Millisecond
+
+// closingServer accepts connections; for each it reads one line, then, when
+// told, writes unread data and closes, so that the FIN arrives behind data
+// the client never reads.
+type closingServer struct {
+	ln    net.Listener
+	first chan string // the first line of each connection
+	close chan struct{}
+}
+
+func newClosingServer(t *testing.T, network, addr string, cfg *tls.Config) *closingServer {
+	ln, err := net.Listen(network, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg != nil {
+		ln = tls.NewListener(ln, cfg)
+	}
+	s := &closingServer{ln: ln, first: make(chan string, 8), close: make(chan struct{}, 8)}
+	done, quit := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			line, _ := bufio.NewReader(c).ReadString('\n')
+			s.first <- line
+			select {
+			case <-s.close:
+				c.Write([]byte("unread\n"))
+			case <-quit:
+			}
+			c.Close()
+		}
+	}()
+	t.Cleanup(func() { close(quit); ln.Close(); <-done })
+	return s
+}
+
+func TestWriteAfterPeerClosedIdleConnectionIsRedialedNotLost(t *testing.T) {
+	serverTLS, clientTLS := testnet.SelfSignedTLS(t)
+	cases := []struct {
+		name, network string
+		addr          func(tb testing.TB) string
+		serverTLS     *tls.Config
+		dialer        conn.DialContextFunc
+	}{
+		{"tcp", "tcp", func(testing.TB) string { return "127.0.0.1:0" }, nil, nil},
+		{"unix", "unix", testnet.FreeUnixPath, nil, nil},
+		{"tls", "tcp", func(testing.TB) string { return "127.0.0.1:0" }, serverTLS, (&tls.Dialer{Config: clientTLS}).DialContext},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newClosingServer(t, tc.network, tc.addr(t), tc.serverTLS)
+			m := conn.New(tc.network, s.ln.Addr().String(), conn.WithDialer(tc.dialer))
+			defer m.Close()
+
+			if _, err := m.Write([]byte("first\n")); err != nil {
+				t.Fatalf("first Write: %v", err)
+			}
+			if want, have := "first\n", recv(t, s.first); want != have {
+				t.Fatalf("server got %q, want %q", have, want)
+			}
+			s.close <- struct{}{}
+			time.Sleep(finDelivery)
+
+			if _, err := m.Write([]byte("second\n")); err != nil {
+				t.Fatalf("Write after the peer closed: %v, want nil", err)
+			}
+			if want, have := "second\n", recv(t, s.first); want != have {
+				t.Fatalf("the new connection got %q, want %q", have, want)
+			}
+			if st := m.Stats(); st.Dials != 2 || st.Lost != 1 {
+				t.Errorf("stats %+v, want 2 dials and 1 lost", st)
+			}
+		})
+	}
+}
+
+func TestLivenessCheckNeitherWaitsForNorStealsFromAReader(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			accepted <- c
+		}
+	}()
+	m := conn.New("tcp", ln.Addr().String())
+	defer m.Close()
+	c := m.Take()
+	if c == nil {
+		t.Fatal("no connection")
+	}
+	server := recv(t, accepted)
+	defer server.Close()
+
+	got := make(chan string, 1)
+	go func() { // holds the connection's read lock until the server speaks
+		line, _ := bufio.NewReader(c).ReadString('\n')
+		got <- line
+	}()
+	for i := range 3 {
+		time.Sleep(2 * time.Millisecond) // idle long enough to be checked
+		wrote := make(chan error, 1)
+		go func() { _, err := m.Write([]byte("ping\n")); wrote <- err }()
+		if err := recv(t, wrote); err != nil {
+			t.Fatalf("Write %d while another goroutine reads: %v", i, err)
+		}
+	}
+	server.Write([]byte("pong\n"))
+	if want, have := "pong\n", recv(t, got); want != have {
+		t.Fatalf("the reader got %q, want %q", have, want)
+	}
+}
+
+// recv receives from ch within a bound that holds under -race on a busy
+// machine.
+func recv[T any](t *testing.T, ch <-chan T) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(10 * time.Second):
+		t.Fatal("timed out")
+		panic("unreachable")
+	}
+}

@@ -1,0 +1,381 @@
+//go:build linux
+
+package conn_test
+
+// The fault-injection suite: real loopback sockets, each scenario asserting
+// counts. Figures are logged with t.Logf; RELIABILITY.md quotes them.
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/seed44b27a20/conn"
+	"github.com/seed44b27a20/conn/internal/testnet"
+)
+
+func TestScenarioIdleTimeoutPeerLosesNothing(t *testing.T) {
+	sink := testnet.NewSink(t, "tcp", testnet.WithIdleTimeout(30*time.Millisecond))
+	m := conn.New("tcp", sink.Addr(), conn.WithBackoff(50*time.Millisecond, time.Second))
+	defer m.Close()
+
+	var sent, failed int
+	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); {
+		for range 1 + sent%3 { // bursts of 1 to 3 lines
+			if _, err := fmt.Fprintf(m, "%d\n", sent); err != nil {
+				failed++
+				t.Errorf("Write %d: %v", sent, err)
+			}
+			sent++
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !sink.WaitLines(sent, 10*time.Second) {
+		t.Fatalf("sink received %d of %d lines", sink.LineCount(), sent)
+	}
+	for i, line := range sink.Lines() {
+		if line != strconv.Itoa(i) {
+			t.Fatalf("line %d is %q: out of order or torn", i, line)
+		}
+	}
+	st := m.Stats()
+	t.Logf("idle-timeout peer: %d writes, %d failed, %d received, %d connections, %d lost and redialed",
+		sent, failed, sink.LineCount(), sink.Accepted(), st.Lost)
+	if sink.Accepted() < 10 {
+		t.Errorf("only %d connections: the peer's idle timeout did not close them", sink.Accepted())
+	}
+}
+
+func TestScenarioSixteenWritersThroughOneResetRedialOnce(t *testing.T) {
+	sink := testnet.NewSink(t, "tcp")
+	m := conn.New("tcp", sink.Addr())
+	defer m.Close()
+	if _, err := m.Write([]byte("warm\n")); err != nil {
+		t.Fatal(err)
+	}
+	if !sink.WaitLines(1, 10*time.Second) {
+		t.Fatal("first line not received")
+	}
+	time.Sleep(20 * time.Millisecond) // let the connection prove itself
+	if n := sink.ResetAll(); n != 1 {
+		t.Fatalf("reset %d connections, want 1", n)
+	}
+	time.Sleep(finDelivery)
+
+	const writers = 16
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	for i := range writers {
+		wg.Go(func() {
+			_, err := fmt.Fprintf(m, "writer %d\n", i)
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Errorf("Write after the reset: %v, want nil", err)
+		}
+	}
+	if !sink.WaitLines(1+writers, 10*time.Second) {
+		t.Errorf("sink received %d lines, want %d", sink.LineCount(), 1+writers)
+	}
+	st := m.Stats()
+	t.Logf("one RST, %d writers: %d dials, %d connections accepted, %d lines received", writers, st.Dials, sink.Accepted(), sink.LineCount())
+	if st.Dials != 2 || sink.Accepted() != 2 {
+		t.Errorf("%d dials, %d accepted; want one redial", st.Dials, sink.Accepted())
+	}
+}
+
+func TestScenarioEightWritersThroughFourRestarts(t *testing.T) {
+	const (
+		writers  = 8
+		restarts = 4
+		down     = 200 * time.Millisecond
+		maxWait  = 500 * time.Millisecond
+	)
+	sink := testnet.NewSink(t, "tcp")
+	m := conn.New("tcp", sink.Addr(), conn.WithBackoff(20*time.Millisecond, maxWait))
+	defer m.Close()
+
+	type result struct {
+		ok  bool
+		at  time.Time
+		err error
+	}
+	var (
+		mu      sync.Mutex
+		results = make([][]result, writers)
+		stop    = make(chan struct{})
+		wg      sync.WaitGroup
+	)
+	for w := range writers {
+		wg.Go(func() {
+			for seq := 0; ; seq++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				_, err := fmt.Fprintf(m, "w%d %d\n", w, seq)
+				mu.Lock()
+				results[w] = append(results[w], result{err == nil, time.Now(), err})
+				mu.Unlock()
+				time.Sleep(time.Millisecond)
+			}
+		})
+	}
+	var started []time.Time
+	for range restarts {
+		time.Sleep(300 * time.Millisecond)
+		if err := sink.Restart(down); err != nil {
+			t.Fatal(err)
+		}
+		started = append(started, time.Now())
+	}
+	time.Sleep(300 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	// A last line on the current connection: once it arrives, everything
+	// sent before it on that connection has, and older connections are gone.
+	if _, err := m.Write([]byte("end\n")); err != nil {
+		t.Fatalf("final Write: %v", err)
+	}
+	if !sink.WaitUntil(func() bool { lines := sink.Lines(); return len(lines) > 0 && lines[len(lines)-1] == "end" }, 10*time.Second) {
+		t.Fatal("the final line did not arrive")
+	}
+
+	received := map[string]int{}
+	for _, line := range sink.Lines() {
+		received[line]++
+	}
+	var acked, failed, lost, failedButReceived int
+	for w, rs := range results {
+		for seq, r := range rs {
+			key := fmt.Sprintf("w%d %d", w, seq)
+			switch {
+			case r.ok && received[key] == 0:
+				lost++
+				acked++
+			case r.ok:
+				acked++
+			case received[key] > 0:
+				failedButReceived++
+				failed++
+			default:
+				failed++
+			}
+			if received[key] > 1 {
+				t.Errorf("%q received %d times", key, received[key])
+			}
+			delete(received, key)
+		}
+	}
+	delete(received, "end")
+	for line := range received {
+		t.Errorf("received a line nobody wrote (torn?): %q", line)
+	}
+	if failedButReceived > 0 {
+		t.Errorf("%d lines received although Write reported them failed", failedButReceived)
+	}
+	// Lines in flight at a restart: written into the old connection after
+	// the sink stopped reading and before the client learned of the close.
+	// The sink's close with unread data answers with an RST that discards
+	// them; nothing can report them. A few per writer per restart at most.
+	if bound := restarts * writers * 4; lost > bound {
+		t.Errorf("%d acknowledged lines lost, more than %d (4 per writer per restart)", lost, bound)
+	}
+	for i, at := range started {
+		first := time.Time{}
+		for _, rs := range results {
+			for _, r := range rs {
+				if r.ok && r.at.After(at) && (first.IsZero() || r.at.Before(first)) {
+					first = r.at
+				}
+			}
+		}
+		if first.IsZero() || first.Sub(at) > maxWait*3/2+time.Second {
+			t.Errorf("restart %d: writing resumed after %v, want within the backoff cap", i+1, first.Sub(at))
+		} else {
+			t.Logf("restart %d: writing resumed %v after the sink listened again", i+1, first.Sub(at).Round(time.Millisecond))
+		}
+	}
+	t.Logf("%d writers, %d restarts: %d writes acknowledged, %d failed (reported), %d acknowledged but lost, %d fragments, %d connections",
+		writers, restarts, acked, failed, lost, len(sink.Fragments()), sink.Accepted())
+}
+
+func TestScenarioFlappingPeerFollowsBackoff(t *testing.T) {
+	flap := testnet.NewFlapper(t)
+	m := conn.New("tcp", flap.Addr(), conn.WithBackoff(50*time.Millisecond, time.Second))
+	defer m.Close()
+	var ok, failed int
+	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); {
+		if _, err := m.Write([]byte("x\n")); err != nil {
+			failed++
+		} else {
+			ok++
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	st := m.Stats()
+	// The schedule allows waits of 25-75ms, 50-150, 100-300, 200-600, then
+	// 400ms-1s: between 4 and about 14 dials in 3s. A loop would make
+	// hundreds.
+	t.Logf("flapping peer, 3s: %d dials, %d accepted, %d writes returned nil, %d failed", st.Dials, flap.Accepted(), ok, failed)
+	if st.Dials < 4 || st.Dials > 15 {
+		t.Errorf("%d dials in 3s, want 4 to 15 on the backoff schedule", st.Dials)
+	}
+}
+
+func TestScenarioBlackhole(t *testing.T) {
+	hole := testnet.NewBlackhole(t)
+	m := conn.New("tcp", hole.Addr())
+	start := time.Now()
+	_, err := m.Write([]byte("x"))
+	first := time.Since(start)
+	if !errors.Is(err, conn.ErrConnectionUnavailable) {
+		t.Fatalf("first Write: %v, want ErrConnectionUnavailable", err)
+	}
+	if first < 900*time.Millisecond || first > 5*time.Second {
+		t.Errorf("first Write waited %v, want about 1s", first)
+	}
+	goroutines := runtime.NumGoroutine()
+	start = time.Now()
+	for range 100 {
+		if _, err := m.Write([]byte("x")); !errors.Is(err, conn.ErrConnectionUnavailable) {
+			t.Fatalf("Write: %v, want ErrConnectionUnavailable", err)
+		}
+	}
+	hundred := time.Since(start)
+	if hundred > time.Second {
+		t.Errorf("100 Writes while the dial hangs took %v, want them to return at once", hundred)
+	}
+	if g := runtime.NumGoroutine(); g > goroutines+2 {
+		t.Errorf("goroutines grew from %d to %d", goroutines, g)
+	}
+	start = time.Now()
+	m.Close()
+	closing := time.Since(start)
+	if closing > time.Second {
+		t.Errorf("Close took %v with a dial in progress, want well under 100ms", closing)
+	}
+	t.Logf("blackhole: first Write waited %v; 100 more took %v; Close took %v", first.Round(time.Millisecond), hundred, closing)
+}
+
+func TestScenarioPeerStopsReading(t *testing.T) {
+	const timeout = 500 * time.Millisecond
+	peer := testnet.NewNeverReader(t)
+	m := conn.New("tcp", peer.Addr(), conn.WithWriteTimeout(timeout), conn.WithBackoff(50*time.Millisecond, time.Second))
+	defer m.Close()
+	chunk := make([]byte, 64<<10)
+	var (
+		err  error
+		took time.Duration
+		n    int
+	)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for deadline := time.Now().Add(20 * time.Second); err == nil && time.Now().Before(deadline); n++ {
+			start := time.Now()
+			_, err = m.Write(chunk)
+			took = time.Since(start)
+		}
+	}()
+	// While the writer is stuck, nobody else is.
+	time.Sleep(timeout / 2)
+	start := time.Now()
+	m.Take()
+	m.Stats()
+	if d := time.Since(start); d > 100*time.Millisecond {
+		t.Errorf("Take and Stats took %v while a Write was stuck", d)
+	}
+	recv(t, done)
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("after %d Writes: %v, want a timeout", n, err)
+	}
+	if took < timeout*7/8 || took > timeout+2*time.Second {
+		t.Errorf("the stuck Write failed after %v, want within [%v, %v + slack]", took, timeout*7/8, timeout)
+	}
+	if !peer.WaitAccepted(2, 10*time.Second) {
+		t.Errorf("no new connection after the timeout")
+	}
+	t.Logf("peer stops reading: %d Writes of 64 KiB, the last failed after %v with %v; %d connections",
+		n, took.Round(time.Millisecond), err, peer.Accepted())
+}
+
+func TestScenarioUDPPortUnreachableBacksOff(t *testing.T) {
+	sink := testnet.NewUDPSink(t)
+	m := conn.New("udp", sink.Addr(), conn.WithBackoff(100*time.Millisecond, time.Second))
+	defer m.Close()
+	if _, err := m.Write([]byte("one")); err != nil {
+		t.Fatal(err)
+	}
+	if !sink.WaitCount(1, 10*time.Second) {
+		t.Fatal("datagram not received")
+	}
+	sink.Stop()
+	var refused, unavailable int
+	for end := time.Now().Add(2 * time.Second); time.Now().Before(end); {
+		_, err := m.Write([]byte("into the void"))
+		switch {
+		case errors.Is(err, conn.ErrConnectionUnavailable):
+			unavailable++
+		case err != nil:
+			refused++
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	dials := m.Stats().Dials
+	t.Logf("UDP peer down 2s: %d dials, %d Writes refused, %d unavailable", dials, refused, unavailable)
+	if dials > 10 || refused == 0 {
+		t.Errorf("%d dials and %d refusals in 2s, want a few dials on the backoff schedule", dials, refused)
+	}
+	if err := sink.Start(); err != nil {
+		t.Fatal(err)
+	}
+	before := sink.Count()
+	for end := time.Now().Add(5 * time.Second); sink.Count() == before; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatal("no datagram delivered after the peer came back")
+		}
+		m.Write([]byte("back"))
+	}
+}
+
+func TestScenarioCloseWhileWriting(t *testing.T) {
+	sink := testnet.NewSink(t, "unix")
+	m := conn.New("unix", sink.Addr())
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			for {
+				if _, err := fmt.Fprintf(m, "w%d\n", i); errors.Is(err, conn.ErrClosed) {
+					return
+				}
+			}
+		})
+	}
+	if !sink.WaitLines(100, 10*time.Second) {
+		t.Fatal("nothing written")
+	}
+	m.Close()
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	recv(t, done)
+	for _, line := range sink.Lines() {
+		if !strings.HasPrefix(line, "w") || len(line) != 2 {
+			t.Fatalf("torn line %q", line)
+		}
+	}
+	if c := m.Take(); c != nil {
+		t.Errorf("Take after Close: %v", c)
+	}
+}
