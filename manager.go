@@ -109,7 +109,10 @@ func NewDefaultManager(network, address string, logger log.Logger) *Manager {
 // The first call waits for the first dial attempt to finish, but no longer
 // than a second; after that Take never blocks. It returns nil while there is
 // no connection, and after Close. A connection that Take returned may since
-// have been replaced; Put its errors back. Take costs an atomic load.
+// have been replaced; Put its errors back. Take costs an atomic load and
+// does not check the connection: Write does that. Write keeps a write
+// deadline set on the connection (see WithWriteTimeout); set your own before
+// writing to a Taken connection directly.
 func (m *Manager) Take() net.Conn {
 	l := m.cur.Load()
 	if l != nil && !l.retired.Load() {

@@ -8,4 +8,6 @@ require (
 	github.com/seed44b27a20/conn v0.0.0
 )
 
+require github.com/go-logfmt/logfmt v0.5.1 // indirect
+
 replace github.com/seed44b27a20/conn => ../
