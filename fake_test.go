@@ -73,6 +73,11 @@ type fakeConn struct {
 	closed    atomic.Bool
 	deadlines atomic.Int64
 	failing   atomic.Pointer[error]
+
+	mu        sync.Mutex
+	bytes     []byte // what was written
+	limit     int    // with failLimit: fail once this many bytes were written
+	failLimit error
 }
 
 var fakeRemote = &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 9}
@@ -86,9 +91,32 @@ func (c *fakeConn) Write(b []byte) (int, error) {
 	if p := c.failing.Load(); p != nil {
 		return 0, *p
 	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.failLimit != nil && len(c.bytes)+len(b) > c.limit {
+		n := c.limit - len(c.bytes)
+		c.bytes = append(c.bytes, b[:n]...)
+		c.written.Add(int64(n))
+		c.fail(c.failLimit)
+		return n, c.failLimit
+	}
+	c.bytes = append(c.bytes, b...)
 	c.writes.Add(1)
 	c.written.Add(int64(len(b)))
 	return len(b), nil
+}
+
+// failAfter makes the connection accept n more bytes in all, then fail.
+func (c *fakeConn) failAfter(n int, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.limit, c.failLimit = len(c.bytes)+n, err
+}
+
+func (c *fakeConn) data() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return string(c.bytes)
 }
 
 func (c *fakeConn) fail(err error) { c.failing.Store(&err) }

@@ -18,6 +18,11 @@ const (
 	// pause this long, while back-to-back Writes never pay for it. Every
 	// first Write on a new connection is checked too.
 	idleAfter = 250 * time.Microsecond
+	// recheckAfter: a busy connection is checked this often too, so that a
+	// peer that closes while Writes follow each other closely — a server
+	// shutting down gracefully, which stops reading only when the client
+	// has gone — is noticed within this time. ~240 ns per 10 ms is 0.002%.
+	recheckAfter = 10 * time.Millisecond
 	// idleGrain: how stale a connection's last-write time may be. Writes
 	// store it only when it is this much out of date, so that parallel
 	// writers do not all write one cache line.
@@ -40,6 +45,7 @@ type link struct {
 	clocked  bool    // Write reads the clock: a write timeout, or probe
 
 	lastWrite  atomic.Int64 // coarse time of the last Write, ns since epoch
+	lastCheck  atomic.Int64 // time of the last liveness check, ns since epoch
 	deadline   atomic.Int64 // write deadline set on conn, ns since epoch; 0: none
 	deadlineMu sync.Mutex   // serialises setting the deadline
 	wrote      atomic.Bool  // a Write through the Manager succeeded on conn

@@ -99,7 +99,12 @@ func (m *Manager) enter(msg string, ev Event) {
 	if ev.Err != nil {
 		m.stats.LastError = ev.Err
 	}
+	if m.changed != nil {
+		close(m.changed)
+		m.changed = nil
+	}
 	m.mu.Unlock()
+	ev.Queue = m.queueStats()
 
 	kv := []any{"level", "info", "msg", msg, "network", m.network, "address", m.address}
 	if ev.State == Disconnected {

@@ -44,8 +44,11 @@ type Manager struct {
 	firstOver atomic.Bool   // a wait for the first dial has timed out: wait no more
 	done      chan struct{} // closed when run returns
 
-	mu    sync.Mutex
-	stats Stats
+	queue atomic.Pointer[func() QueueStats] // the BatchWriter's, if any
+
+	mu      sync.Mutex
+	stats   Stats
+	changed chan struct{} // closed by the next change of state; nil if nobody waits
 }
 
 // New returns a Manager for the given network and address (as for
@@ -190,7 +193,8 @@ func (m *Manager) write(l *link, b []byte, retry bool) (int, error) {
 		now := m.now()
 		if l.probe != nil {
 			last := l.lastWrite.Load()
-			if now-last >= int64(idleAfter) {
+			if now-last >= int64(idleAfter) || now-l.lastCheck.Load() >= int64(recheckAfter) {
+				l.lastCheck.Store(now)
 				if err := l.probe.peerGone(); err != nil {
 					return m.failed(l, b, 0, err, retry, true)
 				}
@@ -341,8 +345,41 @@ func (m *Manager) Close() error {
 // for concurrent use, also after Close.
 func (m *Manager) Stats() Stats {
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.stats
+	st := m.stats
+	m.mu.Unlock()
+	st.Queue = m.queueStats()
+	return st
+}
+
+func (m *Manager) queueStats() QueueStats {
+	if q := m.queue.Load(); q != nil {
+		return (*q)()
+	}
+	return QueueStats{}
+}
+
+// awaitLive waits until there is a live connection (true), or abort is
+// closed or the Manager is closed (false).
+func (m *Manager) awaitLive(abort <-chan struct{}) bool {
+	for {
+		m.mu.Lock()
+		if m.live() != nil {
+			m.mu.Unlock()
+			return true
+		}
+		if m.changed == nil {
+			m.changed = make(chan struct{})
+		}
+		changed := m.changed
+		m.mu.Unlock()
+		select {
+		case <-changed:
+		case <-abort:
+			return false
+		case <-m.closing:
+			return false
+		}
+	}
 }
 
 func (m *Manager) isClosed() bool {

@@ -21,7 +21,8 @@
 //	    WaitLines(n int, timeout time.Duration) bool
 //	    WaitAccepted(n int, timeout time.Duration) bool
 //	    WaitUntil(cond func() bool, timeout time.Duration) bool
-//	    Stop(), Start() error, Restart(down time.Duration) error
+//	    Stop(), Start() error, Restart(down time.Duration) error,
+//	    StopGracefully(drain), RestartGracefully(drain, down time.Duration) error
 //	    ResetAll() int, Close()
 //
 //	NewNeverReader(tb) *NeverReader   accepts, never reads, tiny window and MSS

@@ -237,6 +237,43 @@ func (s *Sink) Stop() {
 	s.stopLocked()
 }
 
+// StopGracefully stops the way a careful server shuts down: it closes the
+// listener, half-closes every connection (a FIN, for tcp and unix) and goes
+// on reading until each client closes its side or drain has passed, then
+// closes what is left as Stop does. A client that notices the FIN and stops
+// writing to that connection loses nothing.
+func (s *Sink) StopGracefully(drain time.Duration) {
+	s.life.Lock()
+	defer s.life.Unlock()
+	s.mu.Lock()
+	ln := s.ln
+	s.ln = nil
+	conns := make([]net.Conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	if ln != nil {
+		_ = ln.Close()
+	}
+	for _, c := range conns {
+		if hc, ok := c.(interface{ CloseWrite() error }); ok && s.tlsConfig == nil {
+			_ = hc.CloseWrite()
+		}
+	}
+	s.waitUntil(drain, func() bool { return s.OpenConns() == 0 })
+	s.stopLocked()
+}
+
+// RestartGracefully is StopGracefully, a pause of down, then Start.
+func (s *Sink) RestartGracefully(drain, down time.Duration) error {
+	s.StopGracefully(drain)
+	if down > 0 {
+		time.Sleep(down) // deliberate downtime, not synchronisation
+	}
+	return s.Start()
+}
+
 // Restart is Stop, a pause of down (the time the server is unreachable),
 // then Start.
 func (s *Sink) Restart(down time.Duration) error {

@@ -305,3 +305,36 @@ func TestSinkCloseIsIdempotentAndBounded(t *testing.T) {
 		t.Errorf("lines lost after Close: first of %d", len(got))
 	}
 }
+
+func TestSinkStopGracefullyReadsUntilTheClientCloses(t *testing.T) {
+	for _, network := range streamNetworks {
+		t.Run(network, func(t *testing.T) {
+			s := NewSink(t, network)
+			c, err := net.Dial(network, s.Addr())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			write(t, c, "before\n")
+			if !s.WaitLines(1, 5*time.Second) {
+				t.Fatal("first line not received")
+			}
+			stopped := make(chan struct{})
+			go func() { s.StopGracefully(10 * time.Second); close(stopped) }()
+			c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			if _, err := c.Read(make([]byte, 1)); err != io.EOF {
+				t.Fatalf("client read %v, want EOF from the half-close", err)
+			}
+			write(t, c, "after the FIN\n")
+			c.Close()
+			select {
+			case <-stopped:
+			case <-time.After(10 * time.Second):
+				t.Fatal("StopGracefully did not return after the client closed")
+			}
+			if want, have := []string{"before", "after the FIN"}, s.Lines(); !slices.Equal(want, have) {
+				t.Fatalf("lines %q, want %q", have, want)
+			}
+		})
+	}
+}

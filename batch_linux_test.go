@@ -1,0 +1,165 @@
+//go:build linux
+
+package conn_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/seed44b27a20/conn"
+	"github.com/seed44b27a20/conn/internal/testnet"
+)
+
+func TestBatchWriterDeliversEverythingInOrderAcrossRestarts(t *testing.T) {
+	const (
+		writers  = 4
+		restarts = 4
+	)
+	sink := testnet.NewSink(t, "tcp")
+	m := conn.New("tcp", sink.Addr(), conn.WithBackoff(20*time.Millisecond, 500*time.Millisecond))
+	defer m.Close()
+	w := conn.NewBatchWriter(m)
+	defer w.Close()
+
+	var (
+		wg    sync.WaitGroup
+		stop  = make(chan struct{})
+		count = make([]int, writers)
+	)
+	for i := range writers {
+		wg.Go(func() {
+			for seq := 0; ; seq++ {
+				select {
+				case <-stop:
+					count[i] = seq
+					return
+				default:
+				}
+				if _, err := fmt.Fprintf(w, "w%d %d\n", i, seq); err != nil {
+					t.Errorf("Write: %v", err)
+				}
+				if seq%20 == 0 {
+					time.Sleep(time.Millisecond)
+				}
+			}
+		})
+	}
+	for range restarts {
+		time.Sleep(250 * time.Millisecond)
+		// A server that shuts down with care: FIN, then read until the
+		// client has gone. The client must stop writing there.
+		if err := sink.RestartGracefully(5*time.Second, 200*time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(250 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	total := 0
+	for _, n := range count {
+		total += n
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := w.Flush(ctx); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+	if !sink.WaitLines(total, 10*time.Second) {
+		t.Fatalf("sink received %d lines of %d", sink.LineCount(), total)
+	}
+	next := make([]int, writers)
+	for _, line := range sink.Lines() {
+		var i, seq int
+		if _, err := fmt.Sscanf(line, "w%d %d", &i, &seq); err != nil || i < 0 || i >= writers {
+			t.Fatalf("torn line %q", line)
+		}
+		if seq != next[i] {
+			t.Fatalf("writer %d: got %d, want %d: lost, duplicated or out of order", i, seq, next[i])
+		}
+		next[i]++
+	}
+	st := w.Stats()
+	t.Logf("%d writers, %d graceful restarts: %d accepted, %d written in %d writes, %d retried, %d dropped; %d lines received, %d fragments, %d connections",
+		writers, restarts, st.Accepted, st.Written, st.Writes, st.Retried, st.Dropped, sink.LineCount(), len(sink.Fragments()), sink.Accepted())
+	if st.Dropped != 0 || st.Written != uint64(total) || sink.LineCount() != total || len(sink.Fragments()) != 0 || sink.Accepted() < restarts+1 {
+		t.Errorf("stats %+v, %d fragments, %d connections", st, len(sink.Fragments()), sink.Accepted())
+	}
+}
+
+func TestBatchWriterExactDropsWhileTheSinkIsDown(t *testing.T) {
+	sink := testnet.NewSink(t, "tcp")
+	sink.Stop()
+	m := conn.New("tcp", sink.Addr(), conn.WithBackoff(20*time.Millisecond, 100*time.Millisecond))
+	defer m.Close()
+	w := conn.NewBatchWriter(m, conn.WithBufferSize(64<<10))
+	defer w.Close()
+	var accepted []int
+	full := 0
+	for i := range 1000 {
+		_, err := fmt.Fprintf(w, "%098d\n", i) // 99 bytes and a newline
+		switch {
+		case err == nil:
+			accepted = append(accepted, i)
+		case errors.Is(err, conn.ErrBufferFull):
+			full++
+		default:
+			t.Fatal(err)
+		}
+	}
+	if want := (64 << 10) / 99; len(accepted) != want || full != 1000-want {
+		t.Fatalf("accepted %d, dropped %d; want %d and %d", len(accepted), full, want, 1000-want)
+	}
+	if st := w.Stats(); st.Dropped != uint64(full) || st.Accepted != uint64(len(accepted)) {
+		t.Fatalf("stats %+v", st)
+	}
+	if err := sink.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := w.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !sink.WaitLines(len(accepted), 10*time.Second) {
+		t.Fatalf("received %d of %d", sink.LineCount(), len(accepted))
+	}
+	for i, line := range sink.Lines() {
+		if n, err := strconv.Atoi(line); err != nil || n != accepted[i] {
+			t.Fatalf("line %d is %q, want %d", i, line, accepted[i])
+		}
+	}
+	t.Logf("sink down, 64 KiB buffer, 1000 messages of 99 bytes: %d accepted and delivered in order, %d dropped and reported", len(accepted), full)
+}
+
+func TestBatchWriterCloseAgainstAPeerThatStopsReading(t *testing.T) {
+	peer := testnet.NewNeverReader(t)
+	m := conn.New("tcp", peer.Addr())
+	defer m.Close()
+	w := conn.NewBatchWriter(m, conn.WithCloseTimeout(500*time.Millisecond))
+	line := []byte(strings.Repeat("x", 1023) + "\n")
+	for range 2048 { // 2 MiB: far more than the peer's window
+		if _, err := w.Write(line); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start := time.Now()
+	err := w.Close()
+	took := time.Since(start)
+	if !errors.Is(err, conn.ErrUnflushed) {
+		t.Errorf("Close: %v, want ErrUnflushed", err)
+	}
+	if took > 3*time.Second {
+		t.Errorf("Close took %v, want about its 500ms timeout", took)
+	}
+	st := w.Stats()
+	if st.Written+st.Dropped != 2048 || st.Queue.Messages != 0 {
+		t.Errorf("stats %+v: every message written or dropped", st)
+	}
+	t.Logf("peer stops reading: Close returned %v after %v; %d written, %d dropped", err, took.Round(time.Millisecond), st.Written, st.Dropped)
+}
