@@ -122,3 +122,45 @@ func ExampleManager_Close() {
 	fmt.Println(err, m.Take() == nil)
 	// Output: conn: manager closed true
 }
+
+// A BatchWriter queues log lines in memory and ships them in the background,
+// coalesced into large writes: the logger never waits on the network.
+func ExampleBatchWriter() {
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	defer ln.Close()
+	received := make(chan []string)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		var lines []string
+		r := bufio.NewScanner(c)
+		for len(lines) < 3 && r.Scan() {
+			lines = append(lines, r.Text())
+		}
+		received <- lines
+	}()
+
+	m := conn.New("tcp", ln.Addr().String())
+	defer m.Close()
+	w := conn.NewBatchWriter(m, conn.WithBufferSize(1<<20))
+	logger := log.NewLogfmtLogger(w) // one Write, one message, per log line
+	for i := range 3 {
+		logger.Log("msg", "request served", "n", i)
+	}
+	if err := w.Close(); err != nil { // flushes; the Manager stays open
+		fmt.Println(err)
+	}
+	for _, line := range <-received {
+		fmt.Println(line)
+	}
+	st := w.Stats()
+	fmt.Println(st.Accepted, st.Written, st.Dropped)
+	// Output:
+	// msg="request served" n=0
+	// msg="request served" n=1
+	// msg="request served" n=2
+	// 3 3 0
+}
