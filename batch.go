@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -152,6 +153,8 @@ type BatchWriter struct {
 	closing   bool          // Close was called
 	space     chan struct{} // closed when room is made; nil if nobody waits
 	progress  chan struct{} // closed when messages are written; nil if nobody waits
+
+	writing atomic.Bool // run is inside Manager.Write
 
 	wake  chan struct{} // a batch is waiting; capacity 1
 	abort chan struct{} // closed when Close's time is up
@@ -320,12 +323,14 @@ func (w *BatchWriter) Close() error {
 	case <-w.done:
 	case <-t.C:
 		close(w.abort)
-		// A Write blocked on a peer that does not read would hold Close up
-		// to the write timeout: expire its deadline now.
-		if c := w.m.Take(); c != nil {
-			c.SetWriteDeadline(time.Now())
+		// A write blocked on a peer that does not read would hold Close up
+		// to the write timeout: make it fail now.
+		restore := func() {}
+		if w.writing.Load() {
+			restore = w.m.interruptWrites()
 		}
 		<-w.done
+		restore()
 	}
 	w.m.queue.CompareAndSwap(&w.report, nil)
 	w.mu.Lock()
@@ -390,7 +395,9 @@ func (w *BatchWriter) run() {
 		for end < len(out.ends) && out.ends[end]-start <= maxBatch {
 			end++
 		}
+		w.writing.Store(true)
 		n, err := w.m.Write(out.buf[start:out.ends[end-1]])
+		w.writing.Store(false)
 		done := next
 		for done < end && out.ends[done]-start <= n {
 			done++

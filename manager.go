@@ -317,6 +317,28 @@ func (m *Manager) awaitReplacement(l *link) *link {
 	return m.live()
 }
 
+// interruptWrites makes Writes blocked on the current connection fail now,
+// by expiring its write deadline; the next Write sets a fresh one. Call the
+// function it returns once they have returned: without a write timeout it
+// clears the expired deadline.
+func (m *Manager) interruptWrites() (restore func()) {
+	l := m.live()
+	if l == nil {
+		return func() {}
+	}
+	l.deadlineMu.Lock()
+	l.conn.SetWriteDeadline(time.Now())
+	l.deadline.Store(0)
+	l.deadlineMu.Unlock()
+	return func() {
+		if m.cfg.writeTimeout == 0 {
+			l.deadlineMu.Lock()
+			l.conn.SetWriteDeadline(time.Time{})
+			l.deadlineMu.Unlock()
+		}
+	}
+}
+
 // live returns the current link, or nil if it is dead or there is none.
 func (m *Manager) live() *link {
 	if l := m.cur.Load(); l != nil && !l.retired.Load() {
