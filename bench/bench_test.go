@@ -171,8 +171,8 @@ func benchWriteParallel(b *testing.B, parallelism int, w io.Writer) {
 // BenchmarkWriteTCP: 51-byte lines on a loopback TCP connection to a server
 // that reads and discards, from one goroutine (serial) and from
 // 8·GOMAXPROCS goroutines (p8). conn runs with its default options: a 30 s
-// write timeout and the liveness check, which a busy connection never
-// triggers.
+// write timeout and the liveness check, which a busy connection triggers
+// only now and then.
 func BenchmarkWriteTCP(b *testing.B) {
 	modes := []struct {
 		name        string
