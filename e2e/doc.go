@@ -1,0 +1,9 @@
+// Package e2e holds end-to-end tests against real servers that the
+// project's own test sinks do not imitate: rsyslog's TCP input, restarted
+// mid-stream. It is a module of its own so that `go test ./...` in the main
+// module passes on a machine without rsyslog; here a missing rsyslogd fails
+// the test with a message saying how to install it.
+//
+// Run it with: cd e2e && go test -v ./...   (needs rsyslogd on the PATH or
+// in /usr/sbin; Debian: apt-get install rsyslog).
+package e2e
