@@ -9,11 +9,27 @@ import (
 // attempt ends when it succeeds, fails, the dial timeout passes, or the
 // Manager is closed.
 func (m *Manager) dial() (*link, error) {
-	ctx, cancel := m.ctx, context.CancelFunc(func() {})
+	// The context is not derived from one that Close cancels: a parent would
+	// keep a map of children for the Manager's lifetime. Close calls
+	// m.cancelDial instead.
+	ctx, cancel := context.WithCancel(context.Background())
 	if m.cfg.dialTimeout > 0 {
-		ctx, cancel = context.WithTimeout(m.ctx, m.cfg.dialTimeout)
+		ctx, cancel = context.WithTimeout(context.Background(), m.cfg.dialTimeout)
 	}
-	defer cancel()
+	m.mu.Lock()
+	if m.isClosed() {
+		m.mu.Unlock()
+		cancel()
+		return nil, ErrClosed
+	}
+	m.cancelDial = cancel
+	m.mu.Unlock()
+	defer func() {
+		m.mu.Lock()
+		m.cancelDial = nil
+		m.mu.Unlock()
+		cancel()
+	}()
 	start := m.now()
 	c, err := m.cfg.dial(ctx, m.network, m.address)
 	if err != nil {

@@ -13,15 +13,16 @@ import (
 const (
 	// idleAfter: a Write that follows the previous one on its connection by
 	// at least this much first checks whether the peer has closed the
-	// connection. The check costs one ppoll, ~240 ns here
-	// (BenchmarkLivenessCheck), so it adds at most 0.1% to the time of a
-	// pause this long, while back-to-back Writes never pay for it. Every
-	// first Write on a new connection is checked too.
-	idleAfter = 250 * time.Microsecond
+	// connection. The check is one ppoll: ~240 ns back to back
+	// (BenchmarkLivenessCheck), but 2-5 µs after a pause, when caches are
+	// cold (bench/ WriteTCPIdle). After a pause of a millisecond that is
+	// under 0.5% of the pause. Every first Write on a new connection is
+	// checked too.
+	idleAfter = time.Millisecond
 	// recheckAfter: a busy connection is checked this often too, so that a
 	// peer that closes while Writes follow each other closely — a server
 	// shutting down gracefully, which stops reading only when the client
-	// has gone — is noticed within this time. ~240 ns per 10 ms is 0.002%.
+	// has gone — is noticed within this time: a few µs per 10 ms.
 	recheckAfter = 10 * time.Millisecond
 	// idleGrain: how stale a connection's last-write time may be. Writes
 	// store it only when it is this much out of date, so that parallel

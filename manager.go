@@ -36,8 +36,6 @@ type Manager struct {
 	refreshBelow     int64         // refresh the write deadline when less than this is left
 	connectWait      time.Duration // the longest a Take or Write waits for a dial
 
-	ctx       context.Context // cancelled by Close, ending a dial
-	cancel    context.CancelFunc
 	closing   chan struct{} // closed by Close
 	closeOnce sync.Once
 	firstDial chan struct{} // closed when the first dial attempt has finished
@@ -46,9 +44,10 @@ type Manager struct {
 
 	queue atomic.Pointer[func() QueueStats] // the BatchWriter's, if any
 
-	mu      sync.Mutex
-	stats   Stats
-	changed chan struct{} // closed by the next change of state; nil if nobody waits
+	mu         sync.Mutex
+	stats      Stats
+	cancelDial context.CancelFunc // ends the dial under way; nil if none
+	changed    chan struct{}      // closed by the next change of state; nil if nobody waits
 }
 
 // New returns a Manager for the given network and address (as for
@@ -62,7 +61,6 @@ func New(network, address string, opts ...Option) *Manager {
 			o.apply(&cfg)
 		}
 	}
-	ctx, cancel := context.WithCancel(context.Background())
 	m := &Manager{
 		network:      network,
 		address:      address,
@@ -70,8 +68,6 @@ func New(network, address string, opts ...Option) *Manager {
 		epoch:        time.Now(),
 		refreshBelow: int64(cfg.writeTimeout - cfg.writeTimeout/8),
 		connectWait:  connectWait,
-		ctx:          ctx,
-		cancel:       cancel,
 		closing:      make(chan struct{}),
 		firstDial:    make(chan struct{}),
 		done:         make(chan struct{}),
@@ -357,7 +353,11 @@ func (m *Manager) live() *link {
 func (m *Manager) Close() error {
 	m.closeOnce.Do(func() {
 		close(m.closing)
-		m.cancel()
+		m.mu.Lock()
+		if m.cancelDial != nil {
+			m.cancelDial()
+		}
+		m.mu.Unlock()
 	})
 	<-m.done
 	return nil

@@ -338,15 +338,20 @@ func TestCloseInEveryState(t *testing.T) {
 }
 
 func TestCloseAbandonsContextlessDial(t *testing.T) {
-	release := make(chan struct{})
-	returned := make(chan struct{})
+	started, release, returned := make(chan struct{}), make(chan struct{}), make(chan struct{})
 	dial := func(string, string) (net.Conn, error) {
 		defer close(returned)
+		close(started)
 		<-release
 		c, _ := net.Pipe()
 		return c, nil
 	}
 	m := conn.NewManager(dial, "pipe", "", nil, log.NewNopLogger())
+	select {
+	case <-started:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the dial did not start")
+	}
 	done := make(chan struct{})
 	go func() { m.Close(); close(done) }()
 	select {

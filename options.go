@@ -55,9 +55,13 @@ type config struct {
 	problems     []string // invalid option values, logged by New
 }
 
+// defaultDial is shared by every Manager: a net.Dialer is safe for
+// concurrent use, and one per Manager would cost memory for nothing.
+var defaultDial = (&net.Dialer{}).DialContext
+
 func defaultConfig() config {
 	return config{
-		dial:         (&net.Dialer{}).DialContext,
+		dial:         defaultDial,
 		after:        time.After,
 		logger:       log.NewNopLogger(),
 		dialTimeout:  DefaultDialTimeout,

@@ -1,0 +1,227 @@
+// Command connpipe is the command-line face of package conn: it ships lines
+// to a network address over a connection that survives server restarts,
+// idle timeouts and resets, and shows what the library does meanwhile.
+//
+//	connpipe send [flags] ADDRESS
+//	connpipe listen [flags] ADDRESS
+//	connpipe demo [-duration 4s]
+//
+// send reads lines from standard input (or -file) and hands each one, whole,
+// to a conn.BatchWriter over a conn.Manager: reading never waits on the
+// network, the connection is redialed with backoff, and lines queued during
+// an outage go out in order on the next connection. Lines that do not fit in
+// the buffer are dropped and counted, never torn. At the end of the input it
+// keeps trying to deliver what is queued for -close-timeout, then prints a
+// summary on standard error. On a terminal a status line shows rates,
+// totals, the connection state, reconnects and drops as it goes.
+//
+// listen is a sink for trying send out: it prints the lines it receives on
+// a TCP or unix socket, from any number of clients, whole lines at a time,
+// or the datagrams it receives on UDP; with -count it prints rates instead.
+// It prints the address it listens on to standard error, so port 0 picks a
+// free port.
+//
+// demo needs nothing else: it streams numbered lines for a few seconds to an
+// in-process server that closes idle connections and keeps restarting, then
+// checks at the server that every line the library accepted arrived once,
+// whole and in order, and reports what was dropped, lost and retried.
+//
+// ADDRESS is tcp://host:port, udp://host:port, unix:///path/to/socket,
+// tls://host:port, or host:port for TCP.
+//
+// Exit status: 0 on success; 1 when send could not deliver every line (it
+// says how many), when demo found a line lost or out of order, or on a
+// runtime error; 2 for a usage error.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+)
+
+// Exit codes.
+const (
+	exitOK      = 0
+	exitFailed  = 1 // lines dropped or undelivered, or a runtime error
+	exitUsage   = 2 // bad command line; nothing was sent
+	programName = "connpipe"
+)
+
+const usage = `connpipe ships lines to a network address over a connection that
+reconnects by itself (github.com/seed44b27a20/conn).
+
+Usage:
+  connpipe send [flags] ADDRESS     send stdin (or -file) to ADDRESS, one message per line
+  connpipe listen [flags] ADDRESS   print the lines received on ADDRESS
+  connpipe demo [-duration 4s]      watch the library ride out a flaky server
+  connpipe help [COMMAND]           this text, or the flags of COMMAND
+
+ADDRESS:
+  tcp://host:port   udp://host:port   unix:///path/to/socket
+  tls://host:port   host:port (TCP)
+
+Examples:
+  tail -F app.log | connpipe send tcp://logs.internal:5000
+  connpipe send -file events.log -full wait -ca ca.pem tls://collector:6514
+  connpipe listen tcp://127.0.0.1:5000
+  connpipe demo
+
+send never waits on the network while reading: lines queue in memory (-buffer)
+and go out whole and in order as soon as there is a connection. It prints a
+summary on stderr, and a live status line when stderr is a terminal.
+
+Exit status: 0 every line was written to a connection; 1 some lines were
+dropped or not delivered (the summary says how many); 2 bad usage.
+`
+
+// env is what a command runs with; tests substitute their own.
+type env struct {
+	stdin  io.Reader
+	stdout io.Writer
+	stderr io.Writer
+	tty    bool // stderr is a terminal: draw live status lines
+}
+
+// A usageError is a mistake on the command line: it is printed as one line
+// and the exit status is 2.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error {
+	return &usageError{fmt.Sprintf(format, args...)}
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		// After the first signal, a second one kills at once.
+		<-ctx.Done()
+		stop()
+	}()
+	code := run(ctx, os.Args[1:], &env{
+		stdin:  os.Stdin,
+		stdout: os.Stdout,
+		stderr: os.Stderr,
+		tty:    isTerminal(os.Stderr),
+	})
+	os.Exit(code)
+}
+
+// commands maps each command to its function and its usage text.
+var commands = map[string]struct {
+	run   func(context.Context, *env, []string) int
+	usage func(io.Writer)
+}{
+	"send":   {runSend, func(w io.Writer) { sendFlags(new(sendConfig)).Usage(w) }},
+	"listen": {runListen, func(w io.Writer) { listenFlags(new(listenConfig)).Usage(w) }},
+	"demo":   {runDemo, func(w io.Writer) { demoFlags(new(demoConfig)).Usage(w) }},
+}
+
+// run runs the command line args and returns the exit status.
+func run(ctx context.Context, args []string, e *env) int {
+	if len(args) == 0 {
+		return fail(e, usagef("missing command: use send, listen or demo (connpipe -h for help)"))
+	}
+	switch name := args[0]; name {
+	case "-h", "-help", "--help", "help":
+		if len(args) > 1 && name == "help" {
+			if c, ok := commands[args[1]]; ok {
+				c.usage(e.stdout)
+				return exitOK
+			}
+			return fail(e, usagef("no help for %q: use send, listen or demo", args[1]))
+		}
+		fmt.Fprint(e.stdout, usage)
+		return exitOK
+	default:
+		c, ok := commands[name]
+		if !ok {
+			if strings.HasPrefix(name, "-") {
+				return fail(e, usagef("%s comes before a command: use connpipe send|listen|demo [flags] ADDRESS (connpipe -h for help)", name))
+			}
+			return fail(e, usagef("unknown command %q: use send, listen or demo (connpipe -h for help)", name))
+		}
+		return c.run(ctx, e, args[1:])
+	}
+}
+
+// fail prints err as one line and returns its exit status: 2 for a usage
+// error, 1 otherwise.
+func fail(e *env, err error) int {
+	fmt.Fprintf(e.stderr, "%s: %v\n", programName, err)
+	var ue *usageError
+	if errors.As(err, &ue) {
+		return exitUsage
+	}
+	return exitFailed
+}
+
+// A flagSet is a command's flags and its usage text.
+type flagSet struct {
+	*flag.FlagSet
+	synopsis string // "connpipe send [flags] ADDRESS"
+	about    string // what the command does, and examples
+}
+
+func newFlagSet(name, synopsis, about string) *flagSet {
+	fs := flag.NewFlagSet(programName+" "+name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // errors are reported as one line by parse
+	return &flagSet{FlagSet: fs, synopsis: synopsis, about: about}
+}
+
+// Usage writes the command's usage text and flags to w.
+func (fs *flagSet) Usage(w io.Writer) {
+	fmt.Fprintf(w, "Usage: %s\n\n%s\nFlags:\n", fs.synopsis, fs.about)
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+	fs.SetOutput(io.Discard)
+}
+
+// parse parses args, allowing flags after the positional arguments too
+// ("connpipe send tcp://x:1 -file f"), and returns the positional ones. A
+// request for help is returned as flag.ErrHelp; other errors are usage
+// errors.
+func (fs *flagSet) parse(args []string) ([]string, error) {
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, usagef("%v (%s -h for help)", err, fs.Name())
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return positional, nil
+		}
+		positional = append(positional, args[0])
+		args = args[1:]
+	}
+}
+
+// parseCommand parses the flags and the single ADDRESS of a command.
+// It returns done when the command should end at once with code: after
+// printing help, or on a usage error.
+func parseCommand(fs *flagSet, e *env, args []string) (address string, code int, done bool) {
+	positional, err := fs.parse(args)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		fs.Usage(e.stdout)
+		return "", exitOK, true
+	case err != nil:
+		return "", fail(e, err), true
+	case len(positional) == 0:
+		return "", fail(e, usagef("missing ADDRESS: %s, e.g. %s tcp://localhost:5000", fs.synopsis, fs.Name())), true
+	case len(positional) > 1:
+		return "", fail(e, usagef("unexpected argument %q after ADDRESS %q: %s", positional[1], positional[0], fs.synopsis)), true
+	}
+	return positional[0], exitOK, false
+}

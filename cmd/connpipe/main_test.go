@@ -1,0 +1,129 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+// The end-to-end tests run the command as a binary, built once per test
+// process (with -race when the tests run with it) into a temporary
+// directory that is removed after the leak check.
+var (
+	buildOnce sync.Once
+	binDir    string
+	binPath   string
+	buildErr  error
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, goleak.Cleanup(func(int) {
+		if binDir != "" {
+			os.RemoveAll(binDir)
+		}
+	}))
+}
+
+// binary returns the path of the connpipe binary, building it on first use.
+func binary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		gotool, err := exec.LookPath("go") // go test puts GOROOT/bin first in PATH
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binDir, buildErr = os.MkdirTemp("", "connpipe-test")
+		if buildErr != nil {
+			return
+		}
+		binPath = filepath.Join(binDir, "connpipe")
+		args := []string{"build", "-o", binPath}
+		if raceEnabled {
+			args = append(args, "-race")
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, gotool, append(args, ".")...).CombinedOutput()
+		if err != nil {
+			buildErr = errors.New("go build: " + err.Error() + "\n" + string(out))
+		}
+	})
+	if buildErr != nil {
+		t.Fatalf("building connpipe: %v", buildErr)
+	}
+	return binPath
+}
+
+// result is how a run of the binary ended.
+type result struct {
+	code           int
+	stdout, stderr string
+	took           time.Duration
+}
+
+// command returns the binary's command for args, killed if it outlives
+// timeout or the test.
+func command(t *testing.T, timeout time.Duration, args ...string) *exec.Cmd {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	t.Cleanup(cancel)
+	cmd := exec.CommandContext(ctx, binary(t), args...)
+	cmd.WaitDelay = 5 * time.Second
+	return cmd
+}
+
+// runBinary runs the binary with args and stdin to completion, within
+// timeout.
+func runBinary(t *testing.T, timeout time.Duration, stdin io.Reader, args ...string) result {
+	t.Helper()
+	cmd := command(t, timeout, args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, &stdout, &stderr
+	start := time.Now()
+	err := cmd.Run()
+	r := result{stdout: stdout.String(), stderr: stderr.String(), took: time.Since(start)}
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee) && ee.Exited():
+		r.code = ee.ExitCode()
+	default:
+		t.Fatalf("connpipe %s: %v\nstderr:\n%s", strings.Join(args, " "), err, r.stderr)
+	}
+	return r
+}
+
+// waitExit waits for a started command, within timeout, and returns its
+// exit code.
+func waitExit(t *testing.T, cmd *exec.Cmd, timeout time.Duration) int {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		var ee *exec.ExitError
+		switch {
+		case err == nil:
+			return 0
+		case errors.As(err, &ee) && ee.Exited():
+			return ee.ExitCode()
+		}
+		t.Fatalf("connpipe: %v", err)
+	case <-time.After(timeout):
+		cmd.Process.Kill()
+		<-done
+		t.Fatalf("connpipe did not exit within %v", timeout)
+	}
+	return -1
+}

@@ -1,0 +1,445 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/seed44b27a20/conn"
+)
+
+// Defaults of send's flags that differ from the library's.
+const (
+	defaultWait         = time.Minute
+	defaultCloseTimeout = 10 * time.Second
+	// maxDatagramLine is the largest UDP payload over IPv4: a longer line
+	// can never be sent as one datagram.
+	maxDatagramLine = 65507
+	// readBufferSize is the size of the input buffer; longer lines are
+	// assembled in a separate buffer.
+	readBufferSize = 64 << 10
+)
+
+type sendConfig struct {
+	file         string
+	dialTimeout  time.Duration
+	writeTimeout time.Duration
+	backoffBase  time.Duration
+	backoffMax   time.Duration
+	buffer       sizeFlag
+	full         string
+	wait         time.Duration
+	closeTimeout time.Duration
+	ca           string
+	insecure     bool
+	verbose      bool
+}
+
+func sendFlags(c *sendConfig) *flagSet {
+	fs := newFlagSet("send", "connpipe send [flags] ADDRESS", `Reads lines from stdin (or -file) and sends each one, with its newline, as one
+message to ADDRESS through a conn.BatchWriter: lines queue in memory and go out
+whole and in order whenever there is a connection, which is redialed with
+backoff for as long as it takes. A line that does not fit in the buffer is
+dropped and counted (-full drop), or waits for room (-full wait). At the end of
+the input, what is queued gets -close-timeout to go out.
+
+ADDRESS: tcp://host:port, udp://host:port, unix:///path, tls://host:port or
+host:port (TCP). Over UDP, lines are packed into datagrams of up to 1432 bytes.
+
+Examples:
+  tail -F app.log | connpipe send tcp://logs.internal:5000
+  connpipe send -file events.log -full wait tls://collector:6514
+  journalctl -f -o json | connpipe send -buffer 64M unix:///run/collector.sock
+
+Exit status: 0 every line was written to a connection; 1 some lines were
+dropped or not delivered (the summary on stderr says how many); 2 bad usage.
+`)
+	c.buffer = conn.DefaultBufferSize
+	fs.StringVar(&c.file, "file", "", "read lines from `PATH` instead of stdin")
+	fs.DurationVar(&c.dialTimeout, "dial-timeout", conn.DefaultDialTimeout, "give up on one connection attempt after this long (0: no limit)")
+	fs.DurationVar(&c.writeTimeout, "write-timeout", conn.DefaultWriteTimeout, "replace a connection on which a write makes no progress for this long (0: never)")
+	fs.DurationVar(&c.backoffBase, "backoff-base", conn.DefaultBackoffBase, "wait before the second connection attempt; doubles with each failure")
+	fs.DurationVar(&c.backoffMax, "backoff-max", conn.DefaultBackoffMax, "longest wait between connection attempts")
+	fs.Var(&c.buffer, "buffer", "queue at most this many `bytes` in memory (k, M, G suffixes: powers of 1024)")
+	fs.StringVar(&c.full, "full", "drop", "when the buffer is full: `drop|wait`; drop the line, or wait up to -wait for room")
+	fs.DurationVar(&c.wait, "wait", defaultWait, "with -full wait: how long a line waits for room before it is dropped")
+	fs.DurationVar(&c.closeTimeout, "close-timeout", defaultCloseTimeout, "at the end of the input, keep trying to deliver what is queued for this long")
+	fs.StringVar(&c.ca, "ca", "", "tls: trust the CA certificates in this PEM `FILE` instead of the system's")
+	fs.BoolVar(&c.insecure, "insecure-skip-verify", false, "tls: do not verify the server's certificate (testing only)")
+	fs.BoolVar(&c.verbose, "v", false, "print each connection state change on stderr")
+	return fs
+}
+
+// sendJob is a validated send command line.
+type sendJob struct {
+	cfg     sendConfig
+	ep      endpoint
+	tls     *tls.Config // nil unless ep is tls://
+	input   io.Reader
+	closeIn func() error
+}
+
+// prepareSend validates the command line. Every error it returns is a
+// usage error: nothing has been sent.
+func prepareSend(e *env, fs *flagSet, cfg *sendConfig, address string) (*sendJob, error) {
+	ep, err := parseAddress(address)
+	if err != nil {
+		return nil, &usageError{err.Error()}
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	switch {
+	case ep.Port == 0 && ep.Scheme != "unix":
+		return nil, usagef("port 0 in %q: give the port to send to", address)
+	case ep.TLS() && ep.Host == "":
+		return nil, usagef("missing host in %q: tls:// needs the server's name to verify its certificate", address)
+	case !ep.TLS() && (set["ca"] || set["insecure-skip-verify"]):
+		return nil, usagef("-ca and -insecure-skip-verify apply only to tls:// addresses, not %q", address)
+	case cfg.full != "drop" && cfg.full != "wait":
+		return nil, usagef("invalid value %q for -full: use -full drop or -full wait", cfg.full)
+	case set["wait"] && cfg.full != "wait":
+		return nil, usagef("-wait applies only with -full wait")
+	case cfg.wait <= 0:
+		return nil, usagef("-wait must be positive, not %v", cfg.wait)
+	case cfg.closeTimeout <= 0:
+		return nil, usagef("-close-timeout must be positive, not %v", cfg.closeTimeout)
+	case cfg.dialTimeout < 0 || cfg.writeTimeout < 0:
+		return nil, usagef("-dial-timeout and -write-timeout must not be negative (0 means no limit)")
+	case cfg.backoffBase <= 0 || cfg.backoffMax < cfg.backoffBase:
+		return nil, usagef("want 0 < -backoff-base (%v) <= -backoff-max (%v)", cfg.backoffBase, cfg.backoffMax)
+	}
+	job := &sendJob{cfg: *cfg, ep: ep, input: e.stdin, closeIn: func() error { return nil }}
+	if ep.TLS() {
+		job.tls = &tls.Config{ServerName: ep.Host, InsecureSkipVerify: cfg.insecure, MinVersion: tls.VersionTLS12}
+		if cfg.ca != "" {
+			pem, err := os.ReadFile(cfg.ca)
+			if err != nil {
+				return nil, usagef("cannot read -ca file: %v", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, usagef("-ca file %q holds no PEM certificate", cfg.ca)
+			}
+			job.tls.RootCAs = pool
+		}
+	}
+	if cfg.file != "" {
+		f, err := os.Open(cfg.file)
+		if err != nil {
+			return nil, usagef("cannot read -file: %v", err)
+		}
+		job.input, job.closeIn = f, f.Close
+	}
+	return job, nil
+}
+
+func runSend(ctx context.Context, e *env, args []string) int {
+	var cfg sendConfig
+	fs := sendFlags(&cfg)
+	address, code, done := parseCommand(fs, e, args)
+	if done {
+		return code
+	}
+	job, err := prepareSend(e, fs, &cfg, address)
+	if err != nil {
+		return fail(e, err)
+	}
+	defer job.closeIn()
+	return job.run(ctx, e)
+}
+
+// A sender pumps lines into a BatchWriter and keeps count.
+type sender struct {
+	w       *conn.BatchWriter
+	maxLine int // longer lines are dropped: they can never be sent
+
+	mu      sync.Mutex // serialises Writes with the end of the run
+	stopped bool       // no more Writes: the BatchWriter is closed
+
+	// Counted once Write has ruled on a line.
+	lines, bytes atomic.Uint64 // lines read from the input, and their bytes
+	full         atomic.Uint64 // dropped by Write: the buffer was full
+	tooLarge     atomic.Uint64 // dropped by Write: larger than the buffer
+	tooLong      atomic.Uint64 // dropped here, not offered to Write: longer than maxLine
+
+	// Maintained by the state hook.
+	connects   atomic.Uint64
+	reconnects atomic.Uint64
+	events     chan conn.Event // for -v; never blocks the hook
+}
+
+var errStopped = errors.New("stopped")
+
+func (s *sender) hook(ev conn.Event) {
+	if ev.State == conn.Connected && s.connects.Add(1) > 1 {
+		s.reconnects.Add(1)
+	}
+	if s.events != nil {
+		select {
+		case s.events <- ev:
+		default: // the printer is behind: skip the line, never block
+		}
+	}
+}
+
+// send offers one line to the BatchWriter and counts it.
+func (s *sender) send(line []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopped {
+		return errStopped
+	}
+	if len(line) > s.maxLine {
+		s.tooLong.Add(1)
+		s.count(len(line))
+		return nil
+	}
+	_, err := s.w.Write(line)
+	switch {
+	case err == nil:
+	case errors.Is(err, conn.ErrBufferFull):
+		s.full.Add(1)
+	case errors.Is(err, conn.ErrTooLarge):
+		s.tooLarge.Add(1)
+	default: // ErrClosed: the run is ending; the line is not counted as read
+		return errStopped
+	}
+	s.count(len(line))
+	return nil
+}
+
+// skip counts a line of n bytes that was too long to be read whole.
+func (s *sender) skip(n int) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopped {
+		return errStopped
+	}
+	s.tooLong.Add(1)
+	s.count(n)
+	return nil
+}
+
+func (s *sender) count(n int) {
+	s.lines.Add(1)
+	s.bytes.Add(uint64(n))
+}
+
+// pump reads lines from r until EOF and sends each one. A final line without
+// a newline gets one. Lines of any length work: those longer than the input
+// buffer are assembled, up to maxLine, in a buffer of their own; the rest of
+// a longer one is skipped and it is counted as too long. Only lines longer
+// than the input buffer are copied here; the BatchWriter copies each line
+// into its queue.
+func (s *sender) pump(r io.Reader) error {
+	br := bufio.NewReaderSize(r, readBufferSize)
+	var (
+		long    []byte // the start of a line longer than br's buffer
+		skipped = -1   // bytes of a line too long to keep; -1: none
+	)
+	for {
+		chunk, err := br.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			switch {
+			case skipped >= 0:
+				skipped += len(chunk)
+			case len(long)+len(chunk) >= s.maxLine: // its newline will not fit either
+				skipped, long = len(long)+len(chunk), long[:0]
+			default:
+				long = append(long, chunk...)
+			}
+			continue
+		}
+		var serr error
+		switch {
+		case skipped >= 0:
+			serr = s.skip(skipped + len(chunk))
+			skipped = -1
+		case len(chunk) > 0 || len(long) > 0:
+			line := chunk
+			if len(long) > 0 || err != nil {
+				long = append(long, chunk...)
+				line = long
+			}
+			if line[len(line)-1] != '\n' {
+				line = append(line, '\n') // a final line without its newline
+			}
+			serr = s.send(line)
+			if cap(long) > 4*readBufferSize {
+				long = nil // do not keep a huge buffer for one long line
+			} else {
+				long = long[:0]
+			}
+		}
+		if serr != nil {
+			return serr
+		}
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+	}
+}
+
+func (j *sendJob) run(ctx context.Context, e *env) int {
+	start := time.Now()
+	cfg := j.cfg
+	s := &sender{maxLine: int(cfg.buffer)}
+	if j.ep.Network == "udp" {
+		s.maxLine = min(s.maxLine, maxDatagramLine)
+	}
+	if cfg.verbose {
+		s.events = make(chan conn.Event, 64)
+	}
+	opts := []conn.Option{
+		conn.WithDialTimeout(cfg.dialTimeout),
+		conn.WithWriteTimeout(cfg.writeTimeout),
+		conn.WithBackoff(cfg.backoffBase, cfg.backoffMax),
+		conn.WithStateHook(s.hook),
+	}
+	if j.tls != nil {
+		opts = append(opts, conn.WithDialer((&tls.Dialer{NetDialer: &net.Dialer{}, Config: j.tls}).DialContext))
+	}
+	m := conn.New(j.ep.Network, j.ep.Address, opts...)
+	defer m.Close()
+	bopts := []conn.BatchOption{conn.WithBufferSize(int(cfg.buffer)), conn.WithCloseTimeout(cfg.closeTimeout)}
+	if cfg.full == "wait" {
+		bopts = append(bopts, conn.WithWaitWhenFull(cfg.wait))
+	}
+	s.w = conn.NewBatchWriter(m, bopts...)
+
+	con := newConsole(e.stderr, e.tty)
+	var flushing atomic.Bool
+	stopStatus := make(chan struct{})
+	statusDone := make(chan struct{})
+	go func() {
+		defer close(statusDone)
+		s.status(con, m, j.ep, &flushing, stopStatus)
+	}()
+
+	pumped := make(chan error, 1)
+	go func() { pumped <- s.pump(j.input) }()
+	var readErr error
+	interrupted := false
+	select {
+	case readErr = <-pumped:
+	case <-ctx.Done():
+		interrupted = true
+	}
+
+	flushing.Store(true)
+	closeErr := s.w.Close() // waiting Writes give up; the queue gets -close-timeout
+	s.mu.Lock()
+	s.stopped = true // the pump, if still reading, sends nothing more
+	s.mu.Unlock()
+	st := s.w.Stats()
+	ms := m.Stats()
+	m.Close()
+	close(stopStatus)
+	<-statusDone
+	con.ClearStatus()
+
+	read, written := s.lines.Load(), st.Written
+	full, tooLong := s.full.Load(), s.tooLong.Load()+s.tooLarge.Load()
+	dropped := read - written
+	con.Printf("%s: %s read (%s), %s written, %s dropped, %s, %s",
+		programName, plural(read, "line"), bytesize(s.bytes.Load()), count(written), count(dropped),
+		plural(s.reconnects.Load(), "reconnect"), elapsed(time.Since(start)))
+
+	code := exitOK
+	if interrupted {
+		con.Printf("%s: interrupted: stopped reading the input", programName)
+	}
+	if readErr != nil && !errors.Is(readErr, errStopped) {
+		con.Printf("%s: reading the input: %v", programName, readErr)
+		code = exitFailed
+	}
+	if dropped > 0 {
+		var why []string
+		if full > 0 {
+			why = append(why, fmt.Sprintf("%s dropped because the %s buffer was full", count(full), bytesize(int(cfg.buffer))))
+		}
+		if tooLong > 0 {
+			why = append(why, fmt.Sprintf("%s longer than %s", count(tooLong), bytesize(s.maxLine)))
+		}
+		if left := dropped - full - tooLong; left > 0 {
+			why = append(why, fmt.Sprintf("%s still queued when the %v close timeout ran out", count(left), cfg.closeTimeout))
+		}
+		msg := fmt.Sprintf("%s: %s of %s not delivered: %s", programName, count(dropped), plural(read, "line"), strings.Join(why, ", "))
+		if ms.LastError != nil && (closeErr != nil || ms.State != conn.Connected) {
+			msg += fmt.Sprintf("; last error: %v", ms.LastError)
+		}
+		con.Printf("%s", msg)
+		code = exitFailed
+	}
+	return code
+}
+
+// status draws the status line 4 times a second and prints state changes
+// for -v, until stop is closed.
+func (s *sender) status(con *console, m *conn.Manager, ep endpoint, flushing *atomic.Bool, stop <-chan struct{}) {
+	var (
+		t     = time.NewTicker(statusInterval)
+		meter meter
+	)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case ev := <-s.events:
+			if ev.State == conn.Closed {
+				continue // the end of the run, not news
+			}
+			con.Printf("%s: %s", programName, describeEvent(ev, ep))
+		case now := <-t.C:
+			if !con.tty {
+				continue
+			}
+			st := s.w.Stats()
+			lps, bps := meter.rate(now, st.Written, st.WrittenBytes)
+			state := m.Stats().State.String()
+			if flushing.Load() {
+				state = "flushing, " + state
+			}
+			line := fmt.Sprintf("%s · %s lines %s · %s/s %s/s · %s · %s dropped",
+				state, count(st.Written), bytesize(st.WrittenBytes), rateString(lps), bytesize(bps),
+				plural(s.reconnects.Load(), "reconnect"), count(st.Dropped+s.tooLong.Load()))
+			if q := st.Queue; q.Messages > 0 {
+				line += fmt.Sprintf(" · %s queued", count(q.Messages))
+			}
+			con.Status(line)
+		}
+	}
+}
+
+// describeEvent says what a state change means, for -v.
+func describeEvent(ev conn.Event, ep endpoint) string {
+	switch ev.State {
+	case conn.Connected:
+		return "connected to " + ep.String()
+	case conn.Disconnected:
+		retry := "redialing at once"
+		if ev.Wait > 0 {
+			retry = "retrying in " + elapsed(ev.Wait)
+		}
+		if ev.Attempt > 0 {
+			retry += fmt.Sprintf(" (attempt %d)", ev.Attempt+1)
+		}
+		return fmt.Sprintf("disconnected: %v; %s", ev.Err, retry)
+	}
+	return ev.State.String()
+}

@@ -1,0 +1,119 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestCount(t *testing.T) {
+	for n, want := range map[int64]string{0: "0", 999: "999", 1000: "1,000", 1234567: "1,234,567", -1234: "-1,234"} {
+		if got := count(n); got != want {
+			t.Errorf("count(%d) = %q, want %q", n, got, want)
+		}
+	}
+	if got := plural(1, "line"); got != "1 line" {
+		t.Errorf("plural(1) = %q", got)
+	}
+	if got := plural(uint64(2000), "line"); got != "2,000 lines" {
+		t.Errorf("plural(2000) = %q", got)
+	}
+}
+
+func TestBytesize(t *testing.T) {
+	for n, want := range map[int]string{0: "0 B", 1023: "1023 B", 1024: "1.0 KiB", 1536: "1.5 KiB", 4 << 20: "4.0 MiB", 200 << 20: "200 MiB", 3 << 40: "3072 GiB"} {
+		if got := bytesize(n); got != want {
+			t.Errorf("bytesize(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]int{"65536": 65536, "64k": 64 << 10, "64K": 64 << 10, "64KiB": 64 << 10, "4M": 4 << 20, "4MB": 4 << 20, "1G": 1 << 30, "10B": 10} {
+		if got, err := parseSize(in); err != nil || got != want {
+			t.Errorf("parseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "0", "-1", "1.5M", "4X", "M", "99999999999999G"} {
+		if got, err := parseSize(in); err == nil {
+			t.Errorf("parseSize(%q) = %d, want an error", in, got)
+		}
+	}
+}
+
+func TestDemoLine(t *testing.T) {
+	for _, seq := range []int64{0, 1, 25, 26, 32, 33, 123456789} {
+		line := demoLine(nil, seq)
+		if !bytes.HasSuffix(line, []byte("\n")) {
+			t.Fatalf("demoLine(%d) = %q", seq, line)
+		}
+		got, ok := parseDemoLine(line[:len(line)-1])
+		if !ok || got != seq {
+			t.Errorf("parseDemoLine(demoLine(%d)) = %d, %v", seq, got, ok)
+		}
+		// Any cut, or two lines spliced, is not a demo line.
+		next := demoLine(nil, seq+1)
+		for i := 1; i < len(line)-1; i++ {
+			if _, ok := parseDemoLine(line[:i]); ok {
+				t.Errorf("the first %d bytes of %q pass for a line", i, line)
+			}
+			if i >= len(next) {
+				continue
+			}
+			spliced := append(append([]byte(nil), line[:i]...), next[i:]...)
+			if _, ok := parseDemoLine(spliced[:len(spliced)-1]); ok && !bytes.Equal(spliced, line) && !bytes.Equal(spliced, next) {
+				t.Errorf("%q spliced from two lines passes for one", spliced)
+			}
+		}
+	}
+}
+
+func TestConsole(t *testing.T) {
+	var b strings.Builder
+	c := newConsole(&b, true)
+	c.Status("status one")
+	c.Printf("event %d", 1)
+	c.Status("two")
+	c.ClearStatus()
+	want := "\rstatus one" + "\r          \r" + "event 1\n" + "status one" + "\rtwo       \rtwo" + "\r   \r"
+	if b.String() != want {
+		t.Errorf("console wrote %q, want %q", b.String(), want)
+	}
+	b.Reset()
+	c = newConsole(&b, false)
+	c.Status("not a terminal")
+	c.Printf("line")
+	if b.String() != "line\n" {
+		t.Errorf("console wrote %q without a terminal", b.String())
+	}
+}
+
+// TestRunUsageErrors runs the command line in-process: a mistake is one
+// line on stderr and status 2, before anything is started.
+func TestRunUsageErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{}, {"nope"}, {"send"}, {"send", "htp://x:1"}, {"send", "-x", "h:1"}, {"listen", "h"}, {"demo", "extra"},
+	} {
+		var stdout, stderr strings.Builder
+		e := &env{stdin: strings.NewReader(""), stdout: &stdout, stderr: &stderr}
+		if code := run(context.Background(), args, e); code != exitUsage {
+			t.Errorf("run(%q) = %d, want %d", args, code, exitUsage)
+		}
+		if strings.Count(stderr.String(), "\n") != 1 || stdout.Len() != 0 {
+			t.Errorf("run(%q): stdout %q, stderr %q", args, stdout.String(), stderr.String())
+		}
+	}
+}
+
+func TestRateString(t *testing.T) {
+	for f, want := range map[float64]string{0: "0", 999.4: "999", 1500: "1.5k", 99949: "99.9k", 240000: "240k", 1.2e6: "1.20M"} {
+		if got := rateString(f); got != want {
+			t.Errorf("rateString(%v) = %q, want %q", f, got, want)
+		}
+	}
+	if got := elapsed(1234 * time.Millisecond); got != "1.23s" {
+		t.Errorf("elapsed = %q", got)
+	}
+}
