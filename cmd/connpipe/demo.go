@@ -29,8 +29,9 @@ const (
 	demoPauseMin     = 35 * time.Millisecond  // pauses between bursts: longer than the
 	demoPauseMax     = 75 * time.Millisecond  // sink's idle timeout, mostly
 	demoFlushTimeout = 3 * time.Second        // for what is queued at the end
+	demoCloseTimeout = 500 * time.Millisecond // for what is left after that
 	demoBackoffBase  = 50 * time.Millisecond  // the client's reconnect schedule
-	demoBackoffMax   = time.Second            //
+	demoBackoffMax   = 500 * time.Millisecond //
 	demoReportOutage = 100 * time.Millisecond // outages at least this long are reported as they end
 )
 
@@ -294,12 +295,6 @@ func (s *demoSink) stop() int {
 	return n
 }
 
-func (s *demoSink) listening() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.ln != nil
-}
-
 // restartLoop restarts the sink every demoUpMin-demoUpMax until stop is
 // closed, and leaves it listening.
 func (s *demoSink) restartLoop(stop <-chan struct{}, say func(string, ...any)) {
@@ -335,8 +330,6 @@ func (s *demoSink) restartLoop(stop <-chan struct{}, say func(string, ...any)) {
 
 // demoClient follows the Manager's state through its hook.
 type demoClient struct {
-	start time.Time
-
 	mu        sync.Mutex
 	connects  int
 	downSince time.Time // when the connection was lost; zero while connected
@@ -345,9 +338,9 @@ type demoClient struct {
 }
 
 type outage struct {
-	at, length time.Duration
-	dials      int // failed dials during it
-	queued     int // lines waiting when it ended
+	length time.Duration
+	dials  int // failed dials during it
+	queued int // lines waiting when it ended
 }
 
 func (c *demoClient) hook(ev conn.Event) {
@@ -362,7 +355,7 @@ func (c *demoClient) hook(ev conn.Event) {
 			c.longest = max(c.longest, d)
 			if d >= demoReportOutage {
 				select {
-				case c.outages <- outage{now.Sub(c.start), d, ev.Attempt, ev.Queue.Messages}:
+				case c.outages <- outage{d, ev.Attempt, ev.Queue.Messages}:
 				default:
 				}
 			}
@@ -404,14 +397,14 @@ pauses between bursts), and every %v-%vs it restarts: it stops listening, sends
 FIN, reads until the client has gone, and stays down %v-%v.
 
 The client is the code you would write:
-    m := conn.New("tcp", addr, conn.WithBackoff(%v, %v))
+    m := conn.New("tcp", addr, conn.WithBackoff(%s, %s))
     w := conn.NewBatchWriter(m)  // 4 MiB queue; Write never waits on the network
     w.Write(line)                 // one message per line
 
 `, cfg.duration, sink.addr, demoIdleTimeout, demoUpMin.Seconds(), demoUpMax.Seconds(),
-		demoDownMin, demoDownMax, demoBackoffBase, demoBackoffMax)
+		demoDownMin, demoDownMax, goDuration(demoBackoffBase), goDuration(demoBackoffMax))
 
-	client := &demoClient{start: start, outages: make(chan outage, 64)}
+	client := &demoClient{outages: make(chan outage, 64)}
 	m := conn.New("tcp", sink.addr,
 		conn.WithBackoff(demoBackoffBase, demoBackoffMax),
 		conn.WithDialTimeout(time.Second),
@@ -419,7 +412,7 @@ The client is the code you would write:
 		conn.WithStateHook(client.hook),
 	)
 	defer m.Close()
-	w := conn.NewBatchWriter(m, conn.WithCloseTimeout(demoFlushTimeout))
+	w := conn.NewBatchWriter(m, conn.WithCloseTimeout(demoCloseTimeout))
 	defer w.Close()
 
 	// The sink's schedule, and a reporter for outages and progress.
@@ -464,15 +457,11 @@ generate:
 	}
 	say("client: stopped writing after %s lines; flushing the queue", count(seq))
 
-	// The end: the sink stays up while the queue drains.
+	// The end: the sink's schedule stops, leaving it listening (after a
+	// restart under way, which may wait for the client to notice its FIN),
+	// while the queue drains.
 	close(stopRestarts)
-	<-restartsDone
-	if !sink.listening() {
-		if err := sink.listen(); err != nil {
-			say("sink: cannot listen again: %v", err)
-		}
-	}
-	flushCtx, cancel := context.WithTimeout(ctx, demoFlushTimeout)
+	flushCtx, cancel := context.WithTimeout(context.Background(), demoFlushTimeout)
 	flushErr := w.Flush(flushCtx)
 	cancel()
 	flushed := time.Since(start)
@@ -481,6 +470,7 @@ generate:
 	m.Close()
 	close(stopReport)
 	<-reportDone
+	<-restartsDone
 	out.ClearStatus()
 	sink.stop() // the client has closed: this reads what is left
 
@@ -502,9 +492,9 @@ generate:
 	pr("delivered", count(r.delivered), "arrived whole, each once")
 	pr("failed and reported", count(rejected+droppedAtClose), fmt.Sprintf("dropped, and the program was told: %s ErrBufferFull at Write, %s left at Close", count(rejected), count(droppedAtClose)))
 	pr("silently lost", strconv.FormatInt(lost, 10), "accepted, never reported, never arrived")
-	pr("duplicates", count(r.duplicates), "")
-	pr("torn", count(r.torn), fmt.Sprintf("(and %s cut short by a dying connection, then resent whole)", plural(fragments, "line")))
-	pr("out of order", count(r.outOfOrder), "")
+	pr("duplicates", count(r.duplicates), "whole lines received twice")
+	pr("torn", count(r.torn), fmt.Sprintf("lines received damaged (%s cut short by a dying connection, then resent whole)", plural(fragments, "line")))
+	pr("out of order", count(r.outOfOrder), "lines received after a later one")
 	pr("reconnects", count(reconnects), fmt.Sprintf("the sink closed %s and restarted %s", plural(idleCloses, "idle connection"), plural(restarts, "time")))
 	pr("longest outage", elapsed(longest), "without a connection, while lines waited in the queue")
 	pr("throughput", rateString(float64(r.delivered)/secs), fmt.Sprintf("lines/s, %s/s, in %s writes on the socket (%.0f lines each)",
@@ -537,6 +527,18 @@ generate:
 	return exitOK
 }
 
+// goDuration writes d as Go source: "50*time.Millisecond", "time.Second".
+func goDuration(d time.Duration) string {
+	unit, name := time.Millisecond, "time.Millisecond"
+	if d%time.Second == 0 {
+		unit, name = time.Second, "time.Second"
+	}
+	if d == unit {
+		return name
+	}
+	return strconv.FormatInt(int64(d/unit), 10) + "*" + name
+}
+
 // demoProgress prints outages as they end, and progress: a status line on
 // a terminal, or a line a second.
 func demoProgress(out *console, w *conn.BatchWriter, m *conn.Manager, c *demoClient, start time.Time, say func(string, ...any), stop <-chan struct{}) {
@@ -556,7 +558,7 @@ func demoProgress(out *console, w *conn.BatchWriter, m *conn.Manager, c *demoCli
 		case <-t.C:
 			st := w.Stats()
 			reconnects, _ := c.stats()
-			line := fmt.Sprintf("%s lines written · %s · %s · %s queued · %s dropped",
+			line := fmt.Sprintf("%s lines · %s · %s · %s queued · %s dropped",
 				count(st.Accepted), m.Stats().State, plural(reconnects, "reconnect"), count(st.Queue.Messages), count(st.Dropped))
 			if out.tty {
 				out.Status(fmt.Sprintf("%6.2fs  %s", time.Since(start).Seconds(), line))

@@ -87,6 +87,7 @@ type env struct {
 	stdout io.Writer
 	stderr io.Writer
 	tty    bool // stderr is a terminal: draw live status lines
+	typing bool // stdin is a terminal: someone types the input
 }
 
 // A usageError is a mistake on the command line: it is printed as one line
@@ -111,6 +112,7 @@ func main() {
 		stdout: os.Stdout,
 		stderr: os.Stderr,
 		tty:    isTerminal(os.Stderr),
+		typing: isTerminal(os.Stdin),
 	})
 	os.Exit(code)
 }

@@ -66,13 +66,13 @@ Exit status: 0 every line was written to a connection; 1 some lines were
 dropped or not delivered (the summary on stderr says how many); 2 bad usage.
 `)
 	c.buffer = conn.DefaultBufferSize
-	fs.StringVar(&c.file, "file", "", "read lines from `PATH` instead of stdin")
+	fs.StringVar(&c.file, "file", "", "read lines from `PATH` instead of stdin (- is stdin)")
 	fs.DurationVar(&c.dialTimeout, "dial-timeout", conn.DefaultDialTimeout, "give up on one connection attempt after this long (0: no limit)")
 	fs.DurationVar(&c.writeTimeout, "write-timeout", conn.DefaultWriteTimeout, "replace a connection on which a write makes no progress for this long (0: never)")
 	fs.DurationVar(&c.backoffBase, "backoff-base", conn.DefaultBackoffBase, "wait before the second connection attempt; doubles with each failure")
 	fs.DurationVar(&c.backoffMax, "backoff-max", conn.DefaultBackoffMax, "longest wait between connection attempts")
 	fs.Var(&c.buffer, "buffer", "queue at most this many `bytes` in memory (k, M, G suffixes: powers of 1024)")
-	fs.StringVar(&c.full, "full", "drop", "when the buffer is full: `drop|wait`; drop the line, or wait up to -wait for room")
+	fs.StringVar(&c.full, "full", "drop", "when the buffer is full, `drop|wait`: drop the line at once, or wait up to -wait for room")
 	fs.DurationVar(&c.wait, "wait", defaultWait, "with -full wait: how long a line waits for room before it is dropped")
 	fs.DurationVar(&c.closeTimeout, "close-timeout", defaultCloseTimeout, "at the end of the input, keep trying to deliver what is queued for this long")
 	fs.StringVar(&c.ca, "ca", "", "tls: trust the CA certificates in this PEM `FILE` instead of the system's")
@@ -134,7 +134,7 @@ func prepareSend(e *env, fs *flagSet, cfg *sendConfig, address string) (*sendJob
 			job.tls.RootCAs = pool
 		}
 	}
-	if cfg.file != "" {
+	if cfg.file != "" && cfg.file != "-" {
 		f, err := os.Open(cfg.file)
 		if err != nil {
 			return nil, usagef("cannot read -file: %v", err)
@@ -321,7 +321,8 @@ func (j *sendJob) run(ctx context.Context, e *env) int {
 	}
 	s.w = conn.NewBatchWriter(m, bopts...)
 
-	con := newConsole(e.stderr, e.tty)
+	// A status line redrawn under the lines someone types would garble them.
+	con := newConsole(e.stderr, e.tty && !(e.typing && j.input == e.stdin))
 	var flushing atomic.Bool
 	stopStatus := make(chan struct{})
 	statusDone := make(chan struct{})

@@ -199,7 +199,16 @@ func elapsed(d time.Duration) string {
 // followed by a unit: k/K/KiB, M/MiB, G/GiB (powers of 1024), or B.
 type sizeFlag int
 
-func (s *sizeFlag) String() string { return strconv.Itoa(int(*s)) }
+func (s *sizeFlag) String() string {
+	n := int(*s)
+	for _, u := range []string{"", "k", "M", "G"} {
+		if n%1024 != 0 || n == 0 || u == "G" {
+			return strconv.Itoa(n) + u
+		}
+		n /= 1024
+	}
+	return strconv.Itoa(n) + "G"
+}
 
 func (s *sizeFlag) Set(v string) error {
 	n, err := parseSize(v)

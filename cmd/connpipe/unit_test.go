@@ -36,6 +36,13 @@ func TestParseSize(t *testing.T) {
 			t.Errorf("parseSize(%q) = %d, %v; want %d", in, got, err, want)
 		}
 	}
+	for _, n := range []int{1, 1000, 1024, 4 << 20, 3 << 30, 1<<20 + 1} {
+		s := sizeFlag(n)
+		var back sizeFlag
+		if err := back.Set(s.String()); err != nil || back != s {
+			t.Errorf("sizeFlag(%d).String() = %q, which parses as %d, %v", n, s.String(), back, err)
+		}
+	}
 	for _, in := range []string{"", "0", "-1", "1.5M", "4X", "M", "99999999999999G"} {
 		if got, err := parseSize(in); err == nil {
 			t.Errorf("parseSize(%q) = %d, want an error", in, got)
