@@ -260,32 +260,16 @@ func (m *Manager) retire(l *link, cause error) {
 }
 
 // awaitFirst waits, within a bound, for the first dial attempt to finish,
-// and returns the current link. Once a wait has timed out, later calls do
-// not wait: the dial is hanging.
+// and returns the current link.
 func (m *Manager) awaitFirst() *link {
-	select {
-	case <-m.firstDial:
-	default:
-		if m.firstOver.Load() {
-			break
-		}
-		t := time.NewTimer(m.connectWait)
-		defer t.Stop()
-		select {
-		case <-m.firstDial:
-		case <-t.C:
-			m.firstOver.Store(true)
-		case <-m.closing:
-		}
-	}
+	m.waitBounded(m.firstDial, &m.firstOver)
 	return m.live()
 }
 
 // awaitReplacement returns the link that replaces the retired l when l
 // proved itself and so is redialed at once: it waits, within a bound, for
 // that dial. It returns nil when there is none: l did not prove itself, the
-// dial failed, or it hangs — once a wait has timed out, later calls do not
-// wait.
+// dial failed, or it hangs.
 func (m *Manager) awaitReplacement(l *link) *link {
 	select {
 	case <-l.dead: // retire has finished, here or in another goroutine
@@ -295,22 +279,30 @@ func (m *Manager) awaitReplacement(l *link) *link {
 	if !l.redial {
 		return nil
 	}
-	select {
-	case <-l.next:
-	default:
-		if l.redialSlow.Load() {
-			break
-		}
-		t := time.NewTimer(m.connectWait)
-		defer t.Stop()
-		select {
-		case <-l.next:
-		case <-t.C:
-			l.redialSlow.Store(true)
-		case <-m.closing:
-		}
-	}
+	m.waitBounded(l.next, &l.redialSlow)
 	return m.live()
+}
+
+// waitBounded waits for ready to be closed, for at most m.connectWait, or
+// until Close. Once a wait has timed out (recorded in over), later calls do
+// not wait: the dial they would wait for is hanging.
+func (m *Manager) waitBounded(ready <-chan struct{}, over *atomic.Bool) {
+	select {
+	case <-ready:
+		return
+	default:
+	}
+	if over.Load() {
+		return
+	}
+	t := time.NewTimer(m.connectWait)
+	defer t.Stop()
+	select {
+	case <-ready:
+	case <-t.C:
+		over.Store(true)
+	case <-m.closing:
+	}
 }
 
 // interruptWrites makes Writes blocked on the current connection fail now,
