@@ -108,8 +108,10 @@ type BatchStats struct {
 	AcceptedBytes uint64
 	Written       uint64 // messages handed whole to a connection
 	WrittenBytes  uint64
-	Dropped       uint64 // messages rejected by Write, or left at Close
+	Dropped       uint64 // Rejected + Discarded
 	DroppedBytes  uint64
+	Rejected      uint64 // messages Write refused: ErrBufferFull, ErrTooLarge, ErrClosed
+	Discarded     uint64 // messages accepted, then dropped unwritten: left at Close, or too large for a datagram
 	Retried       uint64 // messages partly written on a connection that failed, written again whole
 	Writes        uint64 // writes on the connection: batches
 }
@@ -148,7 +150,7 @@ type BatchWriter struct {
 	queued    QueueStats    // messages and bytes accepted, not written; OldestAge unused
 	sending   time.Time     // when the batch being written began; zero if none
 	stats     BatchStats    // counters; Queue unused
-	discarded uint64        // accepted messages dropped, not written
+	unflushed uint64        // messages dropped because Close's time ran out or the Manager closed
 	closed    bool          // Write fails: Close was called, or the Manager was closed
 	closing   bool          // Close was called
 	space     chan struct{} // closed when room is made; nil if nobody waits
@@ -213,6 +215,7 @@ func (w *BatchWriter) Write(p []byte) (int, error) {
 	if w.queued.Bytes+len(p) > w.cfg.size {
 		if err := w.makeRoom(len(p)); err != nil {
 			w.stats.Dropped++
+			w.stats.Rejected++
 			w.stats.DroppedBytes += uint64(len(p))
 			w.mu.Unlock()
 			return 0, err
@@ -274,8 +277,8 @@ func (w *BatchWriter) makeRoom(n int) error {
 // ErrUnflushed if some were dropped, or ctx.Err().
 func (w *BatchWriter) Flush(ctx context.Context) error {
 	w.mu.Lock()
-	target := w.stats.Accepted
-	for w.stats.Written+w.discarded < target {
+	target, discarded := w.stats.Accepted, w.stats.Discarded
+	for w.stats.Written+w.stats.Discarded < target {
 		if w.progress == nil {
 			w.progress = make(chan struct{})
 		}
@@ -289,8 +292,8 @@ func (w *BatchWriter) Flush(ctx context.Context) error {
 		w.mu.Lock()
 	}
 	defer w.mu.Unlock()
-	if w.stats.Written < target {
-		return fmt.Errorf("%w: %d messages dropped", ErrUnflushed, target-w.stats.Written)
+	if n := w.stats.Discarded - discarded; n > 0 {
+		return fmt.Errorf("%w: %d dropped", ErrUnflushed, n)
 	}
 	return nil
 }
@@ -335,8 +338,8 @@ func (w *BatchWriter) Close() error {
 	w.m.queue.CompareAndSwap(&w.report, nil)
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.discarded > 0 {
-		return fmt.Errorf("%w: %d messages dropped at Close", ErrUnflushed, w.discarded)
+	if w.unflushed > 0 {
+		return fmt.Errorf("%w: %d dropped", ErrUnflushed, w.unflushed)
 	}
 	return nil
 }
@@ -377,6 +380,7 @@ func (w *BatchWriter) run() {
 		out      batch
 		next     int // the first message in out not yet written
 		maxBatch = w.cfg.maxBatch
+		outage   bool // the last write failed: the connection was replaced
 	)
 	for {
 		if next == len(out.ends) {
@@ -387,6 +391,16 @@ func (w *BatchWriter) run() {
 				return
 			}
 		}
+		// Wait here, where Close can cut the wait short, not in the
+		// Manager's Write.
+		if !w.m.awaitLive(w.abort) {
+			w.discard()
+			return
+		}
+		if outage {
+			w.absorb(&out)
+			outage = false
+		}
 		start := 0
 		if next > 0 {
 			start = out.ends[next-1]
@@ -396,7 +410,7 @@ func (w *BatchWriter) run() {
 			end++
 		}
 		w.writing.Store(true)
-		n, err := w.m.Write(out.buf[start:out.ends[end-1]])
+		n, err := w.m.writeNow(out.buf[start:out.ends[end-1]])
 		w.writing.Store(false)
 		done := next
 		for done < end && out.ends[done]-start <= n {
@@ -415,11 +429,8 @@ func (w *BatchWriter) run() {
 		case errors.Is(err, syscall.EMSGSIZE):
 			w.dropUnsendable(&out, next) // can never be sent
 			next++
-		case !w.m.awaitLive(w.abort):
-			w.discard()
-			return
 		default:
-			w.absorb(&out)
+			outage = true
 		}
 	}
 }
@@ -499,7 +510,7 @@ func (w *BatchWriter) dropUnsendable(out *batch, i int) {
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.discarded++
+	w.stats.Discarded++
 	w.stats.Dropped++
 	w.stats.DroppedBytes += uint64(size)
 	w.queued.Messages--
@@ -515,7 +526,8 @@ func (w *BatchWriter) dropUnsendable(out *batch, i int) {
 func (w *BatchWriter) discard() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.discarded += uint64(w.queued.Messages)
+	w.unflushed += uint64(w.queued.Messages)
+	w.stats.Discarded += uint64(w.queued.Messages)
 	w.stats.Dropped += uint64(w.queued.Messages)
 	w.stats.DroppedBytes += uint64(w.queued.Bytes)
 	w.queued = QueueStats{}

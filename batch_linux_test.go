@@ -163,3 +163,60 @@ func TestBatchWriterCloseAgainstAPeerThatStopsReading(t *testing.T) {
 	}
 	t.Logf("peer stops reading: Close returned %v after %v; %d written, %d dropped", err, took.Round(time.Millisecond), st.Written, st.Dropped)
 }
+
+func TestBatchWriterCloseTimeoutHoldsWhileTheDialHangs(t *testing.T) {
+	hole := testnet.NewBlackhole(t)
+	m := conn.New("tcp", hole.Addr())
+	defer m.Close()
+	w := conn.NewBatchWriter(m, conn.WithCloseTimeout(300*time.Millisecond))
+	w.Write([]byte("never delivered\n"))
+	start := time.Now()
+	err := w.Close()
+	took := time.Since(start)
+	if !errors.Is(err, conn.ErrUnflushed) {
+		t.Errorf("Close: %v, want ErrUnflushed", err)
+	}
+	if took < 300*time.Millisecond || took > 900*time.Millisecond {
+		t.Errorf("Close took %v, want its 300ms timeout", took)
+	}
+	if st := w.Stats(); st.Discarded != 1 || st.Rejected != 0 || st.Dropped != 1 {
+		t.Errorf("stats %+v, want 1 discarded", st)
+	}
+}
+
+func TestOversizedDatagramIsDroppedAloneAndKeepsTheConnection(t *testing.T) {
+	sink := testnet.NewUDPSink(t)
+	m := conn.New("udp", sink.Addr())
+	defer m.Close()
+	if _, err := m.Write([]byte("first")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Write(make([]byte, 70_000)); err == nil {
+		t.Fatal("a 70,000-byte datagram was sent")
+	}
+	if _, err := m.Write([]byte("second")); err != nil {
+		t.Fatalf("Write after an oversized datagram: %v", err)
+	}
+	if st := m.Stats(); st.Lost != 0 || st.Dials != 1 {
+		t.Errorf("stats %+v: the connection was replaced for one message", st)
+	}
+
+	w := conn.NewBatchWriter(m)
+	w.Write([]byte("third"))
+	w.Write(make([]byte, 70_000))
+	w.Write([]byte("fourth"))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := w.Flush(ctx); !errors.Is(err, conn.ErrUnflushed) {
+		t.Errorf("Flush: %v, want ErrUnflushed for the oversized message", err)
+	}
+	if !sink.WaitCount(4, 10*time.Second) {
+		t.Fatalf("datagrams received: %q", sink.Datagrams())
+	}
+	if err := w.Close(); err != nil {
+		t.Errorf("Close: %v, want nil: nothing was left unwritten", err)
+	}
+	if st := w.Stats(); st.Discarded != 1 || st.Written != 2 {
+		t.Errorf("stats %+v, want 2 written and 1 discarded", st)
+	}
+}

@@ -2,9 +2,11 @@ package conn
 
 import (
 	"context"
+	"errors"
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/go-kit/log"
@@ -161,7 +163,9 @@ func (m *Manager) Put(err error) {
 //     the write timeout (WithWriteTimeout).
 //
 // A failed Write invalidates the connection it was written on, and only
-// that one: the Manager redials once however many Writes failed on it. Each
+// that one: the Manager redials once however many Writes failed on it. The
+// exception is a datagram too large to send (EMSGSIZE): the connection is
+// kept. Each
 // call is one Write on the connection, so concurrent calls are not
 // interleaved on a stream socket. Write allocates nothing.
 func (m *Manager) Write(b []byte) (int, error) {
@@ -232,6 +236,9 @@ func (m *Manager) refreshDeadline(l *link, now int64) {
 // written and l had proven itself, writes b on the connection that replaces
 // it.
 func (m *Manager) failed(l *link, b []byte, n int, err error, retry, checked bool) (int, error) {
+	if errors.Is(err, syscall.EMSGSIZE) {
+		return n, err // a datagram too large: the message is at fault, not the connection
+	}
 	m.retire(l, err)
 	if n == 0 && retry && !isTimeout(err) {
 		if next := m.awaitReplacement(l); next != nil {
@@ -372,9 +379,25 @@ func (m *Manager) queueStats() QueueStats {
 	return QueueStats{}
 }
 
+// writeNow writes b on the live connection, if there is one, without
+// waiting for a dial: the BatchWriter waits itself, where its Close can cut
+// the wait short.
+func (m *Manager) writeNow(b []byte) (int, error) {
+	if l := m.live(); l != nil {
+		return m.write(l, b, false)
+	}
+	if m.isClosed() {
+		return 0, ErrClosed
+	}
+	return 0, ErrConnectionUnavailable
+}
+
 // awaitLive waits until there is a live connection (true), or abort is
 // closed or the Manager is closed (false).
 func (m *Manager) awaitLive(abort <-chan struct{}) bool {
+	if m.live() != nil {
+		return true
+	}
 	for {
 		m.mu.Lock()
 		if m.live() != nil {

@@ -476,7 +476,7 @@ generate:
 
 	st := w.Stats()
 	r := sink.check(accepted)
-	droppedAtClose := st.Dropped - rejected
+	droppedAtClose := st.Discarded
 	lost := int64(st.Accepted) - int64(droppedAtClose) - int64(r.delivered)
 
 	sink.mu.Lock()
