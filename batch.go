@@ -157,6 +157,7 @@ type BatchWriter struct {
 	progress  chan struct{} // closed when messages are written; nil if nobody waits
 
 	writing atomic.Bool // run is inside Manager.Write
+	aborted atomic.Bool // Close's time ran out
 
 	wake  chan struct{} // a batch is waiting; capacity 1
 	abort chan struct{} // closed when Close's time is up
@@ -325,6 +326,7 @@ func (w *BatchWriter) Close() error {
 	select {
 	case <-w.done:
 	case <-t.C:
+		w.aborted.Store(true)
 		close(w.abort)
 		// A write blocked on a peer that does not read would hold Close up
 		// to the write timeout: make it fail now.
@@ -392,12 +394,13 @@ func (w *BatchWriter) run() {
 			}
 		}
 		// Wait here, where Close can cut the wait short, not in the
-		// Manager's Write.
-		if !w.m.awaitLive(w.abort) {
-			w.discard()
-			return
-		}
-		if outage {
+		// Manager's Write; and after a wait, write what queued meanwhile
+		// in full-size writes.
+		if outage || w.m.live() == nil {
+			if !w.m.awaitLive(w.abort) {
+				w.discard()
+				return
+			}
 			w.absorb(&out)
 			outage = false
 		}
@@ -409,7 +412,15 @@ func (w *BatchWriter) run() {
 		for end < len(out.ends) && out.ends[end]-start <= maxBatch {
 			end++
 		}
+		// writing, then aborted; in Close, aborted, then writing: one of the
+		// two sees the other, so a write never starts unseen after Close
+		// gave up.
 		w.writing.Store(true)
+		if w.aborted.Load() {
+			w.writing.Store(false)
+			w.discard()
+			return
+		}
 		n, err := w.m.writeNow(out.buf[start:out.ends[end-1]])
 		w.writing.Store(false)
 		done := next

@@ -23,7 +23,17 @@ func (m *Manager) run() {
 		if l != nil {
 			m.cur.Store(l)
 		}
+		// Record the attempt before releasing those who wait for it, so
+		// that what they see in Stats is up to date.
 		m.count(err)
+		var wait time.Duration
+		if err != nil {
+			attempt++
+			wait = m.cfg.backoff.next(attempt)
+			m.enter("dial failed", Event{State: Disconnected, Err: err, Attempt: attempt, Wait: wait})
+		} else {
+			m.enter("connected", Event{State: Connected, Attempt: attempt})
+		}
 		if lost == nil {
 			select {
 			case <-m.firstDial:
@@ -34,18 +44,13 @@ func (m *Manager) run() {
 			close(lost.next)
 			lost = nil
 		}
-
 		if err != nil {
-			attempt++
-			wait := m.cfg.backoff.next(attempt)
-			m.enter("dial failed", Event{State: Disconnected, Err: err, Attempt: attempt, Wait: wait})
 			if !m.sleep(wait) {
 				return
 			}
 			continue
 		}
 
-		m.enter("connected", Event{State: Connected, Attempt: attempt})
 		select {
 		case <-l.dead:
 		case <-m.closing:
@@ -53,7 +58,7 @@ func (m *Manager) run() {
 			return
 		}
 		lost = l
-		wait := time.Duration(0)
+		wait = 0
 		if l.redial {
 			attempt = 0
 		} else {

@@ -145,8 +145,14 @@ func TestScenarioEightWritersThroughFourRestarts(t *testing.T) {
 	wg.Wait()
 	// A last line on the current connection: once it arrives, everything
 	// sent before it on that connection has, and older connections are gone.
-	if _, err := m.Write([]byte("end\n")); err != nil {
-		t.Fatalf("final Write: %v", err)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		_, err := m.Write([]byte("end\n"))
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("final Write: %v", err)
+		}
 	}
 	if !sink.WaitUntil(func() bool { lines := sink.Lines(); return len(lines) > 0 && lines[len(lines)-1] == "end" }, 10*time.Second) {
 		t.Fatal("the final line did not arrive")
