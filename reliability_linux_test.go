@@ -140,7 +140,8 @@ func TestScenarioEightWritersThroughFourRestarts(t *testing.T) {
 		}
 		started = append(started, time.Now())
 	}
-	time.Sleep(300 * time.Millisecond)
+	// Long enough for the backoff, at its cap, to find the sink back.
+	time.Sleep(maxWait*3/2 + 300*time.Millisecond)
 	close(stop)
 	wg.Wait()
 	// A last line on the current connection: once it arrives, everything
