@@ -196,12 +196,12 @@ func BenchmarkWriteTCP(b *testing.B) {
 
 // BenchmarkWriteTCPIdle: one Write on a loopback TCP connection that sat
 // idle (not timed) for 300 µs or 2 ms before it. Before writing on a
-// connection that sat idle longer than its threshold, conn checks, with one
-// non-blocking system call, whether the peer has closed it; conn−raw is
-// what that check costs a Write after a pause, when caches are cold and a
-// system call is slower than in a tight loop. Each iteration lasts at least
-// the pause, whatever ns/op says: run it with a fixed count
-// (-benchtime=200x).
+// connection idle for 1 ms or more, conn checks, with one non-blocking
+// system call, whether the peer has closed it: after 2 ms, conn−raw is what
+// that check costs a Write after a pause, when caches are cold and a system
+// call is slower than in a tight loop; after 300 µs there is no check, and
+// conn−raw shows the noise. Each iteration lasts at least the pause,
+// whatever ns/op says: run it with a fixed count (-benchtime=200x).
 func BenchmarkWriteTCPIdle(b *testing.B) {
 	gaps := []struct {
 		name string
