@@ -14,5 +14,3 @@ func contextFree(d conn.Dialer) conn.DialContextFunc {
 		return d(network, address)
 	}
 }
-
-func contextDeadline() error { return context.DeadlineExceeded }
