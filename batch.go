@@ -171,6 +171,14 @@ type batch struct {
 	first time.Time
 }
 
+// start returns where message i begins in b.buf.
+func (b *batch) start(i int) int {
+	if i == 0 {
+		return 0
+	}
+	return b.ends[i-1]
+}
+
 // NewBatchWriter returns a BatchWriter that writes through m and starts its
 // background writer. It never blocks. Close the BatchWriter before the
 // Manager; closing it does not close the Manager. The Manager's Stats and
@@ -404,10 +412,7 @@ func (w *BatchWriter) run() {
 			w.absorb(&out)
 			outage = false
 		}
-		start := 0
-		if next > 0 {
-			start = out.ends[next-1]
-		}
+		start := out.start(next)
 		end := next + 1
 		for end < len(out.ends) && out.ends[end]-start <= maxBatch {
 			end++
@@ -427,10 +432,7 @@ func (w *BatchWriter) run() {
 		for done < end && out.ends[done]-start <= n {
 			done++
 		}
-		before := 0 // bytes of the write before message done
-		if done > next {
-			before = out.ends[done-1] - start
-		}
+		before := out.start(done) - start // bytes of the write before message done
 		w.wrote(&out, next, done, err == nil, done < end && n > before)
 		next = done
 		switch {
@@ -497,10 +499,7 @@ func (w *BatchWriter) wrote(out *batch, from, to int, ok, partial bool) {
 		w.stats.Retried++
 	}
 	if to > from {
-		bytes := out.ends[to-1]
-		if from > 0 {
-			bytes -= out.ends[from-1]
-		}
+		bytes := out.start(to) - out.start(from)
 		w.stats.Written += uint64(to - from)
 		w.stats.WrittenBytes += uint64(bytes)
 		w.queued.Messages -= to - from
@@ -515,10 +514,7 @@ func (w *BatchWriter) wrote(out *batch, from, to int, ok, partial bool) {
 // dropUnsendable drops message i of out, which the connection refused as
 // too large.
 func (w *BatchWriter) dropUnsendable(out *batch, i int) {
-	size := out.ends[i]
-	if i > 0 {
-		size -= out.ends[i-1]
-	}
+	size := out.ends[i] - out.start(i)
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.stats.Discarded++

@@ -165,9 +165,8 @@ func (m *Manager) Put(err error) {
 // A failed Write invalidates the connection it was written on, and only
 // that one: the Manager redials once however many Writes failed on it. The
 // exception is a datagram too large to send (EMSGSIZE): the connection is
-// kept. Each
-// call is one Write on the connection, so concurrent calls are not
-// interleaved on a stream socket. Write allocates nothing.
+// kept. Each call is one Write on the connection, so concurrent calls are
+// not interleaved on a stream socket. Write allocates nothing.
 func (m *Manager) Write(b []byte) (int, error) {
 	l := m.cur.Load()
 	if l != nil && !l.retired.Load() {
