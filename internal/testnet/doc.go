@@ -13,7 +13,8 @@
 //
 //	NewSink(tb, network string, opts ...SinkOption) *Sink
 //	    line-counting server on "tcp" (127.0.0.1:0) or "unix".
-//	    Options: WithIdleTimeout(d time.Duration), WithTLS(*tls.Config).
+//	    Options: WithIdleTimeout(d time.Duration), WithTLS(*tls.Config),
+//	    WithHalfClose() (FIN at accept, then keeps reading).
 //	    Addr() string, Network() string
 //	    Accepted() int, OpenConns() int
 //	    Lines() []string, LinesByConn() [][]string, LineCount() int,
@@ -38,6 +39,12 @@
 //	    Addr() string, Datagrams() []string, Count() int,
 //	    WaitCount(n int, timeout time.Duration) bool,
 //	    Stop(), Start() error, Close()
+//
+// Watching a client socket (linux):
+//
+//	WaitPeerClosed(c net.Conn, timeout) (bool, error)
+//	    blocks until c's peer closed or half-closed it (FIN), reset it,
+//	    or timeout; reads nothing
 //
 // TLS and paths:
 //

@@ -48,6 +48,13 @@ func WithTLS(config *tls.Config) SinkOption {
 	return func(s *Sink) { s.tlsConfig = config }
 }
 
+// WithHalfClose makes the Sink half-close every connection as soon as it
+// accepts it (shutdown(SHUT_WR): the client sees a FIN) and go on reading
+// from it, as a server that never speaks does. Not with WithTLS.
+func WithHalfClose() SinkOption {
+	return func(s *Sink) { s.halfClose = true }
+}
+
 // Sink is a line-counting stream server on 127.0.0.1 ("tcp") or on a unix
 // socket path ("unix"). It accepts every connection, reads each one
 // concurrently, and records every '\n'-terminated line (without the '\n')
@@ -67,6 +74,7 @@ type Sink struct {
 	network     string
 	idleTimeout time.Duration
 	tlsConfig   *tls.Config
+	halfClose   bool
 
 	life   sync.Mutex // serialises Start, Stop and Close
 	closed bool       // guarded by life
@@ -371,6 +379,9 @@ func (s *Sink) serve(raw net.Conn, id int) {
 	c := raw
 	if s.tlsConfig != nil {
 		c = tls.Server(raw, s.tlsConfig)
+	}
+	if hc, ok := raw.(interface{ CloseWrite() error }); ok && s.halfClose {
+		_ = hc.CloseWrite()
 	}
 	buf := make([]byte, 32<<10)
 	var pending []byte
