@@ -31,17 +31,43 @@ func (m *Manager) dial() (*link, error) {
 		cancel()
 	}()
 	start := m.now()
-	c, err := m.cfg.dial(ctx, m.network, m.address)
+	c, err := m.connect(ctx)
+	if err != nil {
+		return nil, sane(err)
+	}
+	return m.newLink(c, start), nil
+}
+
+// connect calls the Dialer and completes the TLS handshake of what it
+// returns, so that Write never handshakes: a tls.Client that was not yet
+// used would otherwise handshake inside the first Write, whose reads have no
+// deadline. A panic of the Dialer or of the connection is a failed dial.
+func (m *Manager) connect(ctx context.Context) (c net.Conn, err error) {
+	defer func() {
+		if p := recovered("Dialer", recover()); p != nil {
+			if !isNil(c) {
+				closeConn(c)
+			}
+			c, err = nil, p
+		}
+	}()
+	c, err = m.cfg.dial(ctx, m.network, m.address)
 	if err != nil {
 		if !isNil(c) {
-			c.Close()
+			closeConn(c)
 		}
 		return nil, err
 	}
 	if isNil(c) {
 		return nil, errNilConn
 	}
-	return m.newLink(c, start), nil
+	if hs, ok := c.(interface{ HandshakeContext(context.Context) error }); ok {
+		if err := hs.HandshakeContext(ctx); err != nil {
+			closeConn(c)
+			return nil, err
+		}
+	}
+	return c, nil
 }
 
 // contextless adapts a Dialer, which cannot be cancelled, to a
@@ -56,12 +82,20 @@ func contextless(d Dialer) DialContextFunc {
 	return func(ctx context.Context, network, address string) (net.Conn, error) {
 		done := make(chan result)
 		go func() {
-			c, err := d(network, address)
+			var r result
+			func() {
+				defer func() {
+					if p := recovered("Dialer", recover()); p != nil {
+						r = result{nil, p}
+					}
+				}()
+				r.c, r.err = d(network, address)
+			}()
 			select {
-			case done <- result{c, err}:
+			case done <- r:
 			case <-ctx.Done():
-				if !isNil(c) {
-					c.Close()
+				if !isNil(r.c) {
+					closeConn(r.c)
 				}
 			}
 		}()

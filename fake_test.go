@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -152,3 +153,125 @@ func (a *afterRecorder) Waits() []time.Duration {
 	defer a.mu.Unlock()
 	return append([]time.Duration(nil), a.waits...)
 }
+
+// stallNet dials stallConns.
+type stallNet struct {
+	mu    sync.Mutex
+	conns []*stallConn
+}
+
+func (s *stallNet) Dial(string, string) (net.Conn, error) {
+	c := newStallConn()
+	s.mu.Lock()
+	s.conns = append(s.conns, c)
+	s.mu.Unlock()
+	return c, nil
+}
+
+func (s *stallNet) Conn(i int) *stallConn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.conns[i]
+}
+
+// stallConn behaves like a socket's write side, in a form a synctest bubble
+// can run (net.Pipe cannot: its writers queue on a sync.Mutex, which does
+// not count as durably blocked, so fake time would stop). Writes are
+// served one at a time in arrival order; while the peer reads (flowing) a
+// Write completes at once, otherwise it blocks until its deadline passes or
+// the connection is closed. As on a socket, a Write fails at once when the
+// deadline has passed, and a blocked Write follows a deadline moved while
+// it waits.
+type stallConn struct {
+	turn chan struct{} // the write lock: holding its one slot
+	done chan struct{} // closed by Close
+
+	mu        sync.Mutex
+	deadline  time.Time
+	changed   chan struct{} // closed when the deadline or flowing changes
+	flowing   bool
+	closed    bool
+	written   int
+	deadlines int
+}
+
+func newStallConn() *stallConn {
+	return &stallConn{turn: make(chan struct{}, 1), done: make(chan struct{}), changed: make(chan struct{})}
+}
+
+func (c *stallConn) Write(b []byte) (int, error) {
+	select {
+	case c.turn <- struct{}{}:
+	case <-c.done:
+		return 0, net.ErrClosed
+	}
+	defer func() { <-c.turn }()
+	for {
+		c.mu.Lock()
+		deadline, changed, flowing, closed := c.deadline, c.changed, c.flowing, c.closed
+		c.mu.Unlock()
+		if closed {
+			return 0, net.ErrClosed
+		}
+		var timeout <-chan time.Time
+		if !deadline.IsZero() {
+			left := time.Until(deadline)
+			if left <= 0 {
+				return 0, os.ErrDeadlineExceeded
+			}
+			timeout = time.After(left)
+		}
+		if flowing {
+			c.mu.Lock()
+			c.written += len(b)
+			c.mu.Unlock()
+			return len(b), nil
+		}
+		select {
+		case <-timeout:
+		case <-changed:
+		case <-c.done:
+		}
+	}
+}
+
+// flow makes the peer read (true) or stop reading (false).
+func (c *stallConn) flow(on bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.flowing = on
+	close(c.changed)
+	c.changed = make(chan struct{})
+}
+
+func (c *stallConn) SetWriteDeadline(t time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.deadline = t
+	c.deadlines++
+	close(c.changed)
+	c.changed = make(chan struct{})
+	return nil
+}
+
+func (c *stallConn) Deadlines() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.deadlines
+}
+
+func (c *stallConn) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.closed {
+		c.closed = true
+		close(c.done)
+	}
+	return nil
+}
+
+func (c *stallConn) Read([]byte) (int, error)        { return 0, errors.New("not readable") }
+func (c *stallConn) LocalAddr() net.Addr             { return fakeRemote }
+func (c *stallConn) RemoteAddr() net.Addr            { return fakeRemote }
+func (c *stallConn) SetDeadline(time.Time) error     { return nil }
+func (c *stallConn) SetReadDeadline(time.Time) error { return nil }

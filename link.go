@@ -11,23 +11,6 @@ import (
 )
 
 const (
-	// idleAfter: a Write that follows the previous one on its connection by
-	// at least this much first checks whether the peer has closed the
-	// connection. The check is one ppoll: ~240 ns back to back
-	// (BenchmarkLivenessCheck), but 2-5 µs after a pause, when caches are
-	// cold (bench/ WriteTCPIdle). After a pause of a millisecond that is
-	// under 0.5% of the pause. Every first Write on a new connection is
-	// checked too.
-	idleAfter = time.Millisecond
-	// recheckAfter: a busy connection is checked this often too, so that a
-	// peer that closes while Writes follow each other closely — a server
-	// shutting down gracefully, which stops reading only when the client
-	// has gone — is noticed within this time: a few µs per 10 ms.
-	recheckAfter = 10 * time.Millisecond
-	// idleGrain: how stale a connection's last-write time may be. Writes
-	// store it only when it is this much out of date, so that parallel
-	// writers do not all write one cache line.
-	idleGrain = idleAfter / 4
 	// minProofAge: a connection lost sooner than this after it was dialed
 	// has not proven itself, whatever it carried. It stops a peer that
 	// accepts and drops at once from driving redials in a tight loop when
@@ -40,16 +23,26 @@ const (
 // Manager.cur, dead, until the next link replaces it.
 type link struct {
 	conn     net.Conn
-	probe    *prober // the liveness check; nil where unsupported
+	probe    *prober // the kernel's view of the socket; nil without one
+	watched  bool    // the liveness check applies: a stream socket
 	born     int64   // when the dial finished, ns since the Manager's epoch
 	proofAge int64   // how long the link must live to prove itself
-	clocked  bool    // Write reads the clock: a write timeout, or probe
+	clocked  bool    // Write reads the clock: a write timeout, or watched
 
 	lastWrite  atomic.Int64 // coarse time of the last Write, ns since epoch
 	lastCheck  atomic.Int64 // time of the last liveness check, ns since epoch
 	deadline   atomic.Int64 // write deadline set on conn, ns since epoch; 0: none
 	deadlineMu sync.Mutex   // serialises setting the deadline
 	wrote      atomic.Bool  // a Write through the Manager succeeded on conn
+
+	// The liveness check (liveness.go). checkMu serialises checks and
+	// guards the verdict of the latest.
+	checkMu   sync.Mutex
+	checkedAt int64 // when the latest check began, ns since epoch
+	checkFIN  bool
+	checkErr  error
+	earlyFIN  atomic.Bool // the peer's FIN arrived within proofAge of the dial
+	halfOpen  atomic.Bool // the peer half-closed and took data after its FIN
 
 	retired    atomic.Bool   // set once, by retire
 	dead       chan struct{} // closed by retire when it has finished
@@ -71,7 +64,8 @@ func (m *Manager) newLink(c net.Conn, dialStart int64) *link {
 		dead:     make(chan struct{}),
 		next:     make(chan struct{}),
 	}
-	l.clocked = m.cfg.writeTimeout > 0 || l.probe != nil
+	l.watched = l.probe != nil && l.probe.stream
+	l.clocked = m.cfg.writeTimeout > 0 || l.watched
 	l.lastWrite.Store(now - int64(idleAfter)) // check before the first Write
 	return l
 }
@@ -87,9 +81,14 @@ func (l *link) proven(now int64) bool {
 // from l. Errors from the net package name the addresses of the connection
 // they came from; one naming other addresses came from an older connection.
 // Any other error is taken to be about l.
-func (l *link) mayHaveCaused(err error) bool {
+func (l *link) mayHaveCaused(err error) (may bool) {
+	defer func() {
+		if recover() != nil {
+			may = true // the connection's LocalAddr or RemoteAddr panicked
+		}
+	}()
 	var op *net.OpError
-	if !errors.As(err, &op) {
+	if !errors.As(err, &op) || op == nil {
 		return true
 	}
 	return sameAddr(op.Source, l.conn.LocalAddr()) && sameAddr(op.Addr, l.conn.RemoteAddr())

@@ -8,6 +8,8 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"github.com/seed44b27a20/conn/internal/testnet"
 )
 
 // loopbackPair returns a connected TCP pair on 127.0.0.1.
@@ -30,66 +32,176 @@ func loopbackPair(tb testing.TB) (client, server net.Conn) {
 	return client, server
 }
 
+// unixPair returns a connected unix stream pair.
+func unixPair(tb testing.TB) (client, server net.Conn) {
+	tb.Helper()
+	ln, err := net.Listen("unix", testnet.FreeUnixPath(tb))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer ln.Close()
+	client, err = net.Dial("unix", ln.Addr().String())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	server, err = ln.Accept()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { client.Close(); server.Close() })
+	return client, server
+}
+
+// awaitClose waits until c's kernel has the peer's FIN or reset.
+func awaitClose(t *testing.T, c net.Conn) {
+	t.Helper()
+	if closed, err := testnet.WaitPeerClosed(c, 10*time.Second); !closed || err != nil {
+		t.Fatalf("the peer's close did not arrive: %v", err)
+	}
+}
+
 func TestProberFindings(t *testing.T) {
 	t.Run("alive, with unread data", func(t *testing.T) {
 		c, s := loopbackPair(t)
 		s.Write([]byte("unread"))
-		if err := waitFinding(newProber(c)); err != nil {
-			t.Fatalf("live connection reported dead: %v", err)
+		if fin, err := newProber(c).check(); fin || err != nil {
+			t.Fatalf("live connection reported closed: %v, %v", fin, err)
 		}
 	})
-	t.Run("FIN behind unread data", func(t *testing.T) {
+	t.Run("TCP FIN behind unread data", func(t *testing.T) {
 		c, s := loopbackPair(t)
 		s.Write([]byte("unread"))
 		s.Close()
-		if err := waitFinding(newProber(c)); !errors.Is(err, errPeerClosed) {
-			t.Fatalf("finding %v, want errPeerClosed", err)
+		awaitClose(t, c)
+		if fin, err := newProber(c).check(); !fin || err != nil {
+			t.Fatalf("finding %v, %v; want a FIN", fin, err)
 		}
 		buf := make([]byte, 16)
 		if n, _ := c.Read(buf); string(buf[:n]) != "unread" {
 			t.Fatalf("the check consumed data: read %q", buf[:n])
 		}
 	})
-	t.Run("RST", func(t *testing.T) {
+	t.Run("TCP RST", func(t *testing.T) {
 		c, s := loopbackPair(t)
 		s.(*net.TCPConn).SetLinger(0)
 		s.Close()
-		if err := waitFinding(newProber(c)); err == nil || errors.Is(err, errPeerClosed) {
-			t.Fatalf("finding %v, want a reset", err)
+		awaitClose(t, c)
+		if fin, err := newProber(c).check(); err == nil || fin {
+			t.Fatalf("finding %v, %v; want a reset", fin, err)
+		}
+	})
+	t.Run("unix half-close", func(t *testing.T) {
+		c, s := unixPair(t)
+		s.(*net.UnixConn).CloseWrite()
+		awaitClose(t, c)
+		if fin, err := newProber(c).check(); fin || err != nil {
+			t.Fatalf("finding %v, %v; want alive: the peer's socket is open", fin, err)
+		}
+	})
+	t.Run("unix close", func(t *testing.T) {
+		c, s := unixPair(t)
+		s.Close()
+		awaitClose(t, c)
+		if _, err := newProber(c).check(); err == nil {
+			t.Fatal("a closed unix peer reported alive")
 		}
 	})
 	t.Run("closed by us", func(t *testing.T) {
 		c, _ := loopbackPair(t)
 		p := newProber(c)
 		c.Close()
-		if err := p.peerGone(); !errors.Is(err, net.ErrClosed) {
+		if _, err := p.check(); !errors.Is(err, net.ErrClosed) {
 			t.Fatalf("finding %v, want net.ErrClosed", err)
 		}
+		if p.quiet() {
+			t.Error("a closed socket reported quiet")
+		}
 	})
-	t.Run("no stream socket", func(t *testing.T) {
+	t.Run("no socket, or a datagram socket", func(t *testing.T) {
 		c, _ := net.Pipe()
+		if newProber(c) != nil {
+			t.Fatal("a prober for a pipe")
+		}
 		u, err := net.Dial("udp", "127.0.0.1:9")
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer u.Close()
-		if newProber(c) != nil || newProber(u) != nil {
-			t.Fatal("a prober for a pipe or a datagram socket")
+		if p := newProber(u); p == nil || p.stream || !p.quiet() {
+			t.Fatalf("prober %+v for a UDP socket, want one that is not a stream and is quiet", p)
 		}
 	})
 }
 
-// waitFinding returns the prober's finding once the peer's FIN or RST has
-// had time to arrive: the finding is stable after that, so it polls.
-func waitFinding(p *prober) error {
-	var err error
-	for range 50 {
-		if err = p.peerGone(); err != nil {
-			return err
+// fill writes to c until a write blocks for 50 ms: its peer does not read.
+func fill(t *testing.T, c net.Conn) {
+	t.Helper()
+	chunk := make([]byte, 64<<10)
+	for range 10_000 {
+		c.SetWriteDeadline(time.Now().Add(50 * time.Millisecond))
+		if _, err := c.Write(chunk); err != nil {
+			c.SetWriteDeadline(time.Time{})
+			return
 		}
-		time.Sleep(2 * time.Millisecond)
 	}
-	return err
+	t.Fatal("the peer never stopped taking data")
+}
+
+func TestProberQuiet(t *testing.T) {
+	pairs := map[string]func(testing.TB) (net.Conn, net.Conn){"tcp": loopbackPair, "unix": unixPair}
+	for name, pair := range pairs {
+		t.Run(name, func(t *testing.T) {
+			c, s := pair(t)
+			p := newProber(c)
+			if !p.quiet() {
+				t.Fatal("a fresh connection is not quiet")
+			}
+			c.Write([]byte("taken"))
+			buf := make([]byte, 16)
+			io.ReadFull(s, buf[:5])
+			if name == "tcp" { // the acknowledgement may trail the read
+				for deadline := time.Now().Add(10 * time.Second); !p.quiet() && time.Now().Before(deadline); {
+					time.Sleep(time.Millisecond)
+				}
+			}
+			if !p.quiet() {
+				t.Fatal("not quiet once the peer took everything")
+			}
+			fill(t, c)
+			if p.quiet() {
+				t.Fatal("quiet while the send buffer is full")
+			}
+		})
+	}
+}
+
+func TestProberAwaitReset(t *testing.T) {
+	t.Run("closed peer", func(t *testing.T) {
+		c, s := loopbackPair(t)
+		s.Close()
+		awaitClose(t, c)
+		c.Write([]byte("into a closed socket"))
+		if err := newProber(c).awaitReset(time.Second); err == nil {
+			t.Fatal("no reset from a closed peer")
+		}
+	})
+	t.Run("half-closed peer", func(t *testing.T) {
+		c, s := loopbackPair(t)
+		s.(*net.TCPConn).CloseWrite()
+		awaitClose(t, c)
+		c.Write([]byte("taken\n"))
+		start := time.Now()
+		if err := newProber(c).awaitReset(20 * time.Millisecond); err != nil {
+			t.Fatalf("a reset from a half-closed peer: %v", err)
+		}
+		if took := time.Since(start); took < 20*time.Millisecond {
+			t.Errorf("waited %v, less than the floor", took)
+		}
+		buf := make([]byte, 16)
+		if n, _ := s.Read(buf); string(buf[:n]) != "taken\n" {
+			t.Errorf("the peer read %q", buf[:n])
+		}
+	})
 }
 
 // BenchmarkLivenessCheck measures what the check adds to a Write that
@@ -100,7 +212,7 @@ func BenchmarkLivenessCheck(b *testing.B) {
 	p := newProber(c)
 	b.ReportAllocs()
 	for b.Loop() {
-		if err := p.peerGone(); err != nil {
+		if _, err := p.check(); err != nil {
 			b.Fatal(err)
 		}
 	}

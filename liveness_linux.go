@@ -6,13 +6,16 @@ import (
 	"net"
 	"sync"
 	"syscall"
+	"time"
 	"unsafe"
 )
 
 const (
+	pollOUT   = 0x4
 	pollERR   = 0x8
 	pollHUP   = 0x10
 	pollRDHUP = 0x2000
+	tiocOUTQ  = 0x5411 // SIOCOUTQ: bytes not yet acknowledged (TCP) or read by the peer (unix)
 )
 
 type pollFd struct {
@@ -21,23 +24,35 @@ type pollFd struct {
 	revents int16
 }
 
-// A prober finds out, without blocking and without reading, whether the peer
-// of a stream socket has closed or reset it: ppoll with a zero timeout asks
-// for POLLRDHUP, which the kernel sets once the peer's FIN has arrived —
-// also when unread data sits before it, which a MSG_PEEK cannot see past.
-// It goes through RawConn.Control, which holds no read or write lock, so it
-// neither waits for nor steals from a goroutine reading the connection.
+// A prober asks the kernel about a socket without reading or writing it:
+// whether a Write could be blocked on it; and, for a stream socket, whether
+// the peer has closed or reset it, and whether it reset after a Write. It goes through
+// RawConn.Control, which holds neither the read nor the write lock, so it
+// neither waits for nor steals from a goroutine using the connection.
+//
+// The answers are left in fields and the system calls are bound methods
+// stored once, so that a check allocates nothing; mu serialises them.
 type prober struct {
-	mu      sync.Mutex // one check at a time; results below
-	rc      syscall.RawConn
-	poll    func(fd uintptr) // p.pollFd, bound once so a check allocates nothing
-	revents int16
-	soerr   int
+	rc     syscall.RawConn
+	stream bool // a stream socket: the liveness check applies
+	tcp    bool // a FIN alone does not tell a close from a half-close
+
+	mu                 sync.Mutex
+	peer, queue, reset func(fd uintptr) // p.peerFd, p.queueFd, p.resetFd
+	revents            int16
+	soerr              int
+	outq               int32
+	wait               time.Duration // resetFd's bound
 }
 
-// newProber returns a prober for c's stream socket, looking through TLS
-// (anything with a NetConn method), or nil if c has none.
-func newProber(c net.Conn) *prober {
+// newProber returns a prober for c's socket, looking through TLS (anything
+// with a NetConn method), or nil if c has none (or its methods panic).
+func newProber(c net.Conn) (p *prober) {
+	defer func() {
+		if recover() != nil {
+			p = nil
+		}
+	}()
 	for i := 0; i < 4; i++ {
 		u, ok := c.(interface{ NetConn() net.Conn })
 		if !ok {
@@ -53,18 +68,20 @@ func newProber(c net.Conn) *prober {
 	if err != nil {
 		return nil
 	}
-	typ := -1
+	typ, domain := -1, -1
 	if err := rc.Control(func(fd uintptr) {
 		typ, _ = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_TYPE)
-	}); err != nil || (typ != syscall.SOCK_STREAM && typ != syscall.SOCK_SEQPACKET) {
+		domain, _ = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_DOMAIN)
+	}); err != nil || typ < 0 {
 		return nil
 	}
-	p := &prober{rc: rc}
-	p.poll = p.pollFd
+	stream := typ == syscall.SOCK_STREAM || typ == syscall.SOCK_SEQPACKET
+	p = &prober{rc: rc, stream: stream, tcp: stream && (domain == syscall.AF_INET || domain == syscall.AF_INET6)}
+	p.peer, p.queue, p.reset = p.peerFd, p.queueFd, p.resetFd
 	return p
 }
 
-func (p *prober) pollFd(fd uintptr) {
+func (p *prober) peerFd(fd uintptr) {
 	pfd := pollFd{fd: int32(fd), events: pollRDHUP}
 	var zero syscall.Timespec
 	_, _, errno := syscall.RawSyscall6(syscall.SYS_PPOLL,
@@ -78,15 +95,97 @@ func (p *prober) pollFd(fd uintptr) {
 	}
 }
 
-// peerGone returns nil if the connection looks alive, or why it is not. A
-// check already under way in another goroutine answers for this one.
-func (p *prober) peerGone() error {
-	if !p.mu.TryLock() {
-		return nil
-	}
+// check reports whether the peer has closed or reset the connection. err is
+// set when the connection is unusable: reset, failed, closed by us, or, on
+// a unix socket, closed by the peer. fin alone means the peer's FIN has
+// arrived on a TCP connection, which may be a close or a half-close; on a
+// unix socket a half-close is told apart from a close (which also raises
+// POLLHUP) and reported as alive.
+func (p *prober) check() (fin bool, err error) {
+	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.revents, p.soerr = 0, 0
-	if err := p.rc.Control(p.poll); err != nil {
+	if err := p.rc.Control(p.peer); err != nil {
+		return false, err
+	}
+	switch {
+	case p.soerr != 0:
+		return false, syscall.Errno(p.soerr)
+	case p.revents&(pollERR|pollHUP) != 0:
+		return false, syscall.ECONNRESET
+	case p.revents&pollRDHUP != 0 && p.tcp:
+		return true, nil
+	}
+	return false, nil
+}
+
+func (p *prober) queueFd(fd uintptr) {
+	if p.tcp {
+		n, _, errno := syscall.RawSyscall(syscall.SYS_IOCTL, fd, tiocOUTQ, uintptr(unsafe.Pointer(&p.outq)))
+		if n != 0 || errno != 0 {
+			p.outq = -1
+		}
+		return
+	}
+	pfd := pollFd{fd: int32(fd), events: pollOUT}
+	var zero syscall.Timespec
+	if _, _, errno := syscall.RawSyscall6(syscall.SYS_PPOLL,
+		uintptr(unsafe.Pointer(&pfd)), 1, uintptr(unsafe.Pointer(&zero)), 0, 0, 0); errno == 0 && pfd.revents&pollOUT != 0 {
+		p.outq = 0
+	}
+}
+
+// quiet reports whether no Write can be blocked on the socket now: on TCP,
+// every byte written has been acknowledged (a blocked Write needs a full
+// send buffer); on other sockets, the kernel reports room to write (for a
+// unix stream socket, at most a quarter of its buffer is in use: a Write
+// blocked on a full buffer is woken only then).
+func (p *prober) quiet() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.outq = -1
+	if err := p.rc.Control(p.queue); err != nil {
+		return false
+	}
+	return p.outq == 0
+}
+
+func (p *prober) resetFd(fd uintptr) {
+	// The peer answers data sent to a closed socket with a reset within a
+	// round trip; allow two and a floor for a busy machine.
+	wait := p.wait
+	var info syscall.TCPInfo
+	size := uint32(unsafe.Sizeof(info))
+	if _, _, errno := syscall.RawSyscall6(syscall.SYS_GETSOCKOPT, fd, syscall.IPPROTO_TCP, syscall.TCP_INFO,
+		uintptr(unsafe.Pointer(&info)), uintptr(unsafe.Pointer(&size)), 0); errno == 0 {
+		wait += 2 * time.Duration(info.Rtt) * time.Microsecond // tcpi_rtt: smoothed, in µs
+	}
+	wait = min(wait, maxResetWait)
+	pfd := pollFd{fd: int32(fd)} // POLLERR and POLLHUP are always reported
+	ts := syscall.NsecToTimespec(int64(wait))
+	for {
+		// Syscall6, not RawSyscall6: this one blocks, and the scheduler
+		// must hand the thread's P to other goroutines meanwhile.
+		_, _, errno := syscall.Syscall6(syscall.SYS_PPOLL,
+			uintptr(unsafe.Pointer(&pfd)), 1, uintptr(unsafe.Pointer(&ts)), 0, 0, 0)
+		if errno != syscall.EINTR {
+			break
+		}
+	}
+	p.revents = pfd.revents
+	if pfd.revents&pollERR != 0 {
+		p.soerr, _ = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_ERROR)
+	}
+}
+
+// awaitReset waits up to floor plus two round trips for the peer to reset
+// the connection after a Write, and returns why it did, or nil if it did
+// not: then the peer's kernel accepted the data on an open socket.
+func (p *prober) awaitReset(floor time.Duration) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.revents, p.soerr, p.wait = 0, 0, floor
+	if err := p.rc.Control(p.reset); err != nil {
 		return err
 	}
 	switch {
@@ -94,8 +193,6 @@ func (p *prober) peerGone() error {
 		return syscall.Errno(p.soerr)
 	case p.revents&(pollERR|pollHUP) != 0:
 		return syscall.ECONNRESET
-	case p.revents&pollRDHUP != 0:
-		return errPeerClosed
 	}
 	return nil
 }

@@ -5,7 +5,9 @@ package conn_test
 import (
 	"bufio"
 	"crypto/tls"
+	"fmt"
 	"net"
+	"strconv"
 	"testing"
 	"time"
 
@@ -149,5 +151,86 @@ func recv[T any](t *testing.T, ch <-chan T) T {
 	case <-time.After(10 * time.Second):
 		t.Fatal("timed out")
 		panic("unreachable")
+	}
+}
+
+// Writers that arrive together after a pause all wait for the liveness
+// check one of them runs: none writes into the connection the peer closed
+// meanwhile, and each gets the transparent redial a lone Write gets.
+func TestWritersArrivingTogetherAfterAPauseWaitForTheCheck(t *testing.T) {
+	const (
+		writers = 8
+		rounds  = 40
+	)
+	sink := testnet.NewSink(t, "tcp", testnet.WithIdleTimeout(20*time.Millisecond))
+	m := conn.New("tcp", sink.Addr())
+	defer m.Close()
+	var failed []error
+	sent := 0
+	for round := range rounds {
+		// The previous round's connection is closed by the sink when idle;
+		// write only once the client's kernel has its FIN.
+		if round > 0 {
+			if closed, err := testnet.WaitPeerClosed(m.Take(), 10*time.Second); !closed || err != nil {
+				t.Fatalf("round %d: the sink did not close the idle connection: %v", round, err)
+			}
+		}
+		start := make(chan struct{})
+		errs := make(chan error, writers)
+		for w := range writers {
+			go func() {
+				<-start
+				_, err := fmt.Fprintf(m, "r%d w%d\n", round, w)
+				errs <- err
+			}()
+		}
+		close(start)
+		for range writers {
+			if err := recv(t, errs); err != nil {
+				failed = append(failed, err)
+			}
+		}
+		sent += writers
+		// Every line of the round has arrived: the connection is idle.
+		if !sink.WaitLines(sent-len(failed), 10*time.Second) {
+			t.Fatalf("round %d: %d of %d lines received (%d failed)", round, sink.LineCount(), sent, len(failed))
+		}
+	}
+	if len(failed) > 0 {
+		t.Errorf("%d of %d Writes failed, want 0: the first is %v", len(failed), sent, failed[0])
+	}
+	t.Logf("%d rounds of %d writers after a pause: %d failed, %d received, %d connections",
+		rounds, writers, len(failed), sink.LineCount(), sink.Accepted())
+}
+
+// A peer that half-closes each connection at once and keeps reading (a
+// server that never speaks) is legal: every line reaches it, on a bounded
+// number of connections.
+func TestHalfClosingPeerThatKeepsReadingGetsEveryLine(t *testing.T) {
+	for _, network := range []string{"tcp", "unix"} {
+		t.Run(network, func(t *testing.T) {
+			sink := testnet.NewSink(t, network, testnet.WithHalfClose())
+			m := conn.New(network, sink.Addr())
+			defer m.Close()
+			const lines = 40
+			for i := range lines {
+				if _, err := fmt.Fprintf(m, "%d\n", i); err != nil {
+					t.Errorf("Write %d: %v", i, err)
+				}
+				time.Sleep(2 * time.Millisecond) // idle long enough to be checked each time
+			}
+			if !sink.WaitLines(lines, 10*time.Second) {
+				t.Errorf("%d of %d lines received", sink.LineCount(), lines)
+			}
+			for i, line := range sink.Lines() {
+				if line != strconv.Itoa(i) {
+					t.Fatalf("line %d is %q", i, line)
+				}
+			}
+			t.Logf("half-closing peer, %s: %d lines received on %d connections", network, sink.LineCount(), sink.Accepted())
+			if n := sink.Accepted(); n > 3 {
+				t.Errorf("%d connections, want at most 3", n)
+			}
+		})
 	}
 }

@@ -2,12 +2,18 @@
 
 package conn
 
-import "net"
+import (
+	"net"
+	"time"
+)
 
-// prober is the liveness check, which needs Linux's POLLRDHUP. Elsewhere
-// there is none and Write writes without checking.
-type prober struct{}
+// prober is the kernel's view of a socket, which needs Linux's POLLRDHUP
+// and SIOCOUTQ. Elsewhere there is none: Write writes without checking, and
+// the write deadline follows the rules for connections without a socket.
+type prober struct{ stream bool }
 
 func newProber(net.Conn) *prober { return nil }
 
-func (*prober) peerGone() error { return nil }
+func (*prober) check() (fin bool, err error)   { return false, nil }
+func (*prober) quiet() bool                    { return false }
+func (*prober) awaitReset(time.Duration) error { return nil }

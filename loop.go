@@ -1,6 +1,8 @@
 package conn
 
-import "time"
+import (
+	"time"
+)
 
 // run is the Manager's goroutine: it dials, waits for the connection to be
 // lost, and dials again after the backoff, until Close. It is the only
@@ -16,7 +18,7 @@ func (m *Manager) run() {
 		l, err := m.dial()
 		if m.isClosed() {
 			if l != nil {
-				l.conn.Close()
+				closeConn(l.conn)
 			}
 			return
 		}
@@ -51,9 +53,7 @@ func (m *Manager) run() {
 			continue
 		}
 
-		select {
-		case <-l.dead:
-		case <-m.closing:
+		if !m.watch(l) {
 			m.retire(l, ErrClosed)
 			return
 		}
@@ -72,14 +72,53 @@ func (m *Manager) run() {
 	}
 }
 
-// sleep waits d through the AfterFunc; false means the Manager was closed.
-func (m *Manager) sleep(d time.Duration) bool {
+// watch waits until l is lost (true) or the Manager is closed (false).
+// Once l has lived its proof age, it notes whether the peer's FIN had come
+// by then (see checkPeer).
+func (m *Manager) watch(l *link) bool {
+	if l.watched {
+		t := time.NewTimer(time.Duration(l.proofAge))
+		defer t.Stop()
+		select {
+		case <-l.dead:
+			return true
+		case <-m.closing:
+			return false
+		case <-t.C:
+			l.classifyFIN()
+		}
+	}
 	select {
-	case <-m.cfg.after(d):
+	case <-l.dead:
 		return true
 	case <-m.closing:
 		return false
 	}
+}
+
+// sleep waits d through the AfterFunc; false means the Manager was closed.
+func (m *Manager) sleep(d time.Duration) bool {
+	select {
+	case <-m.after(d):
+		return true
+	case <-m.closing:
+		return false
+	}
+}
+
+// after calls the AfterFunc. One that panics is replaced by time.After.
+func (m *Manager) after(d time.Duration) (ch <-chan time.Time) {
+	if m.afterOff {
+		return time.After(d)
+	}
+	defer func() {
+		if p := recovered("AfterFunc", recover()); p != nil {
+			m.afterOff = true
+			m.log("level", "error", "msg", "AfterFunc panicked; using time.After from now on", "err", p, "stack", string(p.(*panicError).stack))
+			ch = time.After(d)
+		}
+	}()
+	return m.cfg.after(d)
 }
 
 // count records a finished dial attempt.
@@ -116,8 +155,35 @@ func (m *Manager) enter(msg string, ev Event) {
 		kv[1] = "warn"
 		kv = append(kv, "err", ev.Err, "attempt", ev.Attempt, "retry_in", ev.Wait.String())
 	}
-	m.cfg.logger.Log(kv...)
-	if m.cfg.hook != nil {
-		m.cfg.hook(ev)
+	m.log(kv...)
+	m.callHook(ev)
+}
+
+// log passes a line to the logger. A logger that panics is disabled: there
+// is nowhere left to report it.
+func (m *Manager) log(kv ...any) {
+	if m.logOff.Load() {
+		return
 	}
+	defer func() {
+		if recover() != nil {
+			m.logOff.Store(true)
+		}
+	}()
+	m.cfg.logger.Log(kv...)
+}
+
+// callHook passes ev to the state hook. A hook that panics is logged and
+// disabled.
+func (m *Manager) callHook(ev Event) {
+	if m.cfg.hook == nil || m.hookOff {
+		return
+	}
+	defer func() {
+		if p := recovered("state hook", recover()); p != nil {
+			m.hookOff = true
+			m.log("level", "error", "msg", "state hook panicked; it is called no more", "err", p, "stack", string(p.(*panicError).stack))
+		}
+	}()
+	m.cfg.hook(ev)
 }

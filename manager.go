@@ -36,6 +36,7 @@ type Manager struct {
 	cfg              config
 	epoch            time.Time     // the origin of m.now
 	refreshBelow     int64         // refresh the write deadline when less than this is left
+	expiryGrace      time.Duration // see armDeadline
 	connectWait      time.Duration // the longest a Take or Write waits for a dial
 
 	closing   chan struct{} // closed by Close
@@ -45,6 +46,11 @@ type Manager struct {
 	done      chan struct{} // closed when run returns
 
 	queue atomic.Pointer[func() QueueStats] // the BatchWriter's, if any
+
+	// User code that panicked is not called again (guard.go). The flags
+	// of the hook and the AfterFunc belong to the Manager's goroutine.
+	logOff            atomic.Bool
+	hookOff, afterOff bool
 
 	mu         sync.Mutex
 	stats      Stats
@@ -69,6 +75,7 @@ func New(network, address string, opts ...Option) *Manager {
 		cfg:          cfg,
 		epoch:        time.Now(),
 		refreshBelow: int64(cfg.writeTimeout - cfg.writeTimeout/8),
+		expiryGrace:  min(expiryGrace, cfg.writeTimeout/8),
 		connectWait:  connectWait,
 		closing:      make(chan struct{}),
 		firstDial:    make(chan struct{}),
@@ -79,7 +86,7 @@ func New(network, address string, opts ...Option) *Manager {
 	}
 	m.stats.Since = m.epoch
 	for _, p := range cfg.problems {
-		cfg.logger.Log("level", "warn", "msg", "invalid option", "problem", p)
+		m.log("level", "warn", "msg", "invalid option", "problem", p)
 	}
 	go m.run()
 	return m
@@ -135,12 +142,16 @@ func (m *Manager) Take() net.Conn {
 // net package names the addresses of its connection; if they are not those
 // of the current connection, the error is about an older one and Put does
 // nothing, so that late reports cannot tear down a fresh connection. Any
-// other error invalidates the current connection. Write never has this
-// ambiguity. Put never blocks, and does nothing after Close.
+// other error invalidates the current connection, including a nil pointer
+// of an error type (a typed nil), which is not a nil error. Write never has
+// this ambiguity. Put never blocks, never panics, whatever the error value
+// (one whose methods panic is recorded as a stand-in that names its type),
+// and does nothing after Close.
 func (m *Manager) Put(err error) {
 	if err == nil {
 		return
 	}
+	err = sane(err)
 	if l := m.live(); l != nil && l.mayHaveCaused(err) {
 		m.retire(l, err)
 	}
@@ -188,13 +199,17 @@ func (m *Manager) Write(b []byte) (int, error) {
 
 // write is Write on a given link; retry allows one write on its successor.
 func (m *Manager) write(l *link, b []byte, retry bool) (int, error) {
+	var (
+		now     int64
+		confirm bool
+	)
 	if l.clocked {
-		now := m.now()
-		if l.probe != nil {
+		now = m.now()
+		if l.watched {
 			last := l.lastWrite.Load()
 			if now-last >= int64(idleAfter) || now-l.lastCheck.Load() >= int64(recheckAfter) {
-				l.lastCheck.Store(now)
-				if err := l.probe.peerGone(); err != nil {
+				var err error
+				if confirm, err = l.checkPeer(last, now); err != nil {
 					return m.failed(l, b, 0, err, retry, true)
 				}
 			}
@@ -203,31 +218,25 @@ func (m *Manager) write(l *link, b []byte, retry bool) (int, error) {
 			}
 		}
 		if m.cfg.writeTimeout > 0 && l.deadline.Load()-now < m.refreshBelow {
-			m.refreshDeadline(l, now)
+			m.armDeadline(l, now)
 		}
 	}
 	n, err := l.conn.Write(b)
 	if err != nil {
 		return m.failed(l, b, n, err, retry, false)
 	}
+	if confirm {
+		if err := l.confirmWrite(); err != nil {
+			return m.failed(l, b, 0, err, retry, true) // the peer discarded it
+		}
+	}
+	if m.cfg.writeTimeout > 0 && l.deadline.Load()-now < m.refreshBelow {
+		m.extendDeadline(l, now)
+	}
 	if !l.wrote.Load() {
 		l.wrote.Store(true)
 	}
 	return n, nil
-}
-
-// refreshDeadline moves l's write deadline to now plus the write timeout.
-// Writes refresh it only when less than 7/8 of the timeout is left, so it
-// is set about once per eighth of the timeout, not per Write.
-func (m *Manager) refreshDeadline(l *link, now int64) {
-	l.deadlineMu.Lock()
-	defer l.deadlineMu.Unlock()
-	if l.deadline.Load()-now >= m.refreshBelow {
-		return // another Write did it
-	}
-	d := now + int64(m.cfg.writeTimeout)
-	l.conn.SetWriteDeadline(m.epoch.Add(time.Duration(d)))
-	l.deadline.Store(d)
 }
 
 // failed handles a Write on l that failed with n bytes written, or whose
@@ -259,9 +268,9 @@ func (m *Manager) retire(l *link, cause error) {
 	if !l.retired.CompareAndSwap(false, true) {
 		return
 	}
-	l.cause = cause
-	l.redial = cause != ErrClosed && !refused(cause) && l.proven(m.now())
-	l.conn.Close()
+	l.cause = sane(cause)
+	l.redial = cause != ErrClosed && !refused(l.cause) && l.proven(m.now())
+	closeConn(l.conn)
 	close(l.dead)
 }
 
@@ -321,8 +330,9 @@ func (m *Manager) interruptWrites() (restore func()) {
 		return func() {}
 	}
 	l.deadlineMu.Lock()
-	l.conn.SetWriteDeadline(time.Now())
-	l.deadline.Store(0)
+	now := max(m.now(), 1) // a deadline that has just passed; 0 would mean none
+	l.conn.SetWriteDeadline(m.epoch.Add(time.Duration(now)))
+	l.deadline.Store(now)
 	l.deadlineMu.Unlock()
 	return func() {
 		if m.cfg.writeTimeout == 0 {
@@ -380,9 +390,16 @@ func (m *Manager) queueStats() QueueStats {
 
 // writeNow writes b on the live connection, if there is one, without
 // waiting for a dial: the BatchWriter waits itself, where its Close can cut
-// the wait short.
-func (m *Manager) writeNow(b []byte) (int, error) {
+// the wait short. It runs in the BatchWriter's goroutine, so a panic of the
+// connection is recovered there: the connection is lost, nothing written.
+func (m *Manager) writeNow(b []byte) (n int, err error) {
 	if l := m.live(); l != nil {
+		defer func() {
+			if p := recovered("connection", recover()); p != nil {
+				m.retire(l, p)
+				n, err = 0, p
+			}
+		}()
 		return m.write(l, b, false)
 	}
 	if m.isClosed() {

@@ -386,3 +386,72 @@ func TestScenarioCloseWhileWriting(t *testing.T) {
 		t.Errorf("Take after Close: %v", c)
 	}
 }
+
+// A peer stops reading while one Write of 32 MiB is under way and other
+// goroutines keep arriving, one every 20 ms, each with a line: none of them
+// may hold the stalled Write past its timeout, and each returns within the
+// timeout of its own start (plus scheduling slack).
+func TestScenarioStalledWriteIsNotProlongedByOtherWriters(t *testing.T) {
+	const (
+		timeout = 500 * time.Millisecond
+		slack   = 500 * time.Millisecond // scheduling under -race on 2 shared cores
+	)
+	peer := testnet.NewNeverReader(t)
+	m := conn.New("tcp", peer.Addr(), conn.WithWriteTimeout(timeout), conn.WithBackoff(50*time.Millisecond, 200*time.Millisecond))
+	defer m.Close()
+	type result struct {
+		start, end time.Time
+		err        error
+	}
+	var (
+		mu      sync.Mutex
+		results []result
+		wg      sync.WaitGroup
+	)
+	write := func(b []byte) {
+		start := time.Now()
+		_, err := m.Write(b)
+		mu.Lock()
+		results = append(results, result{start, time.Now(), err})
+		mu.Unlock()
+	}
+	big := make([]byte, 32<<20)
+	bigDone := make(chan result, 1)
+	wg.Go(func() {
+		start := time.Now()
+		_, err := m.Write(big)
+		bigDone <- result{start, time.Now(), err}
+	})
+	for end := time.Now().Add(5 * timeout); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		wg.Go(func() { write([]byte("line\n")) })
+	}
+	wg.Wait()
+	b := <-bigDone
+	took := b.end.Sub(b.start)
+	if !errors.Is(b.err, os.ErrDeadlineExceeded) {
+		t.Errorf("the 32 MiB Write: %v, want a timeout", b.err)
+	}
+	if took < timeout*7/8 || took > timeout+slack {
+		t.Errorf("the 32 MiB Write returned after %v, want within [%v, %v + slack]", took, timeout*7/8, timeout)
+	}
+	var late, queued int
+	var worst time.Duration
+	for _, r := range results {
+		d := r.end.Sub(r.start)
+		worst = max(worst, d)
+		if d > timeout+slack {
+			late++
+		}
+		if r.start.Before(b.end) {
+			queued++
+			if r.end.Sub(b.end) > slack {
+				t.Errorf("a Write queued behind the stalled one returned %v after it failed", r.end.Sub(b.end))
+			}
+		}
+	}
+	if late > 0 {
+		t.Errorf("%d of %d Writes returned later than the timeout after their start (worst %v)", late, len(results), worst)
+	}
+	t.Logf("stalled peer, a writer every 20 ms: the 32 MiB Write failed after %v; %d Writes queued behind it; the slowest of %d small Writes took %v",
+		took.Round(time.Millisecond), queued, len(results), worst.Round(time.Millisecond))
+}

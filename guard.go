@@ -1,0 +1,74 @@
+package conn
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"runtime/debug"
+	"syscall"
+)
+
+// The Manager calls user code — the Dialer, the AfterFunc, the logger, the
+// state hook, and the methods of the connections and errors they return —
+// from its own goroutine and the BatchWriter's. A panic there would kill
+// the program far from its cause, so it is recovered and turned into an
+// error where one fits: a panicking Dialer is a failed dial, a panicking
+// connection a lost one; a panicking hook or logger is disabled, and an
+// AfterFunc replaced by time.After. A panic in the caller's own goroutine
+// (in a connection's Write under Manager.Write, say) is left to the caller.
+
+// A panicError is a recovered panic of user code.
+type panicError struct {
+	what  string // the code that panicked: "Dialer", "state hook", ...
+	value any    // what it panicked with
+	stack []byte // where
+}
+
+func (e *panicError) Error() string {
+	return fmt.Sprintf("conn: %s panicked: %v", e.what, e.value)
+}
+
+// recovered returns a panicError for a value recovered from what, or nil
+// when there was no panic.
+func recovered(what string, value any) error {
+	if value == nil {
+		return nil
+	}
+	return &panicError{what: what, value: value, stack: debug.Stack()}
+}
+
+// An opaqueError stands in for an error whose methods panic.
+type opaqueError struct {
+	typ   string
+	value any
+}
+
+func (e *opaqueError) Error() string {
+	return fmt.Sprintf("conn: an error of type %s whose methods panic (%v)", e.typ, e.value)
+}
+
+// sane returns err if the Manager can use it — print it, and match it with
+// errors.Is and errors.As as it does — or a stand-in naming its type if
+// its methods panic.
+func sane(err error) (out error) {
+	defer func() {
+		if r := recover(); r != nil {
+			out = &opaqueError{typ: fmt.Sprintf("%T", err), value: r}
+		}
+	}()
+	if err == nil {
+		return nil
+	}
+	_ = err.Error()
+	var op *net.OpError
+	_ = errors.As(err, &op)
+	_ = errors.Is(err, syscall.ECONNREFUSED)
+	_ = isTimeout(err)
+	return err
+}
+
+// closeConn closes c, recovering a panic of its Close.
+func closeConn(c net.Conn) {
+	defer func() { _ = recover() }()
+	c.Close()
+}

@@ -1,0 +1,124 @@
+package conn
+
+import "time"
+
+const (
+	// idleAfter: a Write that follows the previous one on its connection by
+	// at least this much first checks whether the peer has closed the
+	// connection. The check is one ppoll: ~240 ns back to back
+	// (BenchmarkLivenessCheck), but 2-5 µs after a pause, when caches are
+	// cold (bench/ WriteTCPIdle). After a pause of a millisecond that is
+	// under 0.5% of the pause. Every first Write on a new connection is
+	// checked too.
+	idleAfter = time.Millisecond
+	// recheckAfter: a busy connection is checked this often too, so that a
+	// peer that closes while Writes follow each other closely — a server
+	// shutting down gracefully, which stops reading only when the client
+	// has gone — is noticed within this time: a few µs per 10 ms.
+	recheckAfter = 10 * time.Millisecond
+	// idleGrain: how stale a connection's last-write time may be. Writes
+	// store it only when it is this much out of date, so that parallel
+	// writers do not all write one cache line.
+	idleGrain = idleAfter / 4
+	// resetWaitFloor and maxResetWait bound how long a Write on a
+	// connection whose peer sent its FIN early waits, after writing, for
+	// the reset a closed peer answers data with: two round trips plus the
+	// floor, which covers a busy machine's softirq latency, never more than
+	// the maximum. A half-closing peer costs this once per connection.
+	resetWaitFloor = 5 * time.Millisecond
+	maxResetWait   = time.Second
+)
+
+// checkPeer is the liveness check of a Write at now on l, whose previous
+// Write was at last (coarsely): after a pause, or on a busy connection
+// every recheckAfter. It returns why l must not be written on, or whether
+// the Write must be confirmed once written (see confirmWrite).
+//
+// A FIN alone is read as a close when it arrives on an established
+// connection, the usual way a server drops an idle client; and as a
+// possible half-close when it arrived within the connection's proof age of
+// its dial (a server that half-closes every connection at once, or one that
+// accepts and drops): then the next Write goes out and waits for the
+// verdict of the peer's kernel. On a unix socket the kernel tells the two
+// apart itself (see prober.check).
+func (l *link) checkPeer(last, now int64) (confirm bool, err error) {
+	var fin bool
+	if now-last >= int64(idleAfter) {
+		fin, err = l.checkAfterPause(last, now)
+	} else {
+		fin, err = l.recheck(now)
+	}
+	switch {
+	case err != nil:
+		return false, err
+	case !fin || l.halfOpen.Load():
+		return false, nil
+	case l.earlyFIN.Load() || now-l.born < l.proofAge:
+		return true, nil
+	}
+	return false, errPeerClosed
+}
+
+// checkAfterPause returns the verdict of a check that began after the
+// pause that ended at the caller's Write: the pause began at most idleGrain
+// after since, the coarse time of the last Write. Writers that arrive
+// together after a pause wait for the one check the first of them runs,
+// rather than write past it.
+func (l *link) checkAfterPause(since, now int64) (fin bool, err error) {
+	l.checkMu.Lock()
+	defer l.checkMu.Unlock()
+	if l.checkedAt >= since+int64(idleAfter) {
+		return l.checkFIN, l.checkErr
+	}
+	return l.checkLocked(now)
+}
+
+// recheck is the periodic check of a busy connection. A Write that finds a
+// check under way does not wait for it: it follows another Write closely,
+// and what a FIN racing it costs is documented.
+func (l *link) recheck(now int64) (fin bool, err error) {
+	if !l.checkMu.TryLock() {
+		return false, nil
+	}
+	defer l.checkMu.Unlock()
+	return l.checkLocked(now)
+}
+
+func (l *link) checkLocked(now int64) (fin bool, err error) {
+	l.lastCheck.Store(now)
+	fin, err = l.probe.check()
+	l.checkedAt, l.checkFIN, l.checkErr = now, fin, err
+	return fin, err
+}
+
+// confirmWrite follows a Write on a connection whose peer's FIN came early.
+// A peer that closed its socket answers the data with a reset: the data
+// was discarded, and the error returned says so. A peer that only
+// half-closed took it: from then on its FIN is no sign of death, and only a
+// reset or an error is.
+func (l *link) confirmWrite() error {
+	l.checkMu.Lock()
+	defer l.checkMu.Unlock()
+	if l.halfOpen.Load() {
+		return nil
+	}
+	if l.retired.Load() {
+		return errPeerClosed // another Write's confirmation found the reset
+	}
+	if err := l.probe.awaitReset(resetWaitFloor); err != nil {
+		return err
+	}
+	l.halfOpen.Store(true)
+	return nil
+}
+
+// classifyFIN runs once the connection has lived its proof age, from the
+// Manager's goroutine: a FIN that has arrived by then came early, whenever
+// a Write first sees it.
+func (l *link) classifyFIN() {
+	l.checkMu.Lock()
+	defer l.checkMu.Unlock()
+	if fin, err := l.probe.check(); fin && err == nil {
+		l.earlyFIN.Store(true)
+	}
+}
