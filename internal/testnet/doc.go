@@ -12,7 +12,8 @@
 // Stream servers:
 //
 //	NewSink(tb, network string, opts ...SinkOption) *Sink
-//	    line-counting server on "tcp" (127.0.0.1:0) or "unix".
+//	    line-counting server on "tcp" (127.0.0.1, a port below the
+//	    ephemeral range, kept across restarts) or "unix".
 //	    Options: WithIdleTimeout(d time.Duration), WithTLS(*tls.Config),
 //	    WithHalfClose() (FIN at accept, then keeps reading).
 //	    Addr() string, Network() string

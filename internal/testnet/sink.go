@@ -102,7 +102,7 @@ func NewSink(tb testing.TB, network string, opts ...SinkOption) *Sink {
 	}
 	switch network {
 	case "tcp":
-		s.addr = "127.0.0.1:0"
+		// Start picks a port outside the ephemeral range (port.go).
 	case "unix":
 		s.addr = FreeUnixPath(tb)
 	default:
@@ -221,12 +221,20 @@ func (s *Sink) Start() error {
 	s.mu.Lock()
 	addr := s.addr
 	s.mu.Unlock()
-	ln, err := listenStream(s.network, addr)
+	var (
+		ln  net.Listener
+		err error
+	)
+	if addr == "" { // the first Start of a tcp Sink
+		ln, err = listenStableTCP()
+	} else {
+		ln, err = listenStream(s.network, addr)
+	}
 	if err != nil {
 		return err
 	}
 	s.mu.Lock()
-	s.addr = ln.Addr().String() // resolves port 0 on the first Start
+	s.addr = ln.Addr().String()
 	s.ln = ln
 	s.mu.Unlock()
 	s.wg.Add(1)

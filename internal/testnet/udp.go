@@ -29,11 +29,12 @@ type UDPSink struct {
 	datagrams []string
 }
 
-// NewUDPSink starts a UDPSink on 127.0.0.1 with a free port and registers
-// Close with tb.Cleanup. It fails the test if binding fails.
+// NewUDPSink starts a UDPSink on 127.0.0.1 with a free port outside the
+// ephemeral range (so that nobody is handed it while the sink is stopped)
+// and registers Close with tb.Cleanup. It fails the test if binding fails.
 func NewUDPSink(tb testing.TB) *UDPSink {
 	tb.Helper()
-	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	conn, err := listenStableUDP()
 	if err != nil {
 		tb.Fatalf("testnet: NewUDPSink: %v", err)
 	}
