@@ -14,6 +14,7 @@ func TestJitterSpreadsHalfEitherSideAndKeepsItAtTheCap(t *testing.T) {
 		want    time.Duration
 	}{
 		{0, 0.7, 0},
+		{1, 0.99, 0}, // 1ns spreads over [0, 1]: no overflow to take for one
 		{time.Second, 0, 500 * time.Millisecond},
 		{time.Second, 0.5, time.Second},
 		{time.Second, 1, 1500 * time.Millisecond},

@@ -17,6 +17,7 @@ import (
 )
 
 func TestBatchWriterDeliversEverythingInOrderAcrossRestarts(t *testing.T) {
+	scenario(t)
 	const (
 		writers  = 4
 		restarts = 4
@@ -140,6 +141,7 @@ func TestBatchWriterExactDropsWhileTheSinkIsDown(t *testing.T) {
 }
 
 func TestBatchWriterCloseAgainstAPeerThatStopsReading(t *testing.T) {
+	scenario(t)
 	peer := testnet.NewNeverReader(t)
 	m := conn.New("tcp", peer.Addr())
 	defer m.Close()
@@ -167,6 +169,7 @@ func TestBatchWriterCloseAgainstAPeerThatStopsReading(t *testing.T) {
 }
 
 func TestBatchWriterCloseTimeoutHoldsWhileTheDialHangs(t *testing.T) {
+	scenario(t)
 	hole := testnet.NewBlackhole(t)
 	m := conn.New("tcp", hole.Addr())
 	defer m.Close()

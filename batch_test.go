@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"syscall"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -48,8 +50,13 @@ func TestBatchWriterCoalescesWhileDisconnected(t *testing.T) {
 			t.Errorf("%d writes on the connection, want 1", have)
 		}
 		bs := w.Stats()
-		if bs.Accepted != n || bs.Written != n || bs.Writes != 1 || bs.Dropped != 0 || bs.Queue.Messages != 0 {
+		if bs.Accepted != n || bs.Written != n || bs.Writes != 1 || bs.Dropped != 0 || bs.Queue.Messages != 0 ||
+			bs.WrittenBytes != n*uint64(len(line)) || bs.AcceptedBytes != n*uint64(len(line)) {
 			t.Errorf("stats %+v", bs)
+		}
+		time.Sleep(time.Second)
+		if age := m.Stats().Queue.OldestAge; age != 0 {
+			t.Errorf("oldest age %v with nothing queued, want 0", age)
 		}
 		if err := w.Close(); err != nil {
 			t.Errorf("Close: %v", err)
@@ -85,7 +92,7 @@ func TestBatchWriterDropsExactlyWhatDoesNotFit(t *testing.T) {
 			t.Errorf("accepted %d, full %d; want 100 and 200", accepted, full)
 		}
 		st := w.Stats()
-		if st.Accepted != 100 || st.Dropped != 201 || st.DroppedBytes != 200*100+10_001 {
+		if st.Accepted != 100 || st.Dropped != 201 || st.Rejected != 201 || st.Discarded != 0 || st.DroppedBytes != 200*100+10_001 {
 			t.Errorf("stats %+v", st)
 		}
 		start := time.Now()
@@ -153,8 +160,8 @@ func TestBatchWriterRewritesAPartlyWrittenMessageWhole(t *testing.T) {
 		if want, have := "bbbbbbbbb\nccccccccc\n", f.Conn(1).data(); want != have {
 			t.Errorf("second connection got %q, want %q", have, want)
 		}
-		if st := w.Stats(); st.Written != 3 || st.Retried != 1 {
-			t.Errorf("stats %+v, want 3 written, 1 retried", st)
+		if st := w.Stats(); st.Written != 3 || st.Retried != 1 || st.WrittenBytes != 30 {
+			t.Errorf("stats %+v, want 3 written (30 bytes), 1 retried", st)
 		}
 		w.Close()
 		m.Close()
@@ -172,5 +179,208 @@ func TestBatchWriterEndsWithItsManager(t *testing.T) {
 		if err := w.Close(); !errors.Is(err, conn.ErrUnflushed) {
 			t.Errorf("Close after the Manager's: %v, want ErrUnflushed", err)
 		}
+	})
+}
+
+// The options: what each sets, and the values below 1 that keep the
+// defaults.
+func TestBatchWriterOptions(t *testing.T) {
+	msg := []byte("0123456789") // 10 bytes
+	t.Run("max batch", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			tick := make(chan time.Time)
+			f := &fakeNet{dialErr: errors.New("down")}
+			m := newFake(t, f, conn.WithAfterFunc(func(time.Duration) <-chan time.Time { return tick }))
+			w := conn.NewBatchWriter(m, conn.WithMaxBatch(20), conn.WithMaxBatch(0), conn.WithMaxBatch(-1))
+			for range 10 {
+				w.Write(msg)
+			}
+			synctest.Wait() // the first dial has failed
+			f.set(func(f *fakeNet) { f.dialErr = nil })
+			tick <- time.Now()
+			if err := w.Flush(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if want, have := int64(5), f.Conn(0).writes.Load(); want != have {
+				t.Errorf("%d writes of 100 bytes with batches of at most 20, want %d", have, want)
+			}
+			w.Close()
+			m.Close()
+		})
+	})
+	t.Run("buffer size", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			f := &fakeNet{dialErr: errors.New("down")}
+			m := newFake(t, f)
+			w := conn.NewBatchWriter(m, conn.WithBufferSize(30), conn.WithBufferSize(0), conn.WithBufferSize(-5))
+			var accepted int
+			for range 5 {
+				if _, err := w.Write(msg); err == nil {
+					accepted++
+				}
+			}
+			if accepted != 3 {
+				t.Errorf("%d of 5 messages of 10 bytes accepted by a 30-byte buffer, want 3", accepted)
+			}
+			big := conn.NewBatchWriter(m, conn.WithBufferSize(0))
+			if _, err := big.Write(make([]byte, conn.DefaultBufferSize)); err != nil {
+				t.Errorf("a buffer of size 0 does not keep the default: %v", err)
+			}
+			big.Close()
+			w.Close()
+			m.Close()
+		})
+	})
+	t.Run("close timeout", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			f := &fakeNet{dialErr: errors.New("down")}
+			m := newFake(t, f)
+			for _, tc := range []struct {
+				opts []conn.BatchOption
+				want time.Duration
+			}{
+				{[]conn.BatchOption{conn.WithCloseTimeout(time.Second)}, time.Second},
+				{[]conn.BatchOption{conn.WithCloseTimeout(time.Second), conn.WithCloseTimeout(0)}, time.Second},
+				{[]conn.BatchOption{conn.WithCloseTimeout(-time.Second)}, conn.DefaultCloseTimeout},
+			} {
+				w := conn.NewBatchWriter(m, tc.opts...)
+				w.Write(msg)
+				start := time.Now()
+				w.Close()
+				if have := time.Since(start); have != tc.want {
+					t.Errorf("Close took %v, want %v", have, tc.want)
+				}
+			}
+			m.Close()
+		})
+	})
+	t.Run("wait when full", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			f := &fakeNet{dialErr: errors.New("down")}
+			m := newFake(t, f)
+			for _, d := range []time.Duration{0, -time.Second} {
+				w := conn.NewBatchWriter(m, conn.WithBufferSize(10), conn.WithWaitWhenFull(d))
+				w.Write(msg)
+				start := time.Now()
+				if _, err := w.Write(msg); !errors.Is(err, conn.ErrBufferFull) || time.Since(start) != 0 {
+					t.Errorf("WithWaitWhenFull(%v): %v after %v, want ErrBufferFull at once", d, err, time.Since(start))
+				}
+				w.Close()
+			}
+			m.Close()
+		})
+	})
+}
+
+// A single message is written without waiting for a second one, and its
+// age is reported while it waits.
+func TestBatchWriterWritesALoneMessage(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeNet{}
+		m := newFake(t, f)
+		w := conn.NewBatchWriter(m)
+		if _, err := w.Write([]byte("alone\n")); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Flush(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if want, have := "alone\n", f.Conn(0).data(); want != have {
+			t.Errorf("the connection got %q, want %q", have, want)
+		}
+		w.Close()
+		m.Close()
+	})
+}
+
+// A write that fails exactly at a message boundary leaves no message partly
+// written: nothing is counted as retried. One that fails inside a message
+// of a later batch is.
+func TestBatchWriterCountsRetriedMessagesExactly(t *testing.T) {
+	for _, tc := range []struct {
+		failAfter int
+		retried   uint64
+	}{
+		{20, 0}, // after two whole messages
+		{25, 1}, // inside the third, in the second write
+	} {
+		synctest.Test(t, func(t *testing.T) {
+			f := &fakeNet{}
+			m := newFake(t, f, conn.WithBackoff(time.Second, time.Minute))
+			w := conn.NewBatchWriter(m, conn.WithMaxBatch(20))
+			if m.Take() == nil {
+				t.Fatal("no connection")
+			}
+			f.Conn(0).failAfter(tc.failAfter, errBroken)
+			for i := range 5 {
+				fmt.Fprintf(w, "%09d\n", i) // 10 bytes
+			}
+			if err := w.Flush(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			st := w.Stats()
+			if st.Retried != tc.retried || st.Written != 5 || st.WrittenBytes != 50 {
+				t.Errorf("failing after %d bytes: stats %+v, want 5 written, %d retried", tc.failAfter, st, tc.retried)
+			}
+			if want, have := tc.failAfter/10*10, len(f.Conn(1).data()); 50-want != have {
+				t.Errorf("the second connection got %d bytes, want %d", have, 50-want)
+			}
+			w.Close()
+			m.Close()
+		})
+	}
+}
+
+// A datagram too large to send is dropped alone, counted as discarded, and
+// reported by the Flush that waited for it.
+func TestBatchWriterDropsAnUnsendableDatagramAlone(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeNet{}
+		m := conn.New("udp", "x:1", conn.WithDialer(f.Dial))
+		defer m.Close()
+		w := conn.NewBatchWriter(m, conn.WithMaxBatch(1000))
+		if m.Take() == nil {
+			t.Fatal("no connection")
+		}
+		f.Conn(0).failAfter(0, &net.OpError{Op: "write", Err: syscall.EMSGSIZE})
+		w.Write(make([]byte, 600))
+		err := w.Flush(context.Background())
+		if !errors.Is(err, conn.ErrUnflushed) {
+			t.Errorf("Flush: %v, want ErrUnflushed", err)
+		}
+		st := w.Stats()
+		if st.Discarded != 1 || st.Dropped != 1 || st.DroppedBytes != 600 || st.Queue.Messages != 0 || st.Queue.Bytes != 0 {
+			t.Errorf("stats %+v, want one message of 600 bytes discarded", st)
+		}
+		time.Sleep(time.Second)
+		if age := w.Stats().Queue.OldestAge; age != 0 {
+			t.Errorf("oldest age %v with nothing queued, want 0", age)
+		}
+		if m.Stats().Lost != 0 {
+			t.Error("the connection was lost for a message too large")
+		}
+		w.Close()
+	})
+}
+
+// A Write waiting for room is accepted once the message fits exactly.
+func TestBatchWriterWaitsUntilTheMessageFitsExactly(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		tick := make(chan time.Time)
+		f := &fakeNet{dialErr: errors.New("down")}
+		m := newFake(t, f, conn.WithAfterFunc(func(time.Duration) <-chan time.Time { return tick }))
+		w := conn.NewBatchWriter(m, conn.WithBufferSize(100), conn.WithWaitWhenFull(time.Minute))
+		w.Write(make([]byte, 100))
+		synctest.Wait()
+		done := make(chan error)
+		go func() { _, err := w.Write(make([]byte, 100)); done <- err }()
+		synctest.Wait()
+		f.set(func(f *fakeNet) { f.dialErr = nil })
+		tick <- time.Now()
+		if err := <-done; err != nil {
+			t.Errorf("a 100-byte Write waiting on an emptied 100-byte buffer: %v", err)
+		}
+		w.Close()
+		m.Close()
 	})
 }

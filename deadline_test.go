@@ -96,8 +96,12 @@ func TestDeadlineFollowsAHealthyConnection(t *testing.T) {
 		}
 		s.Conn(0).flow(true)
 		for i := range 200 { // 10 s, 25 times the timeout
+			start := time.Now()
 			if _, err := m.Write([]byte("x")); err != nil {
 				t.Fatalf("Write %d on a healthy connection: %v", i, err)
+			}
+			if took := time.Since(start); took != 0 {
+				t.Fatalf("Write %d on a healthy connection took %v, want no wait: the deadline must stay ahead", i, took)
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
@@ -163,5 +167,66 @@ func TestDeadlineIsRefreshedLazily(t *testing.T) {
 		if n := f.Conn(0).deadlines.Load(); n < 10 || n > 101 {
 			t.Errorf("%d deadlines set over 1000 Writes in 10 s, want one per eighth of the timeout (≤ 101)", n)
 		}
+	})
+}
+
+// A Write that arrives just as the deadline passes on a connection without
+// a socket waits, at most an eighth of the timeout and 20 ms, for a Write
+// blocked on that deadline to fail and retire the connection before it
+// moves the deadline: moved earlier, it would hold that Write again.
+func TestWriteAsTheDeadlinePassesWaitsForBlockedWritesToFail(t *testing.T) {
+	for _, tc := range []struct {
+		timeout, grace time.Duration
+	}{
+		{400 * time.Millisecond, 20 * time.Millisecond},
+		{80 * time.Millisecond, 10 * time.Millisecond},
+	} {
+		t.Run("idle connection, timeout "+tc.timeout.String(), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				s := &stallNet{}
+				m := conn.New("stall", "", conn.WithDialer(contextFree(s.Dial)), conn.WithWriteTimeout(tc.timeout))
+				defer m.Close()
+				if m.Take() == nil {
+					t.Fatal("no connection")
+				}
+				s.Conn(0).flow(true)
+				if _, err := m.Write([]byte("x")); err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(tc.timeout) // the deadline passes now
+				start := time.Now()
+				if _, err := m.Write([]byte("x")); err != nil {
+					t.Fatal(err)
+				}
+				if want, have := tc.grace, time.Since(start); want != have {
+					t.Errorf("the Write waited %v, want %v", have, want)
+				}
+			})
+		})
+	}
+	t.Run("a Write blocked on it", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			const timeout = 400 * time.Millisecond
+			s := &stallNet{}
+			m := conn.New("stall", "", conn.WithDialer(contextFree(s.Dial)), conn.WithWriteTimeout(timeout))
+			defer m.Close()
+			if m.Take() == nil {
+				t.Fatal("no connection")
+			}
+			blocked := make(chan error)
+			go func() { _, err := m.Write([]byte("stuck")); blocked <- err }()
+			time.Sleep(timeout)
+			start := time.Now()
+			_, err := m.Write([]byte("x"))
+			if took := time.Since(start); took != 0 {
+				t.Errorf("the Write waited %v, want none: the blocked Write failed at once", took)
+			}
+			if err == nil {
+				t.Error("a Write on the connection a stalled Write retired succeeded")
+			}
+			if err := <-blocked; !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Errorf("the blocked Write: %v, want a timeout", err)
+			}
+		})
 	})
 }

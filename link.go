@@ -41,8 +41,9 @@ type link struct {
 	checkedAt int64 // when the latest check began, ns since epoch
 	checkFIN  bool
 	checkErr  error
-	earlyFIN  atomic.Bool // the peer's FIN arrived within proofAge of the dial
-	halfOpen  atomic.Bool // the peer half-closed and took data after its FIN
+	earlyFIN  atomic.Bool  // the peer's FIN arrived within proofAge of the dial
+	halfOpen  atomic.Bool  // the peer half-closed and took data after its FIN
+	checks    atomic.Int64 // checks run, for the tests of when they run
 
 	retired    atomic.Bool   // set once, by retire
 	dead       chan struct{} // closed by retire when it has finished

@@ -85,6 +85,7 @@ func (l *link) recheck(now int64) (fin bool, err error) {
 }
 
 func (l *link) checkLocked(now int64) (fin bool, err error) {
+	l.checks.Add(1)
 	l.lastCheck.Store(now)
 	fin, err = l.probe.check()
 	l.checkedAt, l.checkFIN, l.checkErr = now, fin, err

@@ -217,3 +217,100 @@ func BenchmarkLivenessCheck(b *testing.B) {
 		}
 	}
 }
+
+// discardServer accepts one TCP connection on 127.0.0.1 and discards what
+// it reads.
+func discardServer(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		io.Copy(io.Discard, c)
+	}()
+	t.Cleanup(func() { ln.Close(); <-done })
+	return ln.Addr().String()
+}
+
+// When the liveness check runs: before the first Write on a connection,
+// before a Write that follows a pause of idleAfter or more, and at least
+// every recheckAfter on a busy connection; not before every Write.
+func TestWhenTheLivenessCheckRuns(t *testing.T) {
+	m := New("tcp", discardServer(t), WithWriteTimeout(0))
+	defer m.Close()
+	line := []byte("line\n")
+	if _, err := m.Write(line); err != nil {
+		t.Fatal(err)
+	}
+	l := m.cur.Load()
+	if n := l.checks.Load(); n != 1 {
+		t.Fatalf("%d checks after the first Write, want 1", n)
+	}
+
+	// Busy: Writes back to back for 50 ms.
+	before, start := l.checks.Load(), time.Now()
+	writes := 0
+	for time.Since(start) < 50*time.Millisecond {
+		if _, err := m.Write(line); err != nil {
+			t.Fatal(err)
+		}
+		writes++
+	}
+	elapsed := time.Since(start)
+	checks := l.checks.Load() - before
+	if most := int64(elapsed/recheckAfter) + 2; checks > most {
+		t.Errorf("%d checks in %d back-to-back Writes over %v, want at most %d: one per %v", checks, writes, elapsed, most, recheckAfter)
+	}
+	if least := int64(elapsed/recheckAfter) - 1; checks < least {
+		t.Errorf("%d checks over %v of back-to-back Writes, want at least %d: one per %v", checks, elapsed, least, recheckAfter)
+	}
+
+	// After a pause of 2 ms: checked, although the last check is recent.
+	for range 20 {
+		time.Sleep(2 * idleAfter)
+		before := l.checks.Load()
+		if _, err := m.Write(line); err != nil {
+			t.Fatal(err)
+		}
+		if l.checks.Load() == before {
+			t.Fatal("a Write after a pause of 2 ms was not checked")
+		}
+		// At once again: not checked, unless the machine stalled this
+		// goroutine for a pause's length.
+		start := time.Now()
+		if _, err := m.Write(line); err != nil {
+			t.Fatal(err)
+		}
+		if l.checks.Load() != before+1 && time.Since(start) < idleAfter/2 {
+			t.Fatal("a Write right after another was checked")
+		}
+	}
+}
+
+// How long a Write waits for a reset after a suspect FIN: the floor plus
+// two round trips, capped.
+func TestResetWait(t *testing.T) {
+	cases := []struct {
+		floor time.Duration
+		rtt   uint32 // µs
+		want  time.Duration
+	}{
+		{5 * time.Millisecond, 0, 5 * time.Millisecond},
+		{5 * time.Millisecond, 50, 5*time.Millisecond + 100*time.Microsecond},
+		{5 * time.Millisecond, 300_000, 605 * time.Millisecond},
+		{5 * time.Millisecond, 4_000_000, maxResetWait},
+	}
+	for _, tc := range cases {
+		if have := resetWait(tc.floor, tc.rtt); have != tc.want {
+			t.Errorf("resetWait(%v, %d µs) = %v, want %v", tc.floor, tc.rtt, have, tc.want)
+		}
+	}
+}

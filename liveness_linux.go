@@ -41,8 +41,8 @@ type prober struct {
 	peer, queue, reset func(fd uintptr) // p.peerFd, p.queueFd, p.resetFd
 	revents            int16
 	soerr              int
-	outq               int32
-	wait               time.Duration // resetFd's bound
+	roomy              bool          // queueFd's answer
+	wait               time.Duration // resetFd's floor
 }
 
 // newProber returns a prober for c's socket, looking through TLS (anything
@@ -68,11 +68,15 @@ func newProber(c net.Conn) (p *prober) {
 	if err != nil {
 		return nil
 	}
-	typ, domain := -1, -1
+	var (
+		typ, domain int
+		sockErr     error
+	)
 	if err := rc.Control(func(fd uintptr) {
-		typ, _ = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_TYPE)
-		domain, _ = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_DOMAIN)
-	}); err != nil || typ < 0 {
+		if typ, sockErr = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_TYPE); sockErr == nil {
+			domain, sockErr = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_DOMAIN)
+		}
+	}); err != nil || sockErr != nil {
 		return nil
 	}
 	stream := typ == syscall.SOCK_STREAM || typ == syscall.SOCK_SEQPACKET
@@ -121,18 +125,16 @@ func (p *prober) check() (fin bool, err error) {
 
 func (p *prober) queueFd(fd uintptr) {
 	if p.tcp {
-		n, _, errno := syscall.RawSyscall(syscall.SYS_IOCTL, fd, tiocOUTQ, uintptr(unsafe.Pointer(&p.outq)))
-		if n != 0 || errno != 0 {
-			p.outq = -1
-		}
+		var outq int32
+		_, _, errno := syscall.RawSyscall(syscall.SYS_IOCTL, fd, tiocOUTQ, uintptr(unsafe.Pointer(&outq)))
+		p.roomy = errno == 0 && outq == 0
 		return
 	}
 	pfd := pollFd{fd: int32(fd), events: pollOUT}
 	var zero syscall.Timespec
-	if _, _, errno := syscall.RawSyscall6(syscall.SYS_PPOLL,
-		uintptr(unsafe.Pointer(&pfd)), 1, uintptr(unsafe.Pointer(&zero)), 0, 0, 0); errno == 0 && pfd.revents&pollOUT != 0 {
-		p.outq = 0
-	}
+	_, _, errno := syscall.RawSyscall6(syscall.SYS_PPOLL,
+		uintptr(unsafe.Pointer(&pfd)), 1, uintptr(unsafe.Pointer(&zero)), 0, 0, 0)
+	p.roomy = errno == 0 && pfd.revents&pollOUT != 0
 }
 
 // quiet reports whether no Write can be blocked on the socket now: on TCP,
@@ -143,26 +145,22 @@ func (p *prober) queueFd(fd uintptr) {
 func (p *prober) quiet() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.outq = -1
+	p.roomy = false
 	if err := p.rc.Control(p.queue); err != nil {
 		return false
 	}
-	return p.outq == 0
+	return p.roomy
 }
 
 func (p *prober) resetFd(fd uintptr) {
 	// The peer answers data sent to a closed socket with a reset within a
 	// round trip; allow two and a floor for a busy machine.
-	wait := p.wait
 	var info syscall.TCPInfo
 	size := uint32(unsafe.Sizeof(info))
-	if _, _, errno := syscall.RawSyscall6(syscall.SYS_GETSOCKOPT, fd, syscall.IPPROTO_TCP, syscall.TCP_INFO,
-		uintptr(unsafe.Pointer(&info)), uintptr(unsafe.Pointer(&size)), 0); errno == 0 {
-		wait += 2 * time.Duration(info.Rtt) * time.Microsecond // tcpi_rtt: smoothed, in µs
-	}
-	wait = min(wait, maxResetWait)
+	syscall.RawSyscall6(syscall.SYS_GETSOCKOPT, fd, syscall.IPPROTO_TCP, syscall.TCP_INFO,
+		uintptr(unsafe.Pointer(&info)), uintptr(unsafe.Pointer(&size)), 0) // on failure Rtt stays 0
 	pfd := pollFd{fd: int32(fd)} // POLLERR and POLLHUP are always reported
-	ts := syscall.NsecToTimespec(int64(wait))
+	ts := syscall.NsecToTimespec(int64(resetWait(p.wait, info.Rtt)))
 	for {
 		// Syscall6, not RawSyscall6: this one blocks, and the scheduler
 		// must hand the thread's P to other goroutines meanwhile.
@@ -176,6 +174,13 @@ func (p *prober) resetFd(fd uintptr) {
 	if pfd.revents&pollERR != 0 {
 		p.soerr, _ = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_ERROR)
 	}
+}
+
+// resetWait is how long to wait for a reset: floor plus two round trips of
+// rttMicros (tcpi_rtt, the smoothed round trip in µs), at most
+// maxResetWait.
+func resetWait(floor time.Duration, rttMicros uint32) time.Duration {
+	return min(floor+2*time.Duration(rttMicros)*time.Microsecond, maxResetWait)
 }
 
 // awaitReset waits up to floor plus two round trips for the peer to reset

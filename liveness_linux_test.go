@@ -158,6 +158,7 @@ func recv[T any](t *testing.T, ch <-chan T) T {
 // check one of them runs: none writes into the connection the peer closed
 // meanwhile, and each gets the transparent redial a lone Write gets.
 func TestWritersArrivingTogetherAfterAPauseWaitForTheCheck(t *testing.T) {
+	scenario(t)
 	const (
 		writers = 8
 		rounds  = 40
@@ -232,5 +233,58 @@ func TestHalfClosingPeerThatKeepsReadingGetsEveryLine(t *testing.T) {
 				t.Errorf("%d connections, want at most 3", n)
 			}
 		})
+	}
+}
+
+// A half-closing peer whose FIN the first Write sees long after the dial:
+// the Manager noted, when the connection reached its proof age, that the
+// FIN had come early, so it is still treated as a possible half-close.
+func TestHalfClosingPeerWithSparseWrites(t *testing.T) {
+	sink := testnet.NewSink(t, "tcp", testnet.WithHalfClose())
+	m := conn.New("tcp", sink.Addr())
+	defer m.Close()
+	if m.Take() == nil {
+		t.Fatal("no connection")
+	}
+	const lines = 5
+	for i := range lines {
+		time.Sleep(30 * time.Millisecond) // more than the 10 ms proof age
+		if _, err := fmt.Fprintf(m, "%d\n", i); err != nil {
+			t.Errorf("Write %d: %v", i, err)
+		}
+	}
+	if !sink.WaitLines(lines, 10*time.Second) {
+		t.Errorf("%d of %d lines received", sink.LineCount(), lines)
+	}
+	if n := sink.Accepted(); n != 1 {
+		t.Errorf("%d connections, want 1", n)
+	}
+}
+
+// A peer that accepts and closes at once also sends its FIN early; the
+// Write that finds it goes out, meets the reset, and fails: it is not
+// reported written.
+func TestPeerThatAcceptsAndClosesFailsTheWrite(t *testing.T) {
+	flap := testnet.NewFlapper(t)
+	lost := make(chan conn.Event, 1)
+	hook := func(ev conn.Event) {
+		if ev.State == conn.Disconnected {
+			lost <- ev
+		}
+	}
+	m := conn.New("tcp", flap.Addr(), conn.WithBackoff(time.Hour, time.Hour), conn.WithStateHook(hook))
+	defer m.Close()
+	c := m.Take()
+	if c == nil {
+		t.Fatal("no connection")
+	}
+	if closed, err := testnet.WaitPeerClosed(c, 10*time.Second); !closed || err != nil {
+		t.Fatalf("the flapper's FIN: %v", err)
+	}
+	if _, err := m.Write([]byte("lost?\n")); err == nil {
+		t.Error("a Write to a peer that had closed returned nil")
+	}
+	if ev := recv(t, lost); ev.Attempt != 1 || ev.Wait < time.Hour/2 {
+		t.Errorf("event %+v, want the connection lost unproven, and a backoff wait", ev)
 	}
 }

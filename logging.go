@@ -18,8 +18,11 @@ func (a slogAdapter) Log(keyvals ...any) error {
 		key := fmt.Sprint(keyvals[i])
 		switch key {
 		case "level":
-			if fmt.Sprint(keyvals[i+1]) == "warn" {
+			switch fmt.Sprint(keyvals[i+1]) {
+			case "warn":
 				level = slog.LevelWarn
+			case "error":
+				level = slog.LevelError
 			}
 		case "msg":
 			msg = fmt.Sprint(keyvals[i+1])

@@ -169,15 +169,22 @@ func (m *Manager) Put(err error) {
 //     and whose connection had proven itself by carrying an earlier Write,
 //     waits for the immediate redial (up to a second, or the write timeout
 //     if shorter) and writes on the new connection; the caller sees neither
-//     the error nor a loss;
-//   - a Write that cannot make progress fails with a timeout error within
-//     the write timeout (WithWriteTimeout).
+//     the error nor a loss. Writes that arrive together after a pause all
+//     wait for the one liveness check the first of them runs, and all get
+//     this redial;
+//   - a Write that cannot make progress fails with a timeout error
+//     (os.ErrDeadlineExceeded) within the write timeout (WithWriteTimeout)
+//     of the moment it started writing, whatever other Writes do: Writes
+//     that arrive after a stalled one do not prolong it, and those queued
+//     behind it on the connection fail with it.
 //
 // A failed Write invalidates the connection it was written on, and only
 // that one: the Manager redials once however many Writes failed on it. The
 // exception is a datagram too large to send (EMSGSIZE): the connection is
 // kept. Each call is one Write on the connection, so concurrent calls are
-// not interleaved on a stream socket. Write allocates nothing.
+// not interleaved on a stream socket. Write allocates nothing. A panic of
+// the connection's own methods is not recovered: it is raised in the
+// caller's goroutine, as a direct call would.
 func (m *Manager) Write(b []byte) (int, error) {
 	l := m.cur.Load()
 	if l != nil && !l.retired.Load() {

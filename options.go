@@ -75,6 +75,12 @@ func defaultConfig() config {
 // settings of your choice. The context it receives ends when the dial timeout
 // passes or the Manager is closed, so a dial to an address that does not
 // answer cannot hold up Close. A nil d means (&net.Dialer{}).DialContext.
+//
+// If the connection it returns has a HandshakeContext method, as a
+// *tls.Conn made with tls.Client does, the Manager completes the handshake
+// as part of the dial, under the same context, so that no Write ever
+// handshakes. A Dialer that panics counts as a failed dial: the panic is
+// recovered, logged with its stack, and kept in Stats().LastError.
 func WithDialer(d DialContextFunc) Option {
 	return optionFunc(func(c *config) {
 		if d != nil {
@@ -95,7 +101,9 @@ func withDialerFunc(d Dialer) Option {
 // WithLogger sets the logger that receives one line per state change:
 // connected, connection lost (with the error), dial failed (with the attempt
 // number and the wait before the next one). Failed Writes are not logged; they
-// return their errors. A nil logger discards the lines.
+// return their errors. The lines carry the key "level" with the value
+// "info", "warn" or "error". A nil logger discards the lines. The logger is
+// called from the Manager's goroutine; one that panics is not called again.
 func WithLogger(logger log.Logger) Option {
 	return optionFunc(func(c *config) {
 		if logger == nil {
@@ -106,9 +114,9 @@ func WithLogger(logger log.Logger) Option {
 }
 
 // WithSlogLogger is WithLogger for a *slog.Logger: the state changes are
-// logged at Info (connected) and Warn (lost, dial failed) with their details
-// as attributes. It replaces any logger set before it. A nil logger discards
-// the lines.
+// logged at Info (connected) and Warn (lost, dial failed), and recovered
+// panics of user code at Error, with their details as attributes. It
+// replaces any logger set before it. A nil logger discards the lines.
 func WithSlogLogger(logger *slog.Logger) Option {
 	return optionFunc(func(c *config) {
 		if logger == nil {
@@ -121,7 +129,9 @@ func WithSlogLogger(logger *slog.Logger) Option {
 
 // WithAfterFunc sets the function through which the Manager waits between
 // dial attempts; time.After by default. Tests may pass a function that
-// returns a channel they control. A nil after means time.After.
+// returns a channel they control. A nil after means time.After. It is called
+// from the Manager's goroutine; if it panics, the panic is logged and
+// time.After is used from then on.
 func WithAfterFunc(after AfterFunc) Option {
 	return optionFunc(func(c *config) {
 		if after == nil {
@@ -131,9 +141,9 @@ func WithAfterFunc(after AfterFunc) Option {
 	})
 }
 
-// WithDialTimeout bounds each dial (DefaultDialTimeout by default). Zero
-// means no bound other than Close; a negative d is invalid and keeps the
-// default.
+// WithDialTimeout bounds each dial, TLS handshake included
+// (DefaultDialTimeout by default). Zero means no bound other than Close; a
+// negative d is invalid and keeps the default.
 func WithDialTimeout(d time.Duration) Option {
 	return optionFunc(func(c *config) {
 		if d < 0 {
@@ -145,11 +155,17 @@ func WithDialTimeout(d time.Duration) Option {
 }
 
 // WithWriteTimeout bounds each Write (DefaultWriteTimeout by default): a
-// Write that cannot hand its bytes to the connection within d fails with a
-// timeout error and the connection is replaced. To keep the hot path cheap
-// the deadline on the connection is refreshed lazily, so a stalled Write
-// fails between 7/8 d and d after it started. Zero disables the timeout; a
-// negative d is invalid and keeps the default.
+// Write that cannot hand its bytes to the connection within d of starting
+// to write fails with a timeout error and the connection is replaced. The
+// bound holds whatever other Writes do: one deadline on the connection
+// serves every Write, and it is moved later only when no earlier Write can
+// still be waiting on it (see RELIABILITY.md). To keep the hot path cheap
+// it is moved lazily, so a stalled Write fails between 7/8 d and d after it
+// started; sooner if it was queued behind an earlier stalled Write, which
+// it then fails with, or if it started while the peer had left earlier
+// bytes untaken and no Write had completed for d/8. Zero disables the
+// timeout; a negative d is invalid and keeps the default; a d too large to
+// add to the clock means no bound in practice.
 //
 // The deadline stays set on the connection between Writes. Code that Takes
 // the connection and writes to it directly should set its own deadline first,
@@ -184,7 +200,8 @@ func WithBackoff(base, max time.Duration) Option {
 // WithStateHook sets a function called on every change of the Manager's
 // state (see Event), for example to feed your own metrics. It is called from
 // the Manager's own goroutine, one call at a time and in order; it must not
-// block and must not call Close. Calls stop when Close returns.
+// block and must not call Close. Calls stop when Close returns. A hook that
+// panics is logged, with the stack, and not called again.
 func WithStateHook(hook func(Event)) Option {
 	return optionFunc(func(c *config) {
 		c.hook = hook

@@ -26,6 +26,7 @@ import (
 // nothing can report (RELIABILITY.md), and this scenario is about the
 // Write that follows a close, not about that race.
 func TestScenarioIdleTimeoutPeerLosesNothing(t *testing.T) {
+	scenario(t)
 	sink := testnet.NewSink(t, "tcp", testnet.WithIdleTimeout(30*time.Millisecond))
 	m := conn.New("tcp", sink.Addr(), conn.WithBackoff(50*time.Millisecond, time.Second))
 	defer m.Close()
@@ -105,6 +106,7 @@ func TestScenarioSixteenWritersThroughOneResetRedialOnce(t *testing.T) {
 }
 
 func TestScenarioEightWritersThroughFourRestarts(t *testing.T) {
+	scenario(t)
 	const (
 		writers  = 8
 		restarts = 4
@@ -229,6 +231,7 @@ func TestScenarioEightWritersThroughFourRestarts(t *testing.T) {
 }
 
 func TestScenarioFlappingPeerFollowsBackoff(t *testing.T) {
+	scenario(t)
 	flap := testnet.NewFlapper(t)
 	m := conn.New("tcp", flap.Addr(), conn.WithBackoff(50*time.Millisecond, time.Second))
 	defer m.Close()
@@ -252,6 +255,7 @@ func TestScenarioFlappingPeerFollowsBackoff(t *testing.T) {
 }
 
 func TestScenarioBlackhole(t *testing.T) {
+	scenario(t)
 	hole := testnet.NewBlackhole(t)
 	m := conn.New("tcp", hole.Addr())
 	start := time.Now()
@@ -287,6 +291,7 @@ func TestScenarioBlackhole(t *testing.T) {
 }
 
 func TestScenarioPeerStopsReading(t *testing.T) {
+	scenario(t)
 	const timeout = 500 * time.Millisecond
 	peer := testnet.NewNeverReader(t)
 	m := conn.New("tcp", peer.Addr(), conn.WithWriteTimeout(timeout), conn.WithBackoff(50*time.Millisecond, time.Second))
@@ -334,6 +339,7 @@ func TestScenarioPeerStopsReading(t *testing.T) {
 // arrives: only the rule that a refusal proves nothing keeps the Manager on
 // its backoff schedule rather than redialing at once after every refusal.
 func TestScenarioUDPPortUnreachableBacksOff(t *testing.T) {
+	scenario(t)
 	sink := testnet.NewUDPSink(t)
 	m := conn.New("udp", sink.Addr(), conn.WithBackoff(100*time.Millisecond, time.Second))
 	defer m.Close()
@@ -407,6 +413,7 @@ func TestScenarioCloseWhileWriting(t *testing.T) {
 // may hold the stalled Write past its timeout, and each returns within the
 // timeout of its own start (plus scheduling slack).
 func TestScenarioStalledWriteIsNotProlongedByOtherWriters(t *testing.T) {
+	scenario(t)
 	const (
 		timeout = 500 * time.Millisecond
 		slack   = 500 * time.Millisecond // scheduling under -race on 2 shared cores
