@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -156,6 +157,10 @@ type BatchWriter struct {
 	space     chan struct{} // closed when room is made; nil if nobody waits
 	progress  chan struct{} // closed when messages are written; nil if nobody waits
 
+	// Drops that a Flush must report (see noteDiscardsLocked).
+	flushes    []*flushWait
+	unreported uint64 // messages discarded while no Flush that must report them waited
+
 	writing atomic.Bool // run is inside Manager.Write
 	aborted atomic.Bool // Close's time ran out
 
@@ -280,14 +285,28 @@ func (w *BatchWriter) makeRoom(n int) error {
 	return nil
 }
 
+// A flushWait is a Flush waiting for the messages accepted before it.
+type flushWait struct {
+	target  uint64 // messages accepted before the Flush: sequence numbers below this
+	dropped uint64 // of those, discarded and not reported by an earlier Flush
+}
+
 // Flush waits until every message accepted before it was called has been
 // written or dropped (by Close, or as too large for a datagram), or ctx is
 // done. It returns nil when they were all written, an error matching
-// ErrUnflushed if some were dropped, or ctx.Err().
+// ErrUnflushed if some message accepted before it was called was dropped
+// unwritten and no earlier Flush reported it, or ctx.Err() (the drops are
+// then left for the next Flush to report).
 func (w *BatchWriter) Flush(ctx context.Context) error {
 	w.mu.Lock()
-	target, discarded := w.stats.Accepted, w.stats.Discarded
-	for w.stats.Written+w.stats.Discarded < target {
+	defer w.mu.Unlock()
+	f := &flushWait{target: w.stats.Accepted, dropped: w.unreported}
+	w.unreported = 0
+	w.flushes = append(w.flushes, f)
+	defer func() {
+		w.flushes = slices.DeleteFunc(w.flushes, func(g *flushWait) bool { return g == f })
+	}()
+	for w.stats.Written+w.stats.Discarded < f.target {
 		if w.progress == nil {
 			w.progress = make(chan struct{})
 		}
@@ -296,15 +315,35 @@ func (w *BatchWriter) Flush(ctx context.Context) error {
 		select {
 		case <-progress:
 		case <-ctx.Done():
+			w.mu.Lock()
+			w.unreported += f.dropped
 			return ctx.Err()
 		}
 		w.mu.Lock()
 	}
-	defer w.mu.Unlock()
-	if n := w.stats.Discarded - discarded; n > 0 {
-		return fmt.Errorf("%w: %d dropped", ErrUnflushed, n)
+	if f.dropped > 0 {
+		return fmt.Errorf("%w: %d dropped", ErrUnflushed, f.dropped)
 	}
 	return nil
+}
+
+// noteDiscardsLocked records that the next n messages to be accounted for
+// are discarded: the Flushes waiting for them report them; the others wait
+// for the next Flush. Messages are accounted for in the order they were
+// accepted, so the next one's sequence number is the count of those
+// written or discarded so far. w.mu must be held, and the counters not yet
+// updated.
+func (w *BatchWriter) noteDiscardsLocked(n uint64) {
+	seq := w.stats.Written + w.stats.Discarded
+	var reported uint64 // the most any waiting Flush reports
+	for _, f := range w.flushes {
+		if f.target > seq {
+			k := min(n, f.target-seq)
+			f.dropped += k
+			reported = max(reported, k)
+		}
+	}
+	w.unreported += n - reported
 }
 
 // Close stops accepting messages, writes what is queued within the close
@@ -517,6 +556,7 @@ func (w *BatchWriter) dropUnsendable(out *batch, i int) {
 	size := out.ends[i] - out.start(i)
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.noteDiscardsLocked(1)
 	w.stats.Discarded++
 	w.stats.Dropped++
 	w.stats.DroppedBytes += uint64(size)
@@ -533,6 +573,7 @@ func (w *BatchWriter) dropUnsendable(out *batch, i int) {
 func (w *BatchWriter) discard() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.noteDiscardsLocked(uint64(w.queued.Messages))
 	w.unflushed += uint64(w.queued.Messages)
 	w.stats.Discarded += uint64(w.queued.Messages)
 	w.stats.Dropped += uint64(w.queued.Messages)

@@ -363,6 +363,29 @@ func TestBatchWriterDropsAnUnsendableDatagramAlone(t *testing.T) {
 	})
 }
 
+// A Flush reports a message dropped before it was called, once.
+func TestFlushReportsAnEarlierDropOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeNet{}
+		m := conn.New("udp", "x:1", conn.WithDialer(f.Dial))
+		defer m.Close()
+		w := conn.NewBatchWriter(m)
+		if m.Take() == nil {
+			t.Fatal("no connection")
+		}
+		f.Conn(0).failAfter(0, &net.OpError{Op: "write", Err: syscall.EMSGSIZE})
+		w.Write(make([]byte, 600))
+		synctest.Wait() // dropped before Flush is called
+		if err := w.Flush(context.Background()); !errors.Is(err, conn.ErrUnflushed) {
+			t.Errorf("Flush after the drop: %v, want ErrUnflushed", err)
+		}
+		if err := w.Flush(context.Background()); err != nil {
+			t.Errorf("a second Flush: %v, want nil: the drop was reported", err)
+		}
+		w.Close()
+	})
+}
+
 // A Write waiting for room is accepted once the message fits exactly.
 func TestBatchWriterWaitsUntilTheMessageFitsExactly(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {

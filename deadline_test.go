@@ -11,6 +11,19 @@ import (
 	"github.com/seed44b27a20/conn"
 )
 
+// newStalled returns a Manager writing through stallConns, with the given
+// write timeout, and its network, once the first connection is up.
+func newStalled(t *testing.T, timeout time.Duration) (*stallNet, *conn.Manager) {
+	t.Helper()
+	s := &stallNet{}
+	m := conn.New("stall", "", conn.WithDialer(contextFree(s.Dial)), conn.WithWriteTimeout(timeout))
+	t.Cleanup(func() { m.Close() })
+	if m.Take() == nil {
+		t.Fatal("no connection")
+	}
+	return s, m
+}
+
 type timedWrite struct {
 	start, end time.Time
 	err        error
@@ -24,12 +37,7 @@ func TestStalledWriteReturnsWithinItsOwnTimeoutWhateverOthersDo(t *testing.T) {
 	for _, every := range []time.Duration{20 * time.Millisecond, 300 * time.Millisecond} {
 		t.Run("a new writer every "+every.String(), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				s := &stallNet{}
-				m := conn.New("stall", "", conn.WithDialer(contextFree(s.Dial)), conn.WithWriteTimeout(timeout))
-				defer m.Close()
-				if m.Take() == nil {
-					t.Fatal("no connection")
-				}
+				_, m := newStalled(t, timeout)
 				var (
 					mu     sync.Mutex
 					writes []timedWrite
@@ -87,13 +95,8 @@ func TestStalledWriteReturnsWithinItsOwnTimeoutWhateverOthersDo(t *testing.T) {
 // long it lasts, and each refreshes the deadline at most lazily.
 func TestDeadlineFollowsAHealthyConnection(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		s := &stallNet{}
 		const timeout = 400 * time.Millisecond
-		m := conn.New("stall", "", conn.WithDialer(contextFree(s.Dial)), conn.WithWriteTimeout(timeout))
-		defer m.Close()
-		if m.Take() == nil {
-			t.Fatal("no connection")
-		}
+		s, m := newStalled(t, timeout)
 		s.Conn(0).flow(true)
 		for i := range 200 { // 10 s, 25 times the timeout
 			start := time.Now()
@@ -115,13 +118,8 @@ func TestDeadlineFollowsAHealthyConnection(t *testing.T) {
 // old one has passed, and no earlier Write can be waiting on it.
 func TestWriteAfterALongPauseGetsAFreshDeadline(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		s := &stallNet{}
 		const timeout = 400 * time.Millisecond
-		m := conn.New("stall", "", conn.WithDialer(contextFree(s.Dial)), conn.WithWriteTimeout(timeout))
-		defer m.Close()
-		if m.Take() == nil {
-			t.Fatal("no connection")
-		}
+		s, m := newStalled(t, timeout)
 		s.Conn(0).flow(true)
 		if _, err := m.Write([]byte("x")); err != nil {
 			t.Fatal(err)
@@ -183,12 +181,7 @@ func TestWriteAsTheDeadlinePassesWaitsForBlockedWritesToFail(t *testing.T) {
 	} {
 		t.Run("idle connection, timeout "+tc.timeout.String(), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				s := &stallNet{}
-				m := conn.New("stall", "", conn.WithDialer(contextFree(s.Dial)), conn.WithWriteTimeout(tc.timeout))
-				defer m.Close()
-				if m.Take() == nil {
-					t.Fatal("no connection")
-				}
+				s, m := newStalled(t, tc.timeout)
 				s.Conn(0).flow(true)
 				if _, err := m.Write([]byte("x")); err != nil {
 					t.Fatal(err)
@@ -207,12 +200,7 @@ func TestWriteAsTheDeadlinePassesWaitsForBlockedWritesToFail(t *testing.T) {
 	t.Run("a Write blocked on it", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			const timeout = 400 * time.Millisecond
-			s := &stallNet{}
-			m := conn.New("stall", "", conn.WithDialer(contextFree(s.Dial)), conn.WithWriteTimeout(timeout))
-			defer m.Close()
-			if m.Take() == nil {
-				t.Fatal("no connection")
-			}
+			_, m := newStalled(t, timeout)
 			blocked := make(chan error)
 			go func() { _, err := m.Write([]byte("stuck")); blocked <- err }()
 			time.Sleep(timeout)

@@ -9,16 +9,20 @@
 //
 //   - can be closed: Close stops every goroutine it started and closes the
 //     connection, also while a dial or a backoff wait is in progress;
-//   - never blocks a writer forever: Write carries a write deadline
-//     (WithWriteTimeout), and after the first dial attempt Write never waits
-//     for a dial that is not already known to be quick;
+//   - never blocks a writer forever: each Write returns within the write
+//     timeout (WithWriteTimeout) of its start, whatever other Writes do, and
+//     after the first dial attempt Write never waits for a dial that is not
+//     already known to be quick; a TLS handshake is part of the dial;
 //   - notices a connection that its peer closed while it sat idle before
 //     writing on it, and redials and writes on the new connection instead of
-//     handing the bytes to a socket that will discard them;
+//     handing the bytes to a socket that will discard them, while a peer
+//     that only half-closed keeps its connection;
 //   - replaces a dead connection once, however many writers saw it fail, and
 //     never lets an error from an old connection close its successor;
 //   - costs an atomic load per Take and a few nanoseconds per Write: the hot
-//     path goes through no other goroutine and takes no contended lock.
+//     path goes through no other goroutine and takes no contended lock;
+//   - survives user code that panics in its background goroutines (a
+//     Dialer, a hook, a logger): see the options.
 //
 // See RELIABILITY.md in the repository for what a nil error from Write
 // promises and what can still be lost.

@@ -4,7 +4,9 @@ import (
 	"context"
 	"net"
 	"os"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/seed44b27a20/conn"
 )
@@ -24,5 +26,65 @@ func scenario(t *testing.T) {
 	t.Helper()
 	if testing.Short() || os.Getenv("CONN_SHORT") != "" {
 		t.Skip("a long socket scenario: skipped with -short or CONN_SHORT")
+	}
+}
+
+// proofMargin is added to a connection's proof age where a test waits for
+// it: the Manager measures the dial a little more widely than dialTimer.
+const proofMargin = 5 * time.Millisecond
+
+// dialTimer dials TCP and unix sockets as net.Dialer does and records when
+// each dial ended and how long it took. A connection proves itself by
+// living four times its dial time (at least 10 ms): with these records a
+// test can wait exactly that long, or tell whether a peer's close came
+// before it, instead of guessing how slow a dial is on a busy machine.
+type dialTimer struct {
+	mu   sync.Mutex
+	ends []time.Time
+	took []time.Duration
+}
+
+func (d *dialTimer) Dial(ctx context.Context, network, address string) (net.Conn, error) {
+	start := time.Now()
+	c, err := (&net.Dialer{}).DialContext(ctx, network, address)
+	if err == nil {
+		d.mu.Lock()
+		d.ends = append(d.ends, time.Now())
+		d.took = append(d.took, time.Since(start))
+		d.mu.Unlock()
+	}
+	return c, err
+}
+
+// provenAt returns when the i-th connection dialed has lived its proof age.
+func (d *dialTimer) provenAt(i int) time.Time {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.ends[i].Add(max(10*time.Millisecond, 4*d.took[i]) + proofMargin)
+}
+
+// dials returns how many dials succeeded.
+func (d *dialTimer) dials() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.ends)
+}
+
+// awaitProof waits until the i-th connection dialed has proven itself, if
+// it carried a successful Write.
+func (d *dialTimer) awaitProof(i int) {
+	time.Sleep(time.Until(d.provenAt(i)))
+}
+
+// recv receives from ch within a bound that holds under -race on a busy
+// machine.
+func recv[T any](t *testing.T, ch <-chan T) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(10 * time.Second):
+		t.Fatal("timed out")
+		panic("unreachable")
 	}
 }

@@ -12,15 +12,20 @@ import (
 	"github.com/seed44b27a20/conn/internal/testnet"
 )
 
-// loopbackPair returns a connected TCP pair on 127.0.0.1.
-func loopbackPair(tb testing.TB) (client, server net.Conn) {
+// socketPair returns a connected pair of network ("tcp" or "unix")
+// sockets, closed when the test ends.
+func socketPair(tb testing.TB, network string) (client, server net.Conn) {
 	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr := "127.0.0.1:0"
+	if network == "unix" {
+		addr = testnet.FreeUnixPath(tb)
+	}
+	ln, err := net.Listen(network, addr)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	defer ln.Close()
-	client, err = net.Dial("tcp", ln.Addr().String())
+	client, err = net.Dial(network, ln.Addr().String())
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -32,25 +37,11 @@ func loopbackPair(tb testing.TB) (client, server net.Conn) {
 	return client, server
 }
 
+// loopbackPair returns a connected TCP pair on 127.0.0.1.
+func loopbackPair(tb testing.TB) (client, server net.Conn) { return socketPair(tb, "tcp") }
+
 // unixPair returns a connected unix stream pair.
-func unixPair(tb testing.TB) (client, server net.Conn) {
-	tb.Helper()
-	ln, err := net.Listen("unix", testnet.FreeUnixPath(tb))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer ln.Close()
-	client, err = net.Dial("unix", ln.Addr().String())
-	if err != nil {
-		tb.Fatal(err)
-	}
-	server, err = ln.Accept()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { client.Close(); server.Close() })
-	return client, server
-}
+func unixPair(tb testing.TB) (client, server net.Conn) { return socketPair(tb, "unix") }
 
 // awaitClose waits until c's kernel has the peer's FIN or reset.
 func awaitClose(t *testing.T, c net.Conn) {

@@ -4,6 +4,7 @@ package conn_test
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"fmt"
 	"net"
@@ -14,11 +15,6 @@ import (
 	"github.com/seed44b27a20/conn"
 	"github.com/seed44b27a20/conn/internal/testnet"
 )
-
-// finDelivery is how long the tests give a FIN or RST sent on loopback to
-// reach the client's kernel. Nothing signals its arrival without reading
-// the socket, which is what the liveness check must not do.
-const finDelivery = 50 * time.Millisecond
 
 // closingServer accepts connections; for each it reads one line, then, when
 // told, writes unread data and closes, so that the FIN arrives behind data
@@ -75,7 +71,21 @@ func TestWriteAfterPeerClosedIdleConnectionIsRedialedNotLost(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newClosingServer(t, tc.network, tc.addr(t), tc.serverTLS)
-			m := conn.New(tc.network, s.ln.Addr().String(), conn.WithDialer(tc.dialer))
+			dt := &dialTimer{}
+			dial := dt.Dial
+			if tc.dialer != nil {
+				dial = func(ctx context.Context, network, address string) (net.Conn, error) {
+					start := time.Now()
+					c, err := tc.dialer(ctx, network, address)
+					if err == nil {
+						dt.mu.Lock()
+						dt.ends, dt.took = append(dt.ends, time.Now()), append(dt.took, time.Since(start))
+						dt.mu.Unlock()
+					}
+					return c, err
+				}
+			}
+			m := conn.New(tc.network, s.ln.Addr().String(), conn.WithDialer(dial))
 			defer m.Close()
 
 			if _, err := m.Write([]byte("first\n")); err != nil {
@@ -84,8 +94,11 @@ func TestWriteAfterPeerClosedIdleConnectionIsRedialedNotLost(t *testing.T) {
 			if want, have := "first\n", recv(t, s.first); want != have {
 				t.Fatalf("server got %q, want %q", have, want)
 			}
+			dt.awaitProof(0) // the close is that of an established connection
 			s.close <- struct{}{}
-			time.Sleep(finDelivery)
+			if closed, err := testnet.WaitPeerClosed(m.Take(), 10*time.Second); !closed || err != nil {
+				t.Fatalf("the close did not arrive: %v", err)
+			}
 
 			if _, err := m.Write([]byte("second\n")); err != nil {
 				t.Fatalf("Write after the peer closed: %v, want nil", err)
@@ -141,19 +154,6 @@ func TestLivenessCheckNeitherWaitsForNorStealsFromAReader(t *testing.T) {
 	}
 }
 
-// recv receives from ch within a bound that holds under -race on a busy
-// machine.
-func recv[T any](t *testing.T, ch <-chan T) T {
-	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(10 * time.Second):
-		t.Fatal("timed out")
-		panic("unreachable")
-	}
-}
-
 // Writers that arrive together after a pause all wait for the liveness
 // check one of them runs: none writes into the connection the peer closed
 // meanwhile, and each gets the transparent redial a lone Write gets.
@@ -163,18 +163,18 @@ func TestWritersArrivingTogetherAfterAPauseWaitForTheCheck(t *testing.T) {
 		writers = 8
 		rounds  = 40
 	)
-	sink := testnet.NewSink(t, "tcp", testnet.WithIdleTimeout(20*time.Millisecond))
-	m := conn.New("tcp", sink.Addr())
+	sink := testnet.NewSink(t, "tcp", testnet.WithIdleTimeout(30*time.Millisecond))
+	p := newIdlePeer()
+	m := conn.New("tcp", sink.Addr(), p.options()...)
 	defer m.Close()
 	var failed []error
-	sent := 0
+	sent, early := 0, 0
 	for round := range rounds {
 		// The previous round's connection is closed by the sink when idle;
 		// write only once the client's kernel has its FIN.
-		if round > 0 {
-			if closed, err := testnet.WaitPeerClosed(m.Take(), 10*time.Second); !closed || err != nil {
-				t.Fatalf("round %d: the sink did not close the idle connection: %v", round, err)
-			}
+		proven := round == 0 || p.awaitClose(t, m)
+		if !proven {
+			early++
 		}
 		start := make(chan struct{})
 		errs := make(chan error, writers)
@@ -189,6 +189,9 @@ func TestWritersArrivingTogetherAfterAPauseWaitForTheCheck(t *testing.T) {
 		for range writers {
 			if err := recv(t, errs); err != nil {
 				failed = append(failed, err)
+				if proven {
+					t.Errorf("round %d: Write: %v, want nil", round, err)
+				}
 			}
 		}
 		sent += writers
@@ -197,11 +200,52 @@ func TestWritersArrivingTogetherAfterAPauseWaitForTheCheck(t *testing.T) {
 			t.Fatalf("round %d: %d of %d lines received (%d failed)", round, sink.LineCount(), sent, len(failed))
 		}
 	}
-	if len(failed) > 0 {
-		t.Errorf("%d of %d Writes failed, want 0: the first is %v", len(failed), sent, failed[0])
+	t.Logf("%d rounds of %d writers after a pause: %d failed (reported; %d rounds where the close came before the proof age), %d received, %d connections",
+		rounds, writers, len(failed), early, sink.LineCount(), sink.Accepted())
+	if early > rounds/2 {
+		t.Errorf("in %d of %d rounds the sink closed the connection before it proved itself: the scenario tested little", early, rounds)
 	}
-	t.Logf("%d rounds of %d writers after a pause: %d failed, %d received, %d connections",
-		rounds, writers, len(failed), sink.LineCount(), sink.Accepted())
+}
+
+// idlePeer helps a test whose sink closes idle connections. A connection
+// proves itself by living four times its dial time; a close before that is
+// that of a peer that accepts and drops, and a Write after it may fail,
+// reported. On a busy machine a dial can be slow enough for that, so the
+// test learns, connection by connection, which case it is in.
+type idlePeer struct {
+	dt        dialTimer
+	connected chan struct{}
+}
+
+func newIdlePeer() *idlePeer { return &idlePeer{connected: make(chan struct{}, 1)} }
+
+func (p *idlePeer) options() []conn.Option {
+	hook := func(ev conn.Event) {
+		if ev.State == conn.Connected {
+			select {
+			case p.connected <- struct{}{}:
+			default:
+			}
+		}
+	}
+	return []conn.Option{conn.WithDialer(p.dt.Dial), conn.WithStateHook(hook), conn.WithBackoff(time.Millisecond, time.Millisecond)}
+}
+
+// awaitClose waits until the sink has closed m's connection and its FIN is
+// in the client's kernel, and reports whether the connection had proven
+// itself by then. Without a connection (after a loss it was not proven
+// for), it waits for the next one.
+func (p *idlePeer) awaitClose(t *testing.T, m *conn.Manager) (proven bool) {
+	t.Helper()
+	c := m.Take()
+	if c == nil {
+		recv(t, p.connected)
+		return true // a fresh connection: no close to prove anything against
+	}
+	if closed, err := testnet.WaitPeerClosed(c, 10*time.Second); !closed || err != nil {
+		t.Fatalf("the sink did not close the idle connection: %v", err)
+	}
+	return !time.Now().Before(p.dt.provenAt(p.dt.dials() - 1))
 }
 
 // A peer that half-closes each connection at once and keeps reading (a

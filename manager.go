@@ -2,11 +2,9 @@ package conn
 
 import (
 	"context"
-	"errors"
 	"net"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/go-kit/log"
@@ -204,152 +202,6 @@ func (m *Manager) Write(b []byte) (int, error) {
 	return m.write(l, b, true)
 }
 
-// write is Write on a given link; retry allows one write on its successor.
-func (m *Manager) write(l *link, b []byte, retry bool) (int, error) {
-	var (
-		now     int64
-		confirm bool
-	)
-	if l.clocked {
-		now = m.now()
-		if l.watched {
-			last := l.lastWrite.Load()
-			if now-last >= int64(idleAfter) || now-l.lastCheck.Load() >= int64(recheckAfter) {
-				var err error
-				if confirm, err = l.checkPeer(last, now); err != nil {
-					return m.failed(l, b, 0, err, retry, true)
-				}
-			}
-			if now-last >= int64(idleGrain) {
-				l.lastWrite.Store(now)
-			}
-		}
-		if m.cfg.writeTimeout > 0 && l.deadline.Load()-now < m.refreshBelow {
-			m.armDeadline(l, now)
-		}
-	}
-	n, err := l.conn.Write(b)
-	if err != nil {
-		return m.failed(l, b, n, err, retry, false)
-	}
-	if confirm {
-		if err := l.confirmWrite(); err != nil {
-			return m.failed(l, b, 0, err, retry, true) // the peer discarded it
-		}
-	}
-	if m.cfg.writeTimeout > 0 && l.deadline.Load()-now < m.refreshBelow {
-		m.extendDeadline(l, now)
-	}
-	if !l.wrote.Load() {
-		l.wrote.Store(true)
-	}
-	return n, nil
-}
-
-// failed handles a Write on l that failed with n bytes written, or whose
-// liveness check failed (checked). It invalidates l and, when nothing was
-// written and l had proven itself, writes b on the connection that replaces
-// it.
-func (m *Manager) failed(l *link, b []byte, n int, err error, retry, checked bool) (int, error) {
-	if errors.Is(err, syscall.EMSGSIZE) {
-		return n, err // a datagram too large: the message is at fault, not the connection
-	}
-	m.retire(l, err)
-	if n == 0 && retry && !isTimeout(err) {
-		if next := m.awaitReplacement(l); next != nil {
-			return m.write(next, b, false)
-		}
-	}
-	if m.isClosed() {
-		return n, ErrClosed
-	}
-	if checked {
-		return 0, ErrConnectionUnavailable
-	}
-	return n, err
-}
-
-// retire marks l dead, closes it and records why, unless that was done
-// already. The Manager's goroutine then redials.
-func (m *Manager) retire(l *link, cause error) {
-	if !l.retired.CompareAndSwap(false, true) {
-		return
-	}
-	l.cause = sane(cause)
-	l.redial = cause != ErrClosed && !refused(l.cause) && l.proven(m.now())
-	closeConn(l.conn)
-	close(l.dead)
-}
-
-// awaitFirst waits, within a bound, for the first dial attempt to finish,
-// and returns the current link.
-func (m *Manager) awaitFirst() *link {
-	m.waitBounded(m.firstDial, &m.firstOver)
-	return m.live()
-}
-
-// awaitReplacement returns the link that replaces the retired l when l
-// proved itself and so is redialed at once: it waits, within a bound, for
-// that dial. It returns nil when there is none: l did not prove itself, the
-// dial failed, or it hangs.
-func (m *Manager) awaitReplacement(l *link) *link {
-	select {
-	case <-l.dead: // retire has finished, here or in another goroutine
-	case <-m.closing:
-		return nil
-	}
-	if !l.redial {
-		return nil
-	}
-	m.waitBounded(l.next, &l.redialSlow)
-	return m.live()
-}
-
-// waitBounded waits for ready to be closed, for at most m.connectWait, or
-// until Close. Once a wait has timed out (recorded in over), later calls do
-// not wait: the dial they would wait for is hanging.
-func (m *Manager) waitBounded(ready <-chan struct{}, over *atomic.Bool) {
-	select {
-	case <-ready:
-		return
-	default:
-	}
-	if over.Load() {
-		return
-	}
-	t := time.NewTimer(m.connectWait)
-	defer t.Stop()
-	select {
-	case <-ready:
-	case <-t.C:
-		over.Store(true)
-	case <-m.closing:
-	}
-}
-
-// interruptWrites makes Writes blocked on the current connection fail now,
-// by expiring its write deadline; the next Write sets a fresh one. Call the
-// function it returns once they have returned: without a write timeout it
-// clears the expired deadline.
-func (m *Manager) interruptWrites() (restore func()) {
-	l := m.live()
-	if l == nil {
-		return func() {}
-	}
-	l.deadlineMu.Lock()
-	now := max(m.now(), 1) // a deadline that has just passed; 0 would mean none
-	l.conn.SetWriteDeadline(m.epoch.Add(time.Duration(now)))
-	l.deadline.Store(now)
-	l.deadlineMu.Unlock()
-	return func() {
-		if m.cfg.writeTimeout == 0 {
-			l.deadlineMu.Lock()
-			l.conn.SetWriteDeadline(time.Time{})
-			l.deadlineMu.Unlock()
-		}
-	}
-}
-
 // live returns the current link, or nil if it is dead or there is none.
 func (m *Manager) live() *link {
 	if l := m.cur.Load(); l != nil && !l.retired.Load() {
@@ -393,53 +245,6 @@ func (m *Manager) queueStats() QueueStats {
 		return (*q)()
 	}
 	return QueueStats{}
-}
-
-// writeNow writes b on the live connection, if there is one, without
-// waiting for a dial: the BatchWriter waits itself, where its Close can cut
-// the wait short. It runs in the BatchWriter's goroutine, so a panic of the
-// connection is recovered there: the connection is lost, nothing written.
-func (m *Manager) writeNow(b []byte) (n int, err error) {
-	if l := m.live(); l != nil {
-		defer func() {
-			if p := recovered("connection", recover()); p != nil {
-				m.retire(l, p)
-				n, err = 0, p
-			}
-		}()
-		return m.write(l, b, false)
-	}
-	if m.isClosed() {
-		return 0, ErrClosed
-	}
-	return 0, ErrConnectionUnavailable
-}
-
-// awaitLive waits until there is a live connection (true), or abort is
-// closed or the Manager is closed (false).
-func (m *Manager) awaitLive(abort <-chan struct{}) bool {
-	if m.live() != nil {
-		return true
-	}
-	for {
-		m.mu.Lock()
-		if m.live() != nil {
-			m.mu.Unlock()
-			return true
-		}
-		if m.changed == nil {
-			m.changed = make(chan struct{})
-		}
-		changed := m.changed
-		m.mu.Unlock()
-		select {
-		case <-changed:
-		case <-abort:
-			return false
-		case <-m.closing:
-			return false
-		}
-	}
 }
 
 func (m *Manager) isClosed() bool {
