@@ -1,7 +1,9 @@
 package conn
 
 import (
+	"maps"
 	"math"
+	"slices"
 	"testing"
 	"time"
 )
@@ -58,6 +60,7 @@ func TestExponentialRanges(t *testing.T) {
 		{time.Second, time.Second, 3 * time.Second},
 		{20 * time.Second, 20 * time.Second, time.Minute},
 		{30 * time.Second, 30 * time.Second, time.Minute},
+		{45 * time.Second, 30 * time.Second, time.Minute}, // doubled past the cap: spread over [30s, 1m]
 		{time.Hour, 30 * time.Second, time.Minute},
 		{math.MaxInt64, 30 * time.Second, time.Minute},
 	}
@@ -72,6 +75,9 @@ func TestExponentialRanges(t *testing.T) {
 		}
 		if tc.hi-tc.lo > time.Millisecond && len(seen) < 100 {
 			t.Errorf("Exponential(%v): %d distinct values in 1000 draws; the jitter is lost", tc.d, len(seen))
+		}
+		if lowest := slices.Min(slices.Collect(maps.Keys(seen))); tc.hi-tc.lo > time.Millisecond && lowest > tc.lo+(tc.hi-tc.lo)/4 {
+			t.Errorf("Exponential(%v): lowest of 1000 draws %v, want the bottom quarter of [%v, %v] reached", tc.d, lowest, tc.lo, tc.hi)
 		}
 	}
 }

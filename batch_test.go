@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"syscall"
 	"testing"
 	"testing/synctest"
@@ -301,20 +302,28 @@ func TestBatchWriterCountsRetriedMessagesExactly(t *testing.T) {
 		failAfter int
 		retried   uint64
 	}{
-		{20, 0}, // after two whole messages
-		{25, 1}, // inside the third, in the second write
+		{20, 0}, // after two whole messages: the second write fails at its start
+		{30, 0}, // inside the second write, at a message boundary
+		{25, 1}, // inside the third message, in the second write
 	} {
 		synctest.Test(t, func(t *testing.T) {
-			f := &fakeNet{}
-			m := newFake(t, f, conn.WithBackoff(time.Second, time.Minute))
+			tick := make(chan time.Time)
+			first := true
+			f := &fakeNet{dialErr: errors.New("down"), prepare: func(c *fakeConn) {
+				if first {
+					c.limit, c.failLimit, first = tc.failAfter, errBroken, false
+				}
+			}}
+			m := newFake(t, f, conn.WithAfterFunc(func(time.Duration) <-chan time.Time { return tick }))
 			w := conn.NewBatchWriter(m, conn.WithMaxBatch(20))
-			if m.Take() == nil {
-				t.Fatal("no connection")
-			}
-			f.Conn(0).failAfter(tc.failAfter, errBroken)
 			for i := range 5 {
-				fmt.Fprintf(w, "%09d\n", i) // 10 bytes
+				fmt.Fprintf(w, "%09d\n", i) // 10 bytes; all queued, then written 20 at a time
 			}
+			synctest.Wait()
+			f.set(func(f *fakeNet) { f.dialErr = nil })
+			tick <- time.Now()
+			synctest.Wait()
+			tick <- time.Now() // the backoff after the first connection failed
 			if err := w.Flush(context.Background()); err != nil {
 				t.Fatal(err)
 			}
@@ -322,8 +331,8 @@ func TestBatchWriterCountsRetriedMessagesExactly(t *testing.T) {
 			if st.Retried != tc.retried || st.Written != 5 || st.WrittenBytes != 50 {
 				t.Errorf("failing after %d bytes: stats %+v, want 5 written, %d retried", tc.failAfter, st, tc.retried)
 			}
-			if want, have := tc.failAfter/10*10, len(f.Conn(1).data()); 50-want != have {
-				t.Errorf("the second connection got %d bytes, want %d", have, 50-want)
+			if want, have := 50-tc.failAfter/10*10, len(f.Conn(1).data()); want != have {
+				t.Errorf("the second connection got %d bytes, want %d", have, want)
 			}
 			w.Close()
 			m.Close()
@@ -332,25 +341,28 @@ func TestBatchWriterCountsRetriedMessagesExactly(t *testing.T) {
 }
 
 // A datagram too large to send is dropped alone, counted as discarded, and
-// reported by the Flush that waited for it.
+// reported by the Flush that waited for it; the messages around it go out.
 func TestBatchWriterDropsAnUnsendableDatagramAlone(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		f := &fakeNet{}
-		m := conn.New("udp", "x:1", conn.WithDialer(f.Dial))
+		tick := make(chan time.Time)
+		f := &fakeNet{dialErr: errors.New("down"), prepare: func(c *fakeConn) { c.maxWrite = 100 }}
+		m := conn.New("udp", "x:1", conn.WithDialer(f.Dial), conn.WithAfterFunc(func(time.Duration) <-chan time.Time { return tick }))
 		defer m.Close()
 		w := conn.NewBatchWriter(m, conn.WithMaxBatch(1000))
-		if m.Take() == nil {
-			t.Fatal("no connection")
-		}
-		f.Conn(0).failAfter(0, &net.OpError{Op: "write", Err: syscall.EMSGSIZE})
+		w.Write(make([]byte, 10))
 		w.Write(make([]byte, 600))
+		w.Write(make([]byte, 20))
+		synctest.Wait()
+		f.set(func(f *fakeNet) { f.dialErr = nil })
+		tick <- time.Now()
 		err := w.Flush(context.Background())
 		if !errors.Is(err, conn.ErrUnflushed) {
 			t.Errorf("Flush: %v, want ErrUnflushed", err)
 		}
 		st := w.Stats()
-		if st.Discarded != 1 || st.Dropped != 1 || st.DroppedBytes != 600 || st.Queue.Messages != 0 || st.Queue.Bytes != 0 {
-			t.Errorf("stats %+v, want one message of 600 bytes discarded", st)
+		if st.Discarded != 1 || st.Dropped != 1 || st.DroppedBytes != 600 || st.Written != 2 || st.WrittenBytes != 30 ||
+			st.Queue.Messages != 0 || st.Queue.Bytes != 0 {
+			t.Errorf("stats %+v, want the message of 600 bytes discarded and the two others written", st)
 		}
 		time.Sleep(time.Second)
 		if age := w.Stats().Queue.OldestAge; age != 0 {
@@ -381,6 +393,70 @@ func TestFlushReportsAnEarlierDropOnce(t *testing.T) {
 		}
 		if err := w.Flush(context.Background()); err != nil {
 			t.Errorf("a second Flush: %v, want nil: the drop was reported", err)
+		}
+		w.Close()
+	})
+}
+
+// Concurrent Flushes each report the drops among the messages accepted
+// before them, and no drop is reported twice.
+func TestConcurrentFlushesReportTheirOwnDrops(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		gate := make(chan struct{})
+		f := &fakeNet{prepare: func(c *fakeConn) { c.maxWrite, c.gate = 100, gate }}
+		m := conn.New("udp", "x:1", conn.WithDialer(f.Dial))
+		defer m.Close()
+		w := conn.NewBatchWriter(m)
+		if m.Take() == nil {
+			t.Fatal("no connection")
+		}
+		flush := func() chan error {
+			done := make(chan error, 1)
+			go func() { done <- w.Flush(context.Background()) }()
+			return done
+		}
+		w.Write(make([]byte, 10)) // the writer takes it and waits at the gate
+		a := flush()              // waits for it only
+		synctest.Wait()
+		w.Write(make([]byte, 600)) // too large: it will be dropped
+		b := flush()               // waits for both
+		synctest.Wait()
+		close(gate)
+		if err := <-a; err != nil {
+			t.Errorf("the first Flush: %v, want nil: its message was written", err)
+		}
+		if err := <-b; !errors.Is(err, conn.ErrUnflushed) {
+			t.Errorf("the second Flush: %v, want ErrUnflushed", err)
+		}
+		if err := w.Flush(context.Background()); err != nil {
+			t.Errorf("a third Flush: %v, want nil: the drop was reported", err)
+		}
+		w.Close()
+	})
+}
+
+// Messages dropped when the Manager closes are reported by a waiting Flush
+// only if it waited for them; the rest by the next Flush.
+func TestFlushReportsOnlyTheDropsItWaitedFor(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		tick := make(chan time.Time)
+		f := &fakeNet{dialErr: errors.New("down")}
+		m := newFake(t, f, conn.WithAfterFunc(func(time.Duration) <-chan time.Time { return tick }))
+		w := conn.NewBatchWriter(m)
+		w.Write([]byte("one"))
+		done := make(chan error, 1)
+		go func() { done <- w.Flush(context.Background()) }()
+		synctest.Wait()
+		w.Write([]byte("two"))
+		w.Write([]byte("three"))
+		m.Close() // the three are discarded
+		err := <-done
+		if !errors.Is(err, conn.ErrUnflushed) || !strings.Contains(err.Error(), ": 1 dropped") {
+			t.Errorf("the Flush: %v, want ErrUnflushed for 1 message", err)
+		}
+		err = w.Flush(context.Background())
+		if !errors.Is(err, conn.ErrUnflushed) || !strings.Contains(err.Error(), ": 2 dropped") {
+			t.Errorf("the next Flush: %v, want ErrUnflushed for 2 messages", err)
 		}
 		w.Close()
 	})

@@ -178,3 +178,25 @@ func TestConnectionFromAnAbandonedDialIsClosed(t *testing.T) {
 		})
 	}
 }
+
+// Without WithDialTimeout a dial is given DefaultDialTimeout (10 s).
+func TestDefaultDialTimeout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeNet{hang: true}
+		m := newFake(t, f, conn.WithBackoff(time.Hour, time.Hour))
+		time.Sleep(conn.DefaultDialTimeout - time.Millisecond)
+		synctest.Wait()
+		if st := m.Stats(); st.DialFailures != 0 {
+			t.Errorf("the dial failed before %v: %+v", conn.DefaultDialTimeout, st)
+		}
+		time.Sleep(time.Millisecond)
+		synctest.Wait()
+		if st := m.Stats(); st.DialFailures != 1 || !errors.Is(st.LastError, context.DeadlineExceeded) {
+			t.Errorf("after %v: %+v, want the dial failed by its deadline", conn.DefaultDialTimeout, st)
+		}
+		if conn.DefaultDialTimeout != 10*time.Second {
+			t.Errorf("DefaultDialTimeout = %v, documented as 10 s", conn.DefaultDialTimeout)
+		}
+		m.Close()
+	})
+}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -16,9 +17,10 @@ type fakeNet struct {
 	mu      sync.Mutex
 	dials   int
 	conns   []*fakeConn
-	dialErr error         // when set, dials fail with it
-	hang    bool          // when set, dials block until their context ends
-	delay   time.Duration // each dial takes this long
+	dialErr error           // when set, dials fail with it
+	hang    bool            // when set, dials block until their context ends
+	delay   time.Duration   // each dial takes this long
+	prepare func(*fakeConn) // when set, called on each new connection
 }
 
 func (f *fakeNet) Dial(ctx context.Context, network, address string) (net.Conn, error) {
@@ -42,6 +44,9 @@ func (f *fakeNet) Dial(ctx context.Context, network, address string) (net.Conn, 
 	}
 	f.mu.Lock()
 	c := &fakeConn{local: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 40000 + len(f.conns)}}
+	if f.prepare != nil {
+		f.prepare(c)
+	}
 	f.conns = append(f.conns, c)
 	f.mu.Unlock()
 	return c, nil
@@ -79,6 +84,10 @@ type fakeConn struct {
 	bytes     []byte // what was written
 	limit     int    // with failLimit: fail once this many bytes were written
 	failLimit error
+
+	// Set before the connection is used (fakeNet.prepare).
+	maxWrite int           // a larger write fails with EMSGSIZE, as a datagram would
+	gate     chan struct{} // when set, writes wait until it is closed
 }
 
 var fakeRemote = &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 9}
@@ -91,6 +100,12 @@ func (c *fakeConn) Write(b []byte) (int, error) {
 	}
 	if p := c.failing.Load(); p != nil {
 		return 0, *p
+	}
+	if c.gate != nil {
+		<-c.gate
+	}
+	if c.maxWrite > 0 && len(b) > c.maxWrite {
+		return 0, &net.OpError{Op: "write", Net: "udp", Err: syscall.EMSGSIZE}
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -66,7 +66,7 @@ func (m *Manager) newLink(c net.Conn, dialStart int64) *link {
 		next:     make(chan struct{}),
 	}
 	l.watched = l.probe != nil && l.probe.stream
-	l.clocked = m.cfg.writeTimeout > 0 || l.watched
+	l.clocked = m.cfg.writeTimeout != 0 || l.watched
 	l.lastWrite.Store(now - int64(idleAfter)) // check before the first Write
 	return l
 }

@@ -30,8 +30,8 @@ const (
 )
 
 // checkPeer is the liveness check of a Write at now on l, whose previous
-// Write was at last (coarsely): after a pause, or on a busy connection
-// every recheckAfter. It returns why l must not be written on, or whether
+// Write was at last (coarsely): after a pause (paused), or on a busy
+// connection every recheckAfter. It returns why l must not be written on, or whether
 // the Write must be confirmed once written (see confirmWrite).
 //
 // A FIN alone is read as a close when it arrives on an established
@@ -41,9 +41,9 @@ const (
 // accepts and drops): then the next Write goes out and waits for the
 // verdict of the peer's kernel. On a unix socket the kernel tells the two
 // apart itself (see prober.check).
-func (l *link) checkPeer(last, now int64) (confirm bool, err error) {
+func (l *link) checkPeer(paused bool, last, now int64) (confirm bool, err error) {
 	var fin bool
-	if now-last >= int64(idleAfter) {
+	if paused {
 		fin, err = l.checkAfterPause(last, now)
 	} else {
 		fin, err = l.recheck(now)

@@ -53,7 +53,7 @@ func newProber(c net.Conn) (p *prober) {
 			p = nil
 		}
 	}()
-	for i := 0; i < 4; i++ {
+	for range 4 { // TLS over TCP is one level; a cycle must not loop
 		u, ok := c.(interface{ NetConn() net.Conn })
 		if !ok {
 			break

@@ -250,13 +250,25 @@ func (p *idlePeer) awaitClose(t *testing.T, m *conn.Manager) (proven bool) {
 
 // A peer that half-closes each connection at once and keeps reading (a
 // server that never speaks) is legal: every line reaches it, on a bounded
-// number of connections.
+// number of connections. The Writes follow each other by 2 ms, so that
+// each is checked, and the first ones see the FIN before the connection
+// reaches its proof age.
 func TestHalfClosingPeerThatKeepsReadingGetsEveryLine(t *testing.T) {
 	for _, network := range []string{"tcp", "unix"} {
 		t.Run(network, func(t *testing.T) {
+			// Down at first, so that the connection is dialed well after
+			// the Manager started: what counts is its own age.
 			sink := testnet.NewSink(t, network, testnet.WithHalfClose())
-			m := conn.New(network, sink.Addr())
+			sink.Stop()
+			p := newIdlePeer()
+			m := conn.New(network, sink.Addr(), p.options()...)
 			defer m.Close()
+			m.Take()
+			time.Sleep(50 * time.Millisecond) // deliberate: a Manager older than any proof age
+			if err := sink.Start(); err != nil {
+				t.Fatal(err)
+			}
+			recv(t, p.connected)
 			const lines = 40
 			for i := range lines {
 				if _, err := fmt.Fprintf(m, "%d\n", i); err != nil {
@@ -283,13 +295,27 @@ func TestHalfClosingPeerThatKeepsReadingGetsEveryLine(t *testing.T) {
 // A half-closing peer whose FIN the first Write sees long after the dial:
 // the Manager noted, when the connection reached its proof age, that the
 // FIN had come early, so it is still treated as a possible half-close.
+//
+// The sink is down when the Manager starts, so the connection comes from
+// a later dial, long after the Manager's clock started.
 func TestHalfClosingPeerWithSparseWrites(t *testing.T) {
 	sink := testnet.NewSink(t, "tcp", testnet.WithHalfClose())
-	m := conn.New("tcp", sink.Addr())
-	defer m.Close()
-	if m.Take() == nil {
-		t.Fatal("no connection")
+	sink.Stop()
+	connected := make(chan struct{}, 1)
+	hook := func(ev conn.Event) {
+		if ev.State == conn.Connected {
+			connected <- struct{}{}
+		}
 	}
+	m := conn.New("tcp", sink.Addr(), conn.WithBackoff(100*time.Millisecond, 100*time.Millisecond), conn.WithStateHook(hook))
+	defer m.Close()
+	if m.Take() != nil {
+		t.Fatal("a connection to a stopped sink")
+	}
+	if err := sink.Start(); err != nil {
+		t.Fatal(err)
+	}
+	recv(t, connected)
 	const lines = 5
 	for i := range lines {
 		time.Sleep(30 * time.Millisecond) // more than the 10 ms proof age

@@ -14,20 +14,20 @@ type slogAdapter struct{ l *slog.Logger }
 func (a slogAdapter) Log(keyvals ...any) error {
 	level, msg := slog.LevelInfo, ""
 	attrs := make([]any, 0, len(keyvals))
-	for i := 0; i+1 < len(keyvals); i += 2 {
-		key := fmt.Sprint(keyvals[i])
+	for i := 1; i < len(keyvals); i += 2 { // a key without a value is dropped
+		key, value := fmt.Sprint(keyvals[i-1]), keyvals[i]
 		switch key {
 		case "level":
-			switch fmt.Sprint(keyvals[i+1]) {
+			switch fmt.Sprint(value) {
 			case "warn":
 				level = slog.LevelWarn
 			case "error":
 				level = slog.LevelError
 			}
 		case "msg":
-			msg = fmt.Sprint(keyvals[i+1])
+			msg = fmt.Sprint(value)
 		default:
-			attrs = append(attrs, slog.Any(key, keyvals[i+1]))
+			attrs = append(attrs, slog.Any(key, value))
 		}
 	}
 	a.l.Log(context.Background(), level, msg, attrs...)

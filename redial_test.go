@@ -152,7 +152,8 @@ func TestProofAgeGrowsWithTheDialTime(t *testing.T) {
 			proven bool
 		}{
 			{300 * time.Millisecond, false}, // < 4 × 100 ms
-			{500 * time.Millisecond, true},
+			{399 * time.Millisecond, false},
+			{400 * time.Millisecond, true}, // at least 4 × 100 ms
 		} {
 			synctest.Wait()
 			tick <- time.Now() // the next dial starts
@@ -221,6 +222,29 @@ func TestPartlyWrittenWriteIsReportedNotResent(t *testing.T) {
 		}
 		if have := f.Conn(1).data(); have != "" {
 			t.Errorf("the new connection got %q, want nothing", have)
+		}
+		m.Close()
+	})
+}
+
+// WithBackoff(d, d) is valid: every wait is d/2 to d.
+func TestBackoffWithEqualBaseAndMax(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeNet{dialErr: errors.New("down")}
+		after := &afterRecorder{}
+		const d = 200 * time.Millisecond
+		m := newFake(t, f, conn.WithAfterFunc(after.After), conn.WithBackoff(d, d))
+		m.Take()
+		time.Sleep(10 * time.Second)
+		synctest.Wait()
+		waits := after.Waits()
+		if len(waits) < 20 {
+			t.Fatalf("%d waits in 10 s, want at least 20", len(waits))
+		}
+		for _, w := range waits {
+			if w < d/2 || w > d {
+				t.Fatalf("wait %v, want within [%v, %v]", w, d/2, d)
+			}
 		}
 		m.Close()
 	})

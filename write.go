@@ -16,9 +16,10 @@ func (m *Manager) write(l *link, b []byte, retry bool) (int, error) {
 		now = m.now()
 		if l.watched {
 			last := l.lastWrite.Load()
-			if now-last >= int64(idleAfter) || now-l.lastCheck.Load() >= int64(recheckAfter) {
+			paused := now-last >= int64(idleAfter)
+			if paused || now-l.lastCheck.Load() >= int64(recheckAfter) {
 				var err error
-				if confirm, err = l.checkPeer(last, now); err != nil {
+				if confirm, err = l.checkPeer(paused, last, now); err != nil {
 					return m.failed(l, b, 0, err, retry, true)
 				}
 			}

@@ -57,6 +57,7 @@ type mutation struct {
 	Line   int    `json:"line"`
 	Column int    `json:"column"`
 	File   string `json:"file,omitempty"`
+	Killer string `json:"killer,omitempty"` // the first test that failed
 }
 
 func main() {
@@ -124,15 +125,15 @@ func run(reportPath, module, pkg string, timeout time.Duration, out string, work
 			}
 			for i := range next {
 				m := todo[i]
-				status, err := judge(scratch, pkg, m, timeout)
+				status, killer, err := judge(scratch, pkg, m, timeout)
 				if err != nil {
 					errs <- fmt.Errorf("%s:%d:%d %s: %w", m.File, m.Line, m.Column, m.Type, err)
 					return
 				}
 				mu.Lock()
-				fmt.Printf("%-12s %s at %s:%d:%d (fast tests: %s)\n", status, m.Type, m.File, m.Line, m.Column, m.Status)
+				fmt.Printf("%-12s %s at %s:%d:%d (fast tests: %s) %s\n", status, m.Type, m.File, m.Line, m.Column, m.Status, killer)
 				mu.Unlock()
-				m.Status = status
+				m.Status, m.Killer = status, killer
 				verdicts[i] = m
 			}
 		})
@@ -193,19 +194,20 @@ func countStatus(ms []mutation, status string) int {
 }
 
 // judge applies m in the scratch module, runs the tests and restores the
-// file. It returns KILLED, LIVED or NOT VIABLE.
-func judge(scratch, pkg string, m mutation, timeout time.Duration) (string, error) {
+// file. It returns KILLED (with the first test that failed), LIVED or NOT
+// VIABLE.
+func judge(scratch, pkg string, m mutation, timeout time.Duration) (status, killer string, err error) {
 	path := filepath.Join(scratch, m.File)
 	orig, err := os.ReadFile(path)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	mutated, err := apply(orig, m)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	if err := os.WriteFile(path, mutated, 0o644); err != nil {
-		return "", err
+		return "", "", err
 	}
 	defer os.WriteFile(path, orig, 0o644)
 	for _, short := range []bool{true, false} {
@@ -213,17 +215,17 @@ func judge(scratch, pkg string, m mutation, timeout time.Duration) (string, erro
 		if short {
 			bound = min(timeout, time.Minute) // the fast tests take seconds
 		}
-		status, err := test(scratch, pkg, short, bound)
+		status, killer, err := test(scratch, pkg, short, bound)
 		if err != nil || status != "LIVED" {
-			return status, err
+			return status, killer, err
 		}
 	}
-	return "LIVED", nil
+	return "LIVED", "", nil
 }
 
 // test runs go test on pkg in dir, with the fast tests only if short. It
-// returns KILLED, LIVED or NOT VIABLE.
-func test(dir, pkg string, short bool, timeout time.Duration) (string, error) {
+// returns KILLED (with the first test that failed), LIVED or NOT VIABLE.
+func test(dir, pkg string, short bool, timeout time.Duration) (status, killer string, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout+30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "go", "test", "-count=1", "-failfast", "-timeout", timeout.String(), pkg)
@@ -234,17 +236,22 @@ func test(dir, pkg string, short bool, timeout time.Duration) (string, error) {
 	}
 	var output bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &output, &output
-	err := cmd.Run()
+	err = cmd.Run()
 	var exit *exec.ExitError
 	switch {
 	case err == nil:
-		return "LIVED", nil
+		return "LIVED", "", nil
 	case errors.As(err, &exit) && strings.Contains(output.String(), "[build failed]"):
-		return "NOT VIABLE", nil
+		return "NOT VIABLE", "", nil
 	case errors.As(err, &exit):
-		return "KILLED", nil
+		for _, line := range strings.Split(output.String(), "\n") {
+			if strings.HasPrefix(line, "--- FAIL: ") || strings.HasPrefix(line, "panic: ") {
+				return "KILLED", strings.TrimSpace(line), nil
+			}
+		}
+		return "KILLED", "", nil
 	}
-	return "", err
+	return "", "", err
 }
 
 // apply returns src with the token at m's position replaced as m's type

@@ -16,7 +16,7 @@ import (
 // for tests that must not write until the client has seen a close: a
 // signal, where a sleep would race.
 func WaitPeerClosed(c net.Conn, timeout time.Duration) (bool, error) {
-	for i := 0; i < 4; i++ {
+	for range 4 {
 		u, ok := c.(interface{ NetConn() net.Conn })
 		if !ok {
 			break
