@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -58,6 +59,44 @@ func TestBadInput(t *testing.T) {
 	if !withErr.closed.Load() {
 		t.Error("a connection returned with an error was not closed")
 	}
+}
+
+// Invalid backoffs keep the default schedule: a zero or negative base, or
+// a max below the base.
+func TestInvalidBackoffKeepsTheDefault(t *testing.T) {
+	for _, b := range [][2]time.Duration{{0, time.Second}, {-time.Second, time.Second}, {time.Second, time.Second - 1}} {
+		synctest.Test(t, func(t *testing.T) {
+			f := &fakeNet{dialErr: errors.New("down")}
+			after := &afterRecorder{}
+			m := newFake(t, f, conn.WithAfterFunc(after.After), conn.WithBackoff(b[0], b[1]))
+			m.Take()
+			synctest.Wait()
+			if w := after.Waits(); len(w) != 1 || w[0] < conn.DefaultBackoffBase/2 || w[0] > conn.DefaultBackoffBase*3/2 {
+				t.Errorf("WithBackoff(%v, %v): waits %v, want the default first wait, %v ± 50%%", b[0], b[1], w, conn.DefaultBackoffBase)
+			}
+			m.Close()
+		})
+	}
+}
+
+// Without WithWriteTimeout a stalled Write fails after DefaultWriteTimeout
+// (30 s), at the latest.
+func TestDefaultWriteTimeout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := &stallNet{}
+		m := conn.New("stall", "", conn.WithDialer(contextFree(s.Dial)))
+		defer m.Close()
+		start := time.Now()
+		if _, err := m.Write([]byte("x")); !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Errorf("Write: %v, want a timeout", err)
+		}
+		if took := time.Since(start); took != conn.DefaultWriteTimeout {
+			t.Errorf("a stalled Write failed after %v, want DefaultWriteTimeout (%v)", took, conn.DefaultWriteTimeout)
+		}
+		if conn.DefaultWriteTimeout != 30*time.Second {
+			t.Errorf("DefaultWriteTimeout = %v, documented as 30 s", conn.DefaultWriteTimeout)
+		}
+	})
 }
 
 // Every duration option accepts the largest value and behaves as "very

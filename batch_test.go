@@ -341,7 +341,7 @@ func TestBatchWriterCountsRetriedMessagesExactly(t *testing.T) {
 }
 
 // A datagram too large to send is dropped alone, counted as discarded, and
-// reported by the Flush that waited for it; the messages around it go out.
+// reported by the Flush that waited for it; the messages before it go out.
 func TestBatchWriterDropsAnUnsendableDatagramAlone(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		tick := make(chan time.Time)
@@ -350,8 +350,8 @@ func TestBatchWriterDropsAnUnsendableDatagramAlone(t *testing.T) {
 		defer m.Close()
 		w := conn.NewBatchWriter(m, conn.WithMaxBatch(1000))
 		w.Write(make([]byte, 10))
-		w.Write(make([]byte, 600))
 		w.Write(make([]byte, 20))
+		w.Write(make([]byte, 600)) // the last of its batch
 		synctest.Wait()
 		f.set(func(f *fakeNet) { f.dialErr = nil })
 		tick <- time.Now()
@@ -402,7 +402,7 @@ func TestFlushReportsAnEarlierDropOnce(t *testing.T) {
 // before them, and no drop is reported twice.
 func TestConcurrentFlushesReportTheirOwnDrops(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		gate := make(chan struct{})
+		gate := make(chan struct{}) // each write on the connection takes one token
 		f := &fakeNet{prepare: func(c *fakeConn) { c.maxWrite, c.gate = 100, gate }}
 		m := conn.New("udp", "x:1", conn.WithDialer(f.Dial))
 		defer m.Close()
@@ -419,44 +419,53 @@ func TestConcurrentFlushesReportTheirOwnDrops(t *testing.T) {
 		a := flush()              // waits for it only
 		synctest.Wait()
 		w.Write(make([]byte, 600)) // too large: it will be dropped
-		b := flush()               // waits for both
+		w.Write(make([]byte, 700)) // too
+		b := flush()               // waits for all three
 		synctest.Wait()
-		close(gate)
+		gate <- struct{}{} // the first message is written
 		if err := <-a; err != nil {
 			t.Errorf("the first Flush: %v, want nil: its message was written", err)
 		}
-		if err := <-b; !errors.Is(err, conn.ErrUnflushed) {
-			t.Errorf("the second Flush: %v, want ErrUnflushed", err)
+		synctest.Wait() // the first Flush is gone when the others are dropped
+		close(gate)
+		if err := <-b; !errors.Is(err, conn.ErrUnflushed) || !strings.Contains(err.Error(), ": 2 dropped") {
+			t.Errorf("the second Flush: %v, want ErrUnflushed for 2 messages", err)
 		}
 		if err := w.Flush(context.Background()); err != nil {
-			t.Errorf("a third Flush: %v, want nil: the drop was reported", err)
+			t.Errorf("a third Flush: %v, want nil: the drops were reported", err)
 		}
 		w.Close()
 	})
 }
 
 // Messages dropped when the Manager closes are reported by a waiting Flush
-// only if it waited for them; the rest by the next Flush.
+// only if it waited for them; the rest by the next Flush. A drop that came
+// before the Flush was called counts for it too.
 func TestFlushReportsOnlyTheDropsItWaitedFor(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		tick := make(chan time.Time)
-		f := &fakeNet{dialErr: errors.New("down")}
-		m := newFake(t, f, conn.WithAfterFunc(func(time.Duration) <-chan time.Time { return tick }))
+		f := &fakeNet{prepare: func(c *fakeConn) { c.maxWrite = 100 }}
+		m := conn.New("udp", "x:1", conn.WithDialer(f.Dial), conn.WithAfterFunc(func(time.Duration) <-chan time.Time { return nil }))
 		w := conn.NewBatchWriter(m)
-		w.Write([]byte("one"))
-		done := make(chan error, 1)
-		go func() { done <- w.Flush(context.Background()) }()
+		w.Write([]byte("zero"))
+		if err := w.Flush(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		w.Write(make([]byte, 600)) // dropped as too large
 		synctest.Wait()
+		f.Conn(0).fail(errBroken) // the connection dies, and no other comes
 		w.Write([]byte("two"))
+		done := make(chan error, 1)
+		go func() { done <- w.Flush(context.Background()) }() // waits for "two"
+		synctest.Wait()
 		w.Write([]byte("three"))
-		m.Close() // the three are discarded
+		m.Close() // "two" and "three" are discarded
 		err := <-done
-		if !errors.Is(err, conn.ErrUnflushed) || !strings.Contains(err.Error(), ": 1 dropped") {
-			t.Errorf("the Flush: %v, want ErrUnflushed for 1 message", err)
+		if !errors.Is(err, conn.ErrUnflushed) || !strings.Contains(err.Error(), ": 2 dropped") {
+			t.Errorf("the Flush: %v, want ErrUnflushed for 2 messages: the one too large and \"two\"", err)
 		}
 		err = w.Flush(context.Background())
-		if !errors.Is(err, conn.ErrUnflushed) || !strings.Contains(err.Error(), ": 2 dropped") {
-			t.Errorf("the next Flush: %v, want ErrUnflushed for 2 messages", err)
+		if !errors.Is(err, conn.ErrUnflushed) || !strings.Contains(err.Error(), ": 1 dropped") {
+			t.Errorf("the next Flush: %v, want ErrUnflushed for \"three\"", err)
 		}
 		w.Close()
 	})
