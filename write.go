@@ -8,28 +8,39 @@ import (
 
 // write is Write on a given link; retry allows one write on its successor.
 func (m *Manager) write(l *link, b []byte, retry bool) (int, error) {
-	var (
-		now     int64
-		confirm bool
-	)
 	if l.clocked {
-		now = m.now()
-		if l.watched {
-			last := l.lastWrite.Load()
-			paused := now-last >= int64(idleAfter)
-			if paused || now-l.lastCheck.Load() >= int64(recheckAfter) {
-				var err error
-				if confirm, err = l.checkPeer(paused, last, now); err != nil {
-					return m.failed(l, b, 0, err, retry, true)
-				}
-			}
-			if now-last >= int64(idleGrain) {
-				l.lastWrite.Store(now)
+		return m.writeClocked(l, b, retry)
+	}
+	n, err := l.conn.Write(b)
+	if err != nil {
+		return m.failed(l, b, n, err, retry, false)
+	}
+	if !l.wrote.Load() {
+		l.wrote.Store(true)
+	}
+	return n, nil
+}
+
+// writeClocked is write on a link whose Writes read the clock: to run the
+// liveness check or to keep the write deadline ahead of them.
+func (m *Manager) writeClocked(l *link, b []byte, retry bool) (int, error) {
+	now := m.now()
+	var confirm bool
+	if l.watched {
+		last := l.lastWrite.Load()
+		paused := now-last >= int64(idleAfter)
+		if paused || now-l.lastCheck.Load() >= int64(recheckAfter) {
+			var err error
+			if confirm, err = l.checkPeer(paused, last, now); err != nil {
+				return m.failed(l, b, 0, err, retry, true)
 			}
 		}
-		if m.cfg.writeTimeout > 0 && l.deadline.Load()-now < m.refreshBelow {
-			m.armDeadline(l, now)
+		if now-last >= int64(idleGrain) {
+			l.lastWrite.Store(now)
 		}
+	}
+	if m.cfg.writeTimeout > 0 && l.deadline.Load()-now < m.refreshBelow {
+		m.armDeadline(l, now)
 	}
 	n, err := l.conn.Write(b)
 	if err != nil {
