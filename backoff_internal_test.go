@@ -115,3 +115,20 @@ func FuzzBackoffDelay(f *testing.F) {
 		}
 	})
 }
+
+func TestDoubleClampsWithoutOverflow(t *testing.T) {
+	for _, tc := range []struct{ d, max, want time.Duration }{
+		{-1, 10, 0},
+		{0, 10, 0},
+		{1, 3, 2}, // 2d fits exactly below an odd cap: not clamped
+		{2, 3, 3},
+		{5, 10, 10},
+		{6, 10, 10},
+		{math.MaxInt64 / 2, math.MaxInt64, math.MaxInt64 - 1},
+		{math.MaxInt64, math.MaxInt64, math.MaxInt64},
+	} {
+		if have := double(tc.d, tc.max); have != tc.want {
+			t.Errorf("double(%d, %d) = %d, want %d", tc.d, tc.max, have, tc.want)
+		}
+	}
+}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"testing/synctest"
@@ -490,5 +492,62 @@ func TestBatchWriterWaitsUntilTheMessageFitsExactly(t *testing.T) {
 		}
 		w.Close()
 		m.Close()
+	})
+}
+
+// gatedConn completes its first Write only when the test opens the gate,
+// whatever the deadline says: a Write that finishes just as the
+// BatchWriter's Close expires the deadline to interrupt it. Later Writes
+// are a stallConn's: they fail once the deadline has passed.
+type gatedConn struct {
+	*stallConn
+	gate  chan struct{}
+	first sync.Once
+}
+
+func (c *gatedConn) Write(b []byte) (n int, err error) {
+	gated := false
+	c.first.Do(func() { gated = true })
+	if gated {
+		<-c.gate
+		return len(b), nil
+	}
+	return c.stallConn.Write(b)
+}
+
+// Close interrupts a Write that holds it up by expiring the write deadline;
+// without a write timeout it must clear that deadline again, or every
+// later Write on the connection fails as timed out.
+func TestBatchWriterCloseLeavesNoExpiredDeadlineWithoutAWriteTimeout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := &gatedConn{stallConn: newStallConn(), gate: make(chan struct{})}
+		c.flow(true)
+		var dials atomic.Int32
+		m := conn.New("gated", "", conn.WithWriteTimeout(0), conn.WithDialer(
+			func(context.Context, string, string) (net.Conn, error) {
+				if dials.Add(1) > 1 {
+					return newStallConn(), nil
+				}
+				return c, nil
+			}))
+		defer m.Close()
+		w := conn.NewBatchWriter(m, conn.WithCloseTimeout(100*time.Millisecond))
+		if _, err := w.Write([]byte("held up\n")); err != nil {
+			t.Fatal(err)
+		}
+		closed := make(chan error, 1)
+		go func() { closed <- w.Close() }()
+		time.Sleep(200 * time.Millisecond) // past the close timeout: the deadline is expired
+		synctest.Wait()
+		close(c.gate) // the held-up Write completes after all
+		if err := <-closed; err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+		if _, err := m.Write([]byte("later\n")); err != nil {
+			t.Fatalf("Write after the BatchWriter's Close: %v", err)
+		}
+		if n := dials.Load(); n != 1 {
+			t.Errorf("%d dials, want 1: the connection was fine", n)
+		}
 	})
 }
