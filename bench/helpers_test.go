@@ -53,6 +53,7 @@ type server struct {
 	closed   bool
 	wg       sync.WaitGroup
 	accepted atomic.Int64
+	received atomic.Int64 // bytes read, by a discarding server
 
 	mu    sync.Mutex
 	ln    net.Listener
@@ -145,7 +146,9 @@ func (s *server) accept(ln net.Listener) {
 func (s *server) read(c net.Conn, buf []byte) {
 	defer s.wg.Done()
 	for {
-		if _, err := c.Read(buf); err != nil {
+		n, err := c.Read(buf)
+		s.received.Add(int64(n))
+		if err != nil {
 			break
 		}
 	}
@@ -194,6 +197,17 @@ func (s *server) waitAccepted(tb testing.TB, n int64, timeout time.Duration) {
 			tb.Fatalf("bench: server accepted %d connections, want %d", s.accepted.Load(), n)
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// waitReceived waits until the server has read n bytes in all.
+func (s *server) waitReceived(tb testing.TB, n int64, timeout time.Duration) {
+	tb.Helper()
+	for deadline := time.Now().Add(timeout); s.received.Load() < n; {
+		if time.Now().After(deadline) {
+			tb.Fatalf("bench: server received %d bytes, want %d", s.received.Load(), n)
+		}
+		time.Sleep(pollInterval)
 	}
 }
 
