@@ -5,17 +5,14 @@ go 1.26
 require (
 	github.com/go-kit/kit v0.13.0
 	github.com/go-kit/log v0.2.1
+	github.com/rs/zerolog v1.35.1
 	github.com/seed44b27a20/conn v0.0.0
+	go.uber.org/zap v1.28.0
 )
 
 require (
 	github.com/go-logfmt/logfmt v0.5.1 // indirect
-	github.com/mattn/go-colorable v0.1.14 // indirect
-	github.com/mattn/go-isatty v0.0.20 // indirect
-	github.com/rs/zerolog v1.35.1 // indirect
 	go.uber.org/multierr v1.10.0 // indirect
-	go.uber.org/zap v1.28.0 // indirect
-	golang.org/x/sys v0.29.0 // indirect
 )
 
 replace github.com/seed44b27a20/conn => ../
