@@ -218,19 +218,20 @@ func isDatagram(network string) bool {
 // Write queues a copy of p as one message and returns at once (or, with
 // WithWaitWhenFull, when there is room or the wait is over). It returns
 // len(p) and nil when the message was accepted; 0 and ErrBufferFull or
-// ErrTooLarge when it was dropped; 0 and ErrClosed after Close. It never
-// waits on the network.
+// ErrTooLarge when it was dropped; 0 and an error matching ErrClosed after
+// Close ("batch writer closed") or after the Manager's Close ("manager
+// closed"). Every refused message is counted in Rejected. It never waits
+// on the network.
 func (w *BatchWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	if w.closed {
+		w.rejectLocked(len(p))
 		w.mu.Unlock()
-		return 0, ErrClosed
+		return 0, w.closedErrLocked()
 	}
 	if w.queued.Bytes+len(p) > w.cfg.size {
 		if err := w.makeRoom(len(p)); err != nil {
-			w.stats.Dropped++
-			w.stats.Rejected++
-			w.stats.DroppedBytes += uint64(len(p))
+			w.rejectLocked(len(p))
 			w.mu.Unlock()
 			return 0, err
 		}
@@ -279,10 +280,26 @@ func (w *BatchWriter) makeRoom(n int) error {
 		}
 		w.mu.Lock()
 		if w.closed {
-			return ErrClosed
+			return w.closedErrLocked()
 		}
 	}
 	return nil
+}
+
+// rejectLocked counts a message of n bytes that Write refused.
+func (w *BatchWriter) rejectLocked(n int) {
+	w.stats.Rejected++
+	w.stats.Dropped++
+	w.stats.DroppedBytes += uint64(n)
+}
+
+// closedErrLocked is the error of a Write refused because w is closed: by
+// its own Close, or because its Manager was closed.
+func (w *BatchWriter) closedErrLocked() error {
+	if w.closing {
+		return errWriterClosed
+	}
+	return ErrClosed
 }
 
 // A flushWait is a Flush waiting for the messages accepted before it.

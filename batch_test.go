@@ -551,3 +551,73 @@ func TestBatchWriterCloseLeavesNoExpiredDeadlineWithoutAWriteTimeout(t *testing.
 		}
 	})
 }
+
+// A Write refused because the BatchWriter or its Manager was closed is
+// counted in Rejected and Dropped like any refused message, and its error
+// says which of the two was closed.
+func TestBatchWriterCountsWritesRefusedAfterClose(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		stop func(*conn.BatchWriter, *conn.Manager)
+		want string
+	}{
+		{"BatchWriter closed", func(w *conn.BatchWriter, _ *conn.Manager) { w.Close() }, "conn: batch writer closed"},
+		{"Manager closed", func(_ *conn.BatchWriter, m *conn.Manager) { m.Close() }, "conn: manager closed"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				m := newFake(t, &fakeNet{})
+				w := conn.NewBatchWriter(m)
+				if _, err := w.Write([]byte("written\n")); err != nil {
+					t.Fatal(err)
+				}
+				if err := w.Flush(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+				tc.stop(w, m)
+				synctest.Wait()
+				for range 10 {
+					n, err := w.Write([]byte("late\n"))
+					if n != 0 || !errors.Is(err, conn.ErrClosed) || err.Error() != tc.want {
+						t.Fatalf("Write: %d, %v; want 0 and %q matching ErrClosed", n, err, tc.want)
+					}
+				}
+				st := w.Stats()
+				if st.Accepted != 1 || st.Written != 1 || st.Rejected != 10 || st.Discarded != 0 ||
+					st.Dropped != 10 || st.DroppedBytes != 50 {
+					t.Errorf("stats %+v, want 1 accepted and written, 10 rejected (50 bytes)", st)
+				}
+				w.Close()
+				m.Close()
+			})
+		})
+	}
+}
+
+// A Write waiting for room (WithWaitWhenFull) when Close is called gives
+// up with the BatchWriter's closed error, counted as rejected.
+func TestBatchWriterWriteWaitingForRoomEndsWithClose(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m := newFake(t, &fakeNet{dialErr: errors.New("down")})
+		w := conn.NewBatchWriter(m, conn.WithBufferSize(10), conn.WithWaitWhenFull(time.Hour),
+			conn.WithCloseTimeout(time.Second))
+		if _, err := w.Write([]byte("0123456789")); err != nil {
+			t.Fatal(err)
+		}
+		refused := make(chan error, 1)
+		go func() {
+			_, err := w.Write([]byte("x"))
+			refused <- err
+		}()
+		synctest.Wait()
+		w.Close()
+		err := <-refused
+		if !errors.Is(err, conn.ErrClosed) || err.Error() != "conn: batch writer closed" {
+			t.Errorf("the waiting Write returned %v, want the batch writer's closed error", err)
+		}
+		if st := w.Stats(); st.Rejected != 1 || st.Discarded != 1 || st.Dropped != 2 || st.DroppedBytes != 11 {
+			t.Errorf("stats %+v, want 1 rejected, 1 discarded, 2 dropped (11 bytes)", st)
+		}
+		m.Close()
+	})
+}
