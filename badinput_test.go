@@ -339,3 +339,59 @@ type panicConn struct{ net.Conn }
 
 func (panicConn) Write([]byte) (int, error) { panic("Write bug") }
 func (c panicConn) Close() error            { c.Conn.Close(); panic("Close bug") }
+
+// cyclicError wraps itself: errors.Is and errors.As on it never return.
+type cyclicError struct{}
+
+func (e *cyclicError) Error() string { return "cyclic" }
+func (e *cyclicError) Unwrap() error { return e }
+
+func TestPutReturnsForAnErrorThatWrapsItself(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m := newFake(t, &fakeNet{})
+		if m.Take() == nil {
+			t.Fatal("no connection")
+		}
+		m.Put(&cyclicError{}) // would spin forever in errors.As
+		synctest.Wait()
+		st := m.Stats()
+		if st.LastError == nil || !strings.Contains(st.LastError.Error(), "does not end") {
+			t.Errorf("last error %v, want a stand-in saying the chain does not end", st.LastError)
+		}
+		m.Close()
+	})
+}
+
+// deadlinePanicConn is a connection whose SetWriteDeadline panics.
+type deadlinePanicConn struct{ *fakeConn }
+
+func (deadlinePanicConn) SetWriteDeadline(time.Time) error { panic("SetWriteDeadline not implemented") }
+
+// Without a write timeout the BatchWriter's Close is the only caller of
+// SetWriteDeadline (to interrupt a Write that holds it up): a connection
+// whose SetWriteDeadline panics is lost, and Close returns within its
+// timeout.
+func TestBatchWriterCloseSurvivesAPanickingSetWriteDeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		gate := make(chan struct{})
+		c := deadlinePanicConn{&fakeConn{gate: gate}}
+		m := conn.New("x", "", conn.WithWriteTimeout(0),
+			conn.WithDialer(contextFree(func(string, string) (net.Conn, error) { return c, nil })))
+		defer m.Close()
+		w := conn.NewBatchWriter(m, conn.WithCloseTimeout(10*time.Millisecond))
+		if _, err := w.Write([]byte("held up\n")); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait() // the background writer is blocked in the connection's Write
+		closed := make(chan error, 1)
+		go func() { closed <- w.Close() }()
+		time.Sleep(20 * time.Millisecond)
+		close(gate)
+		if err := <-closed; err != nil && !errors.Is(err, conn.ErrUnflushed) {
+			t.Errorf("Close: %v", err)
+		}
+		if st := m.Stats(); st.Lost != 1 || st.LastError == nil || !strings.Contains(st.LastError.Error(), "SetWriteDeadline not implemented") {
+			t.Errorf("stats %+v, want the connection lost to the panic", st)
+		}
+	})
+}

@@ -47,10 +47,20 @@ func (m *Manager) armDeadline(l *link, now int64) {
 		return // another Write did it
 	case d == 0:
 		// Never set: no Write can be waiting on it.
-	case d > now:
-		if l.probe == nil || !l.probe.quiet() {
+	case d > now && l.probe != nil:
+		if !l.probe.quiet() {
 			return
 		}
+	case d > now:
+		// Without a prober nothing says whether an earlier Write is
+		// blocked. Move the deadline once; then only after a Write has
+		// completed. A blocked Write is so extended at most once: it fails
+		// within twice the timeout of its start, while a Write after a
+		// pause never runs under a deadline that is nearly spent.
+		if l.blindArm.Load() {
+			return
+		}
+		l.blindArm.Store(true)
 	case now-d < int64(m.expiryGrace):
 		if !m.awaitExpiry(l, time.Duration(d+int64(m.expiryGrace)-now)) {
 			return // a Write blocked on it failed: l is retired

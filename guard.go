@@ -60,11 +60,47 @@ func sane(err error) (out error) {
 		return nil
 	}
 	_ = err.Error()
+	if !wrapsFinitely(err, maxWrapped) {
+		// errors.Is and errors.As would never return.
+		return &opaqueError{typ: fmt.Sprintf("%T", err), value: "its chain of wrapped errors does not end"}
+	}
 	var op *net.OpError
 	_ = errors.As(err, &op)
 	_ = errors.Is(err, syscall.ECONNREFUSED)
 	_ = isTimeout(err)
 	return err
+}
+
+// maxWrapped bounds the errors sane follows through Unwrap.
+const maxWrapped = 1000
+
+// wrapsFinitely reports whether the tree of errors that err wraps, err
+// included, has at most budget errors: one whose Unwrap returns itself or
+// an ancestor does not.
+func wrapsFinitely(err error, budget int) bool {
+	return walkWrapped(err, &budget)
+}
+
+func walkWrapped(err error, budget *int) bool {
+	for err != nil {
+		if *budget--; *budget < 0 {
+			return false
+		}
+		switch u := err.(type) {
+		case interface{ Unwrap() error }:
+			err = u.Unwrap()
+		case interface{ Unwrap() []error }:
+			for _, e := range u.Unwrap() {
+				if !walkWrapped(e, budget) {
+					return false
+				}
+			}
+			return true
+		default:
+			return true
+		}
+	}
+	return true
 }
 
 // closeConn closes c, recovering a panic of its Close.

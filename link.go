@@ -33,17 +33,23 @@ type link struct {
 	lastCheck  atomic.Int64 // time of the last liveness check, ns since epoch
 	deadline   atomic.Int64 // write deadline set on conn, ns since epoch; 0: none
 	deadlineMu sync.Mutex   // serialises setting the deadline
-	wrote      atomic.Bool  // a Write through the Manager succeeded on conn
+	// blindArm: the deadline was moved without the kernel's word that no
+	// Write is blocked (a connection without a prober); no Write has
+	// completed since. See armDeadline.
+	blindArm atomic.Bool
+	wrote    atomic.Bool // a Write through the Manager succeeded on conn
 
 	// The liveness check (liveness.go). checkMu serialises checks and
 	// guards the verdict of the latest.
-	checkMu   sync.Mutex
-	checkedAt int64 // when the latest check began, ns since epoch
-	checkFIN  bool
-	checkErr  error
-	earlyFIN  atomic.Bool  // the peer's FIN arrived within proofAge of the dial
-	halfOpen  atomic.Bool  // the peer half-closed and took data after its FIN
-	checks    atomic.Int64 // checks run, for the tests of when they run
+	checkMu    sync.Mutex
+	checkedAt  int64 // when the latest check began, ns since epoch
+	checkFIN   bool
+	checkErr   error
+	earlyFIN   atomic.Bool   // the peer's FIN arrived within proofAge of the dial
+	classified atomic.Bool   // classifyFIN has run: earlyFIN is final
+	resetCap   time.Duration // the longest confirmWrite waits for a reset
+	halfOpen   atomic.Bool   // the peer half-closed and took data after its FIN
+	checks     atomic.Int64  // checks run, for the tests of when they run
 
 	retired    atomic.Bool   // set once, by retire
 	dead       chan struct{} // closed by retire when it has finished
@@ -64,6 +70,12 @@ func (m *Manager) newLink(c net.Conn, dialStart int64) *link {
 		proofAge: max(int64(minProofAge), 4*(now-dialStart)),
 		dead:     make(chan struct{}),
 		next:     make(chan struct{}),
+		resetCap: maxResetWait,
+	}
+	if m.cfg.writeTimeout > 0 {
+		// The Writes that arrive meanwhile wait for the verdict: keep the
+		// wait within the slack of their timeout.
+		l.resetCap = min(maxResetWait, m.cfg.writeTimeout/8)
 	}
 	l.watched = l.probe != nil && l.probe.stream
 	l.clocked = m.cfg.writeTimeout != 0 || l.watched

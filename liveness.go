@@ -53,7 +53,9 @@ func (l *link) checkPeer(paused bool, last, now int64) (confirm bool, err error)
 		return false, err
 	case !fin || l.halfOpen.Load():
 		return false, nil
-	case l.earlyFIN.Load() || now-l.born < l.proofAge:
+	case l.earlyFIN.Load() || now-l.born < l.proofAge || !l.classified.Load():
+		// Early, or not yet classified (the Manager's goroutine may run
+		// late): the Write confirms.
 		return true, nil
 	}
 	return false, errPeerClosed
@@ -106,7 +108,7 @@ func (l *link) confirmWrite() error {
 	if l.retired.Load() {
 		return errPeerClosed // another Write's confirmation found the reset
 	}
-	if err := l.probe.awaitReset(resetWaitFloor); err != nil {
+	if err := l.probe.awaitReset(resetWaitFloor, l.resetCap); err != nil {
 		return err
 	}
 	l.halfOpen.Store(true)
@@ -119,6 +121,7 @@ func (l *link) confirmWrite() error {
 func (l *link) classifyFIN() {
 	l.checkMu.Lock()
 	defer l.checkMu.Unlock()
+	defer l.classified.Store(true)
 	if fin, err := l.probe.check(); fin && err == nil {
 		l.earlyFIN.Store(true)
 	}

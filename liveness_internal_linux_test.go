@@ -172,7 +172,7 @@ func TestProberAwaitReset(t *testing.T) {
 		s.Close()
 		awaitClose(t, c)
 		c.Write([]byte("into a closed socket"))
-		if err := newProber(c).awaitReset(time.Second); err == nil {
+		if err := newProber(c).awaitReset(time.Second, maxResetWait); err == nil {
 			t.Fatal("no reset from a closed peer")
 		}
 	})
@@ -182,7 +182,7 @@ func TestProberAwaitReset(t *testing.T) {
 		awaitClose(t, c)
 		c.Write([]byte("taken\n"))
 		start := time.Now()
-		if err := newProber(c).awaitReset(20 * time.Millisecond); err != nil {
+		if err := newProber(c).awaitReset(20*time.Millisecond, maxResetWait); err != nil {
 			t.Fatalf("a reset from a half-closed peer: %v", err)
 		}
 		if took := time.Since(start); took < 20*time.Millisecond {
@@ -304,9 +304,12 @@ func TestResetWait(t *testing.T) {
 		{5 * time.Millisecond, 4_000_000, maxResetWait},
 	}
 	for _, tc := range cases {
-		if have := resetWait(tc.floor, tc.rtt); have != tc.want {
+		if have := resetWait(tc.floor, maxResetWait, tc.rtt); have != tc.want {
 			t.Errorf("resetWait(%v, %d µs) = %v, want %v", tc.floor, tc.rtt, have, tc.want)
 		}
+	}
+	if have := resetWait(5*time.Millisecond, 2*time.Millisecond, 50); have != 2*time.Millisecond {
+		t.Errorf("resetWait with a ceiling of 2ms = %v", have)
 	}
 	if resetWaitFloor != 5*time.Millisecond || maxResetWait != time.Second {
 		t.Errorf("floor %v, cap %v; RELIABILITY.md documents 5 ms and 1 s", resetWaitFloor, maxResetWait)

@@ -42,7 +42,7 @@ type prober struct {
 	revents            int16
 	soerr              int
 	roomy              bool          // queueFd's answer
-	wait               time.Duration // resetFd's floor
+	wait, waitCap      time.Duration // resetFd's floor and ceiling
 }
 
 // newProber returns a prober for c's socket, looking through TLS (anything
@@ -160,7 +160,7 @@ func (p *prober) resetFd(fd uintptr) {
 	syscall.RawSyscall6(syscall.SYS_GETSOCKOPT, fd, syscall.IPPROTO_TCP, syscall.TCP_INFO,
 		uintptr(unsafe.Pointer(&info)), uintptr(unsafe.Pointer(&size)), 0) // on failure Rtt stays 0
 	pfd := pollFd{fd: int32(fd)} // POLLERR and POLLHUP are always reported
-	ts := syscall.NsecToTimespec(int64(resetWait(p.wait, info.Rtt)))
+	ts := syscall.NsecToTimespec(int64(resetWait(p.wait, p.waitCap, info.Rtt)))
 	for {
 		// Syscall6, not RawSyscall6: this one blocks, and the scheduler
 		// must hand the thread's P to other goroutines meanwhile.
@@ -177,19 +177,18 @@ func (p *prober) resetFd(fd uintptr) {
 }
 
 // resetWait is how long to wait for a reset: floor plus two round trips of
-// rttMicros (tcpi_rtt, the smoothed round trip in µs), at most
-// maxResetWait.
-func resetWait(floor time.Duration, rttMicros uint32) time.Duration {
-	return min(floor+2*time.Duration(rttMicros)*time.Microsecond, maxResetWait)
+// rttMicros (tcpi_rtt, the smoothed round trip in µs), at most ceiling.
+func resetWait(floor, ceiling time.Duration, rttMicros uint32) time.Duration {
+	return min(floor+2*time.Duration(rttMicros)*time.Microsecond, ceiling)
 }
 
-// awaitReset waits up to floor plus two round trips for the peer to reset
+// awaitReset waits up to floor plus two round trips (at most ceiling) for the peer to reset
 // the connection after a Write, and returns why it did, or nil if it did
 // not: then the peer's kernel accepted the data on an open socket.
-func (p *prober) awaitReset(floor time.Duration) error {
+func (p *prober) awaitReset(floor, ceiling time.Duration) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.revents, p.soerr, p.wait = 0, 0, floor
+	p.revents, p.soerr, p.wait, p.waitCap = 0, 0, floor, ceiling
 	if err := p.rc.Control(p.reset); err != nil {
 		return err
 	}

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-kit/log"
+
 	"github.com/seed44b27a20/conn"
 	"github.com/seed44b27a20/conn/internal/testnet"
 )
@@ -356,5 +358,32 @@ func TestPeerThatAcceptsAndClosesFailsTheWrite(t *testing.T) {
 	}
 	if ev := recv(t, lost); ev.Attempt != 1 || ev.Wait < time.Hour/2 {
 		t.Errorf("event %+v, want the connection lost unproven, and a backoff wait", ev)
+	}
+}
+
+// The FIN of a half-closing peer is classified from the dial, not from when
+// the Manager's goroutine gets to it: a slow logger (or hook) delays that
+// goroutine, and a FIN not yet classified is confirmed by the Write, not
+// taken for a close.
+func TestHalfClosingPeerWithASlowLogger(t *testing.T) {
+	sink := testnet.NewSink(t, "tcp", testnet.WithHalfClose())
+	slow := log.LoggerFunc(func(kv ...any) error {
+		time.Sleep(60 * time.Millisecond)
+		return nil
+	})
+	m := conn.New("tcp", sink.Addr(), conn.WithBackoff(100*time.Millisecond, 100*time.Millisecond), conn.WithLogger(slow))
+	defer m.Close()
+	const lines = 10
+	for i := range lines {
+		time.Sleep(30 * time.Millisecond) // more than the 10 ms proof age
+		if _, err := fmt.Fprintf(m, "%d\n", i); err != nil {
+			t.Errorf("Write %d: %v", i, err)
+		}
+	}
+	if !sink.WaitLines(lines, 10*time.Second) {
+		t.Errorf("%d of %d lines received", sink.LineCount(), lines)
+	}
+	if n := sink.Accepted(); n != 1 {
+		t.Errorf("%d connections, want 1", n)
 	}
 }

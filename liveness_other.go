@@ -14,6 +14,6 @@ type prober struct{ stream bool }
 
 func newProber(net.Conn) *prober { return nil }
 
-func (*prober) check() (fin bool, err error)   { return false, nil }
-func (*prober) quiet() bool                    { return false }
-func (*prober) awaitReset(time.Duration) error { return nil }
+func (*prober) check() (fin bool, err error)        { return false, nil }
+func (*prober) quiet() bool                         { return false }
+func (*prober) awaitReset(_, _ time.Duration) error { return nil }

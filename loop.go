@@ -77,7 +77,8 @@ func (m *Manager) run() {
 // by then (see checkPeer).
 func (m *Manager) watch(l *link) bool {
 	if l.watched {
-		t := time.NewTimer(time.Duration(l.proofAge))
+		// From the dial, not from now: the logger and hook have run since.
+		t := time.NewTimer(time.Duration(l.born + l.proofAge - m.now()))
 		defer t.Stop()
 		select {
 		case <-l.dead:
@@ -85,7 +86,7 @@ func (m *Manager) watch(l *link) bool {
 		case <-m.closing:
 			return false
 		case <-t.C:
-			l.classifyFIN()
+			m.classifyFIN(l)
 		}
 	}
 	select {
@@ -94,6 +95,18 @@ func (m *Manager) watch(l *link) bool {
 	case <-m.closing:
 		return false
 	}
+}
+
+// classifyFIN runs l.classifyFIN in the Manager's goroutine. A connection
+// whose RawConn panics is lost, not the program.
+func (m *Manager) classifyFIN(l *link) {
+	defer func() {
+		if p := recovered("connection", recover()); p != nil {
+			l.classified.Store(true)
+			m.retire(l, p)
+		}
+	}()
+	l.classifyFIN()
 }
 
 // sleep waits d through the AfterFunc; false means the Manager was closed.

@@ -163,7 +163,10 @@ func WithDialTimeout(d time.Duration) Option {
 // it is moved lazily, so a stalled Write fails between 7/8 d and d after it
 // started; sooner if it was queued behind an earlier stalled Write, which
 // it then fails with, or if it started while the peer had left earlier
-// bytes untaken and no Write had completed for d/8. Zero disables the
+// bytes untaken and no Write had completed for d/8. On a connection the
+// kernel cannot be asked about (no file descriptor, or not Linux) the bound
+// of a stalled Write is 2d: the deadline is moved once without knowing
+// whether an earlier Write is blocked. Zero disables the
 // timeout; a negative d is invalid and keeps the default; a d too large to
 // add to the clock means no bound in practice.
 //

@@ -51,8 +51,13 @@ func (m *Manager) writeClocked(l *link, b []byte, retry bool) (int, error) {
 			return m.failed(l, b, 0, err, retry, true) // the peer discarded it
 		}
 	}
-	if m.cfg.writeTimeout > 0 && l.deadline.Load()-now < m.refreshBelow {
-		m.extendDeadline(l, now)
+	if m.cfg.writeTimeout > 0 {
+		if l.deadline.Load()-now < m.refreshBelow {
+			m.extendDeadline(l, now)
+		}
+		if l.blindArm.Load() {
+			l.blindArm.Store(false) // a Write completed: none before it is blocked
+		}
 	}
 	if !l.wrote.Load() {
 		l.wrote.Store(true)
@@ -104,18 +109,28 @@ func (m *Manager) interruptWrites() (restore func()) {
 	if l == nil {
 		return func() {}
 	}
-	l.deadlineMu.Lock()
 	now := max(m.now(), 1) // a deadline that has just passed; 0 would mean none
-	l.conn.SetWriteDeadline(m.epoch.Add(time.Duration(now)))
-	l.deadline.Store(now)
-	l.deadlineMu.Unlock()
+	m.forceDeadline(l, m.epoch.Add(time.Duration(now)), now)
 	return func() {
 		if m.cfg.writeTimeout == 0 {
-			l.deadlineMu.Lock()
-			l.conn.SetWriteDeadline(time.Time{})
-			l.deadlineMu.Unlock()
+			m.forceDeadline(l, time.Time{}, 0)
 		}
 	}
+}
+
+// forceDeadline sets l's write deadline to t (d in the Manager's clock) for
+// the BatchWriter's Close. A connection whose SetWriteDeadline panics is
+// lost, and Close goes on.
+func (m *Manager) forceDeadline(l *link, t time.Time, d int64) {
+	defer func() {
+		if p := recovered("connection", recover()); p != nil {
+			m.retire(l, p)
+		}
+	}()
+	l.deadlineMu.Lock()
+	defer l.deadlineMu.Unlock()
+	l.conn.SetWriteDeadline(t)
+	l.deadline.Store(d)
 }
 
 // writeNow writes b on the live connection, if there is one, without
