@@ -9,6 +9,9 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -385,5 +388,60 @@ func TestHalfClosingPeerWithASlowLogger(t *testing.T) {
 	}
 	if n := sink.Accepted(); n != 1 {
 		t.Errorf("%d connections, want 1", n)
+	}
+}
+
+// controlPanics is a RawConn whose Control works once (for the Manager's
+// prober) and then panics.
+type controlPanics struct {
+	syscall.RawConn
+	calls *atomic.Int32
+}
+
+func (r controlPanics) Control(f func(uintptr)) error {
+	if r.calls.Add(1) > 1 {
+		panic("RawConn.Control: gone")
+	}
+	return r.RawConn.Control(f)
+}
+
+type tcpWithPanickingControl struct {
+	*net.TCPConn
+	calls *atomic.Int32
+}
+
+func (c tcpWithPanickingControl) SyscallConn() (syscall.RawConn, error) {
+	rc, err := c.TCPConn.SyscallConn()
+	return controlPanics{rc, c.calls}, err
+}
+
+// The Manager's goroutine asks the connection's RawConn whether a FIN came
+// early; a RawConn that panics there loses the connection, not the program.
+func TestPanickingRawConnInTheManagersGoroutineLosesTheConnection(t *testing.T) {
+	sink := testnet.NewSink(t, "tcp")
+	dial := func(ctx context.Context, network, address string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, address)
+		if err != nil {
+			return nil, err
+		}
+		return tcpWithPanickingControl{c.(*net.TCPConn), new(atomic.Int32)}, nil
+	}
+	lost := make(chan conn.Event, 1)
+	hook := func(ev conn.Event) {
+		if ev.State == conn.Disconnected {
+			select {
+			case lost <- ev:
+			default:
+			}
+		}
+	}
+	m := conn.New("tcp", sink.Addr(), conn.WithDialer(dial), conn.WithStateHook(hook), conn.WithBackoff(time.Hour, time.Hour))
+	defer m.Close()
+	if m.Take() == nil {
+		t.Fatal("no connection")
+	}
+	ev := recv(t, lost)
+	if ev.Err == nil || !strings.Contains(ev.Err.Error(), "RawConn.Control: gone") {
+		t.Errorf("lost with %v, want the panic", ev.Err)
 	}
 }
