@@ -200,17 +200,6 @@ func (s *server) waitAccepted(tb testing.TB, n int64, timeout time.Duration) {
 	}
 }
 
-// waitReceived waits until the server has read n bytes in all.
-func (s *server) waitReceived(tb testing.TB, n int64, timeout time.Duration) {
-	tb.Helper()
-	for deadline := time.Now().Add(timeout); s.received.Load() < n; {
-		if time.Now().After(deadline) {
-			tb.Fatalf("bench: server received %d bytes, want %d", s.received.Load(), n)
-		}
-		time.Sleep(pollInterval)
-	}
-}
-
 // tracker dials through net.Dial and remembers the connections, so that a
 // benchmark can close the sockets of a go-kit Manager, which has no Close.
 // (Its goroutine still lives as long as the process.)
