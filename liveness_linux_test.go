@@ -340,6 +340,14 @@ func TestHalfClosingPeerWithSparseWrites(t *testing.T) {
 // Write that finds it goes out, meets the reset, and fails: it is not
 // reported written.
 func TestPeerThatAcceptsAndClosesFailsTheWrite(t *testing.T) {
+	for _, timeout := range []time.Duration{conn.DefaultWriteTimeout, 0} {
+		t.Run(fmt.Sprintf("write timeout %v", timeout), func(t *testing.T) {
+			peerThatAcceptsAndClosesFailsTheWrite(t, timeout)
+		})
+	}
+}
+
+func peerThatAcceptsAndClosesFailsTheWrite(t *testing.T, timeout time.Duration) {
 	flap := testnet.NewFlapper(t)
 	lost := make(chan conn.Event, 1)
 	hook := func(ev conn.Event) {
@@ -347,7 +355,8 @@ func TestPeerThatAcceptsAndClosesFailsTheWrite(t *testing.T) {
 			lost <- ev
 		}
 	}
-	m := conn.New("tcp", flap.Addr(), conn.WithBackoff(time.Hour, time.Hour), conn.WithStateHook(hook))
+	m := conn.New("tcp", flap.Addr(), conn.WithBackoff(time.Hour, time.Hour), conn.WithStateHook(hook),
+		conn.WithWriteTimeout(timeout))
 	defer m.Close()
 	c := m.Take()
 	if c == nil {

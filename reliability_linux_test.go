@@ -6,8 +6,10 @@ package conn_test
 // counts. Figures are logged with t.Logf; RELIABILITY.md quotes them.
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"runtime"
 	"strconv"
@@ -513,4 +515,56 @@ func TestScenarioStalledWriteIsNotProlongedByOtherWriters(t *testing.T) {
 	}
 	t.Logf("stalled peer, a writer every 20 ms: the 32 MiB Write failed after %v; %d Writes queued behind it; the slowest of %d small Writes took %v",
 		took.Round(time.Millisecond), queued, len(results), worst.Round(time.Millisecond))
+}
+
+// A connection that is busy and healthy never times out: a peer that reads
+// steadily but slower than the client writes keeps bytes in the socket's
+// queue all the time, so the kernel never says "quiet" and only the Writes
+// that complete can move the deadline on.
+func TestBusyHealthyConnectionNeverTimesOut(t *testing.T) {
+	scenario(t)
+	const timeout = time.Second // generous: the reader must not be starved that long
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	served := make(chan struct{})
+	go func() { // reads 4 KiB every millisecond at most: about 4 MB/s
+		defer close(served)
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		c.(*net.TCPConn).SetReadBuffer(32 << 10)
+		buf := make([]byte, 4<<10)
+		for {
+			if _, err := c.Read(buf); err != nil {
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	dial := func(ctx context.Context, network, address string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, address)
+		if err == nil {
+			c.(*net.TCPConn).SetWriteBuffer(32 << 10)
+		}
+		return c, err
+	}
+	m := conn.New("tcp", ln.Addr().String(), conn.WithDialer(dial), conn.WithWriteTimeout(timeout))
+	chunk := make([]byte, 16<<10)
+	writes := 0
+	for end := time.Now().Add(5 * timeout); time.Now().Before(end); writes++ {
+		if _, err := m.Write(chunk); err != nil {
+			t.Fatalf("Write %d, %v into a busy healthy connection: %v", writes, 3*timeout-time.Until(end), err)
+		}
+	}
+	if n := m.Stats().Dials; n != 1 {
+		t.Errorf("%d dials, want 1", n)
+	}
+	m.Close()
+	<-served
+	t.Logf("busy healthy connection: %d Writes of 16 KiB in %v, none timed out", writes, 3*timeout)
 }
