@@ -53,9 +53,10 @@ func (l *link) checkPeer(paused bool, last, now int64) (confirm bool, err error)
 		return false, err
 	case !fin || l.halfOpen.Load():
 		return false, nil
-	case l.earlyFIN.Load() || now-l.born < l.proofAge || !l.classified.Load():
-		// Early, or not yet classified (the Manager's goroutine may run
-		// late): the Write confirms.
+	case l.earlyFIN.Load() || !l.classified.Load():
+		// Early, or not yet classified: classification happens once the
+		// connection has lived its proof age, or later if the Manager's
+		// goroutine runs late. The Write confirms.
 		return true, nil
 	}
 	return false, errPeerClosed
