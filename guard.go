@@ -60,7 +60,7 @@ func sane(err error) (out error) {
 		return nil
 	}
 	_ = err.Error()
-	if !wrapsFinitely(err, maxWrapped) {
+	if budget := maxWrapped; !walkWrapped(err, &budget) {
 		// errors.Is and errors.As would never return.
 		return &opaqueError{typ: fmt.Sprintf("%T", err), value: "its chain of wrapped errors does not end"}
 	}
@@ -74,13 +74,9 @@ func sane(err error) (out error) {
 // maxWrapped bounds the errors sane follows through Unwrap.
 const maxWrapped = 1000
 
-// wrapsFinitely reports whether the tree of errors that err wraps, err
-// included, has at most budget errors: one whose Unwrap returns itself or
-// an ancestor does not.
-func wrapsFinitely(err error, budget int) bool {
-	return walkWrapped(err, &budget)
-}
-
+// walkWrapped reports whether the tree of errors that err wraps, err
+// included, has at most *budget errors, using the budget up: one whose
+// Unwrap returns itself or an ancestor does not.
 func walkWrapped(err error, budget *int) bool {
 	for err != nil {
 		if *budget--; *budget < 0 {
@@ -101,6 +97,15 @@ func walkWrapped(err error, budget *int) bool {
 		}
 	}
 	return true
+}
+
+// loseOnPanic, deferred where the Manager calls a connection's methods
+// in its own goroutine or for the BatchWriter's Close, turns a panic into
+// the loss of the connection.
+func (m *Manager) loseOnPanic(l *link) {
+	if p := recovered("connection", recover()); p != nil {
+		m.retire(l, p)
+	}
 }
 
 // closeConn closes c, recovering a panic of its Close.

@@ -321,9 +321,16 @@ func TestHalfClosingPeerWithSparseWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 	recv(t, connected)
-	const lines = 5
+	writeSparseLinesOnOneConnection(t, m, sink, 5)
+}
+
+// writeSparseLinesOnOneConnection writes lines lines to m, 30 ms apart (more
+// than the 10 ms proof age), and checks that sink received every one on a
+// single connection.
+func writeSparseLinesOnOneConnection(t *testing.T, m *conn.Manager, sink *testnet.Sink, lines int) {
+	t.Helper()
 	for i := range lines {
-		time.Sleep(30 * time.Millisecond) // more than the 10 ms proof age
+		time.Sleep(30 * time.Millisecond)
 		if _, err := fmt.Fprintf(m, "%d\n", i); err != nil {
 			t.Errorf("Write %d: %v", i, err)
 		}
@@ -385,19 +392,7 @@ func TestHalfClosingPeerWithASlowLogger(t *testing.T) {
 	})
 	m := conn.New("tcp", sink.Addr(), conn.WithBackoff(100*time.Millisecond, 100*time.Millisecond), conn.WithLogger(slow))
 	defer m.Close()
-	const lines = 10
-	for i := range lines {
-		time.Sleep(30 * time.Millisecond) // more than the 10 ms proof age
-		if _, err := fmt.Fprintf(m, "%d\n", i); err != nil {
-			t.Errorf("Write %d: %v", i, err)
-		}
-	}
-	if !sink.WaitLines(lines, 10*time.Second) {
-		t.Errorf("%d of %d lines received", sink.LineCount(), lines)
-	}
-	if n := sink.Accepted(); n != 1 {
-		t.Errorf("%d connections, want 1", n)
-	}
+	writeSparseLinesOnOneConnection(t, m, sink, 10)
 }
 
 // controlPanics is a RawConn whose Control works once (for the Manager's

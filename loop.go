@@ -100,12 +100,7 @@ func (m *Manager) watch(l *link) bool {
 // classifyFIN runs l.classifyFIN in the Manager's goroutine. A connection
 // whose RawConn panics is lost, not the program.
 func (m *Manager) classifyFIN(l *link) {
-	defer func() {
-		if p := recovered("connection", recover()); p != nil {
-			l.classified.Store(true)
-			m.retire(l, p)
-		}
-	}()
+	defer m.loseOnPanic(l)
 	l.classifyFIN()
 }
 

@@ -109,24 +109,23 @@ func (m *Manager) interruptWrites() (restore func()) {
 	if l == nil {
 		return func() {}
 	}
-	now := max(m.now(), 1) // a deadline that has just passed; 0 would mean none
-	m.forceDeadline(l, m.epoch.Add(time.Duration(now)), now)
+	m.forceDeadline(l, max(m.now(), 1)) // a deadline that has just passed; 0 would mean none
 	return func() {
 		if m.cfg.writeTimeout == 0 {
-			m.forceDeadline(l, time.Time{}, 0)
+			m.forceDeadline(l, 0)
 		}
 	}
 }
 
-// forceDeadline sets l's write deadline to t (d in the Manager's clock) for
-// the BatchWriter's Close. A connection whose SetWriteDeadline panics is
-// lost, and Close goes on.
-func (m *Manager) forceDeadline(l *link, t time.Time, d int64) {
-	defer func() {
-		if p := recovered("connection", recover()); p != nil {
-			m.retire(l, p)
-		}
-	}()
+// forceDeadline sets l's write deadline to d (ns since the epoch; 0: none)
+// for the BatchWriter's Close. A connection whose SetWriteDeadline panics
+// is lost, and Close goes on.
+func (m *Manager) forceDeadline(l *link, d int64) {
+	defer m.loseOnPanic(l)
+	t := time.Time{}
+	if d != 0 {
+		t = m.epoch.Add(time.Duration(d))
+	}
 	l.deadlineMu.Lock()
 	defer l.deadlineMu.Unlock()
 	l.conn.SetWriteDeadline(t)
