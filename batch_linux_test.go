@@ -115,7 +115,7 @@ func TestBatchWriterExactDropsWhileTheSinkIsDown(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if want := (64 << 10) / 99; len(accepted) != want || full != 1000-want {
+	if want := (64 << 10) / (99 + conn.MessageOverhead); len(accepted) != want || full != 1000-want {
 		t.Fatalf("accepted %d, dropped %d; want %d and %d", len(accepted), full, want, 1000-want)
 	}
 	if st := w.Stats(); st.Dropped != uint64(full) || st.Accepted != uint64(len(accepted)) {

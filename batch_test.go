@@ -30,12 +30,11 @@ func TestBatchWriterCoalescesWhileDisconnected(t *testing.T) {
 			}
 		}
 		synctest.Wait()
-		st := m.Stats()
-		if q := st.Queue; q.Messages != n || q.Bytes != n*len(line) {
-			t.Errorf("Manager.Stats().Queue = %+v, want %d messages, %d bytes", q, n, n*len(line))
+		if q := w.Stats().Queue; q.Messages != n || q.Bytes != n*len(line) {
+			t.Errorf("Stats().Queue = %+v, want %d messages, %d bytes", q, n, n*len(line))
 		}
 		time.Sleep(time.Second)
-		if age := m.Stats().Queue.OldestAge; age != time.Second {
+		if age := w.Stats().Queue.OldestAge; age != time.Second {
 			t.Errorf("oldest age %v, want 1s", age)
 		}
 
@@ -58,7 +57,7 @@ func TestBatchWriterCoalescesWhileDisconnected(t *testing.T) {
 			t.Errorf("stats %+v", bs)
 		}
 		time.Sleep(time.Second)
-		if age := m.Stats().Queue.OldestAge; age != 0 {
+		if age := w.Stats().Queue.OldestAge; age != 0 {
 			t.Errorf("oldest age %v with nothing queued, want 0", age)
 		}
 		if err := w.Close(); err != nil {
@@ -75,7 +74,7 @@ func TestBatchWriterDropsExactlyWhatDoesNotFit(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := &fakeNet{dialErr: errors.New("down")}
 		m := newFake(t, f)
-		w := conn.NewBatchWriter(m, conn.WithBufferSize(10_000), conn.WithCloseTimeout(time.Second))
+		w := conn.NewBatchWriter(m, conn.WithBufferSize(100*(100+conn.MessageOverhead)), conn.WithCloseTimeout(time.Second))
 		var accepted, full int
 		for i := range 300 {
 			_, err := fmt.Fprintf(w, "%099d\n", i) // 100 bytes
@@ -88,14 +87,14 @@ func TestBatchWriterDropsExactlyWhatDoesNotFit(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if _, err := w.Write(make([]byte, 10_001)); !errors.Is(err, conn.ErrTooLarge) {
+		if _, err := w.Write(make([]byte, 100*100+99*conn.MessageOverhead+1)); !errors.Is(err, conn.ErrTooLarge) {
 			t.Errorf("a message larger than the buffer: %v, want ErrTooLarge", err)
 		}
 		if accepted != 100 || full != 200 {
 			t.Errorf("accepted %d, full %d; want 100 and 200", accepted, full)
 		}
 		st := w.Stats()
-		if st.Accepted != 100 || st.Dropped != 201 || st.Rejected != 201 || st.Discarded != 0 || st.DroppedBytes != 200*100+10_001 {
+		if st.Accepted != 100 || st.Dropped != 201 || st.Rejected != 201 || st.Discarded != 0 || st.DroppedBytes != 200*100+100*100+99*conn.MessageOverhead+1 {
 			t.Errorf("stats %+v", st)
 		}
 		start := time.Now()
@@ -115,7 +114,7 @@ func TestBatchWriterWaitWhenFull(t *testing.T) {
 		tick := make(chan time.Time)
 		f := &fakeNet{dialErr: errors.New("down")}
 		m := newFake(t, f, conn.WithAfterFunc(func(time.Duration) <-chan time.Time { return tick }))
-		w := conn.NewBatchWriter(m, conn.WithBufferSize(100), conn.WithWaitWhenFull(2*time.Second))
+		w := conn.NewBatchWriter(m, conn.WithBufferSize(100+conn.MessageOverhead), conn.WithWaitWhenFull(2*time.Second))
 		if _, err := w.Write(make([]byte, 100)); err != nil {
 			t.Fatal(err)
 		}
@@ -215,7 +214,7 @@ func TestBatchWriterOptions(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			f := &fakeNet{dialErr: errors.New("down")}
 			m := newFake(t, f)
-			w := conn.NewBatchWriter(m, conn.WithBufferSize(30), conn.WithBufferSize(0), conn.WithBufferSize(-5))
+			w := conn.NewBatchWriter(m, conn.WithBufferSize(3*(10+conn.MessageOverhead)), conn.WithBufferSize(0), conn.WithBufferSize(-5))
 			var accepted int
 			for range 5 {
 				if _, err := w.Write(msg); err == nil {
@@ -223,10 +222,10 @@ func TestBatchWriterOptions(t *testing.T) {
 				}
 			}
 			if accepted != 3 {
-				t.Errorf("%d of 5 messages of 10 bytes accepted by a 30-byte buffer, want 3", accepted)
+				t.Errorf("%d of 5 messages of 10 bytes accepted by a buffer for 3, want 3", accepted)
 			}
 			big := conn.NewBatchWriter(m, conn.WithBufferSize(0))
-			if _, err := big.Write(make([]byte, conn.DefaultBufferSize)); err != nil {
+			if _, err := big.Write(make([]byte, conn.DefaultBufferSize-conn.MessageOverhead)); err != nil {
 				t.Errorf("a buffer of size 0 does not keep the default: %v", err)
 			}
 			big.Close()
@@ -262,7 +261,7 @@ func TestBatchWriterOptions(t *testing.T) {
 			f := &fakeNet{dialErr: errors.New("down")}
 			m := newFake(t, f)
 			for _, d := range []time.Duration{0, -time.Second} {
-				w := conn.NewBatchWriter(m, conn.WithBufferSize(10), conn.WithWaitWhenFull(d))
+				w := conn.NewBatchWriter(m, conn.WithBufferSize(10+conn.MessageOverhead), conn.WithWaitWhenFull(d))
 				w.Write(msg)
 				start := time.Now()
 				if _, err := w.Write(msg); !errors.Is(err, conn.ErrBufferFull) || time.Since(start) != 0 {
@@ -479,7 +478,7 @@ func TestBatchWriterWaitsUntilTheMessageFitsExactly(t *testing.T) {
 		tick := make(chan time.Time)
 		f := &fakeNet{dialErr: errors.New("down")}
 		m := newFake(t, f, conn.WithAfterFunc(func(time.Duration) <-chan time.Time { return tick }))
-		w := conn.NewBatchWriter(m, conn.WithBufferSize(100), conn.WithWaitWhenFull(time.Minute))
+		w := conn.NewBatchWriter(m, conn.WithBufferSize(100+conn.MessageOverhead), conn.WithWaitWhenFull(time.Minute))
 		w.Write(make([]byte, 100))
 		synctest.Wait()
 		done := make(chan error)
@@ -599,7 +598,7 @@ func TestBatchWriterCountsWritesRefusedAfterClose(t *testing.T) {
 func TestBatchWriterWriteWaitingForRoomEndsWithClose(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		m := newFake(t, &fakeNet{dialErr: errors.New("down")})
-		w := conn.NewBatchWriter(m, conn.WithBufferSize(10), conn.WithWaitWhenFull(time.Hour),
+		w := conn.NewBatchWriter(m, conn.WithBufferSize(10+conn.MessageOverhead), conn.WithWaitWhenFull(time.Hour),
 			conn.WithCloseTimeout(time.Second))
 		if _, err := w.Write([]byte("0123456789")); err != nil {
 			t.Fatal(err)

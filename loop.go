@@ -156,7 +156,6 @@ func (m *Manager) enter(msg string, ev Event) {
 		m.changed = nil
 	}
 	m.mu.Unlock()
-	ev.Queue = m.queueStats()
 
 	kv := []any{"level", "info", "msg", msg, "network", m.network, "address", m.address}
 	if ev.State == Disconnected {

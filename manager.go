@@ -43,8 +43,6 @@ type Manager struct {
 	firstOver atomic.Bool   // a wait for the first dial has timed out: wait no more
 	done      chan struct{} // closed when run returns
 
-	queue atomic.Pointer[func() QueueStats] // the BatchWriter's, if any
-
 	// User code that panicked is not called again (guard.go). The flags
 	// of the hook and the AfterFunc belong to the Manager's goroutine.
 	logOff            atomic.Bool
@@ -236,15 +234,7 @@ func (m *Manager) Stats() Stats {
 	m.mu.Lock()
 	st := m.stats
 	m.mu.Unlock()
-	st.Queue = m.queueStats()
 	return st
-}
-
-func (m *Manager) queueStats() QueueStats {
-	if q := m.queue.Load(); q != nil {
-		return (*q)()
-	}
-	return QueueStats{}
 }
 
 func (m *Manager) isClosed() bool {

@@ -49,17 +49,14 @@ type Event struct {
 	// Wait is how long the Manager waits before the next dial (Disconnected).
 	// Zero means at once.
 	Wait time.Duration
-	// Queue is the queue of the Manager's BatchWriter, if it has one.
-	Queue QueueStats
 }
 
 // Stats is a snapshot of a Manager's counters, returned by Manager.Stats.
 type Stats struct {
 	State        State
-	Dials        uint64     // dial attempts finished
-	DialFailures uint64     // dial attempts that failed
-	Lost         uint64     // connections invalidated: by a failed Write, a Put, or the liveness check
-	LastError    error      // the most recent dial failure or loss cause; nil if none yet
-	Since        time.Time  // when State was entered
-	Queue        QueueStats // the queue of the Manager's BatchWriter, if it has one
+	Dials        uint64    // dial attempts finished
+	DialFailures uint64    // dial attempts that failed
+	Lost         uint64    // connections invalidated: by a failed Write, a Put, or the liveness check
+	LastError    error     // the most recent dial failure or loss cause; nil if none yet
+	Since        time.Time // when State was entered
 }

@@ -335,6 +335,16 @@ type demoClient struct {
 	downSince time.Time // when the connection was lost; zero while connected
 	longest   time.Duration
 	outages   chan outage // ended outages worth reporting; never blocks the hook
+	writer    atomic.Pointer[conn.BatchWriter]
+}
+
+// queued is how many lines the writer holds, if there is one yet: the
+// Manager comes first and knows nothing of the writers made on it.
+func (c *demoClient) queued() int {
+	if w := c.writer.Load(); w != nil {
+		return w.Stats().Queue.Messages
+	}
+	return 0
 }
 
 type outage struct {
@@ -355,7 +365,7 @@ func (c *demoClient) hook(ev conn.Event) {
 			c.longest = max(c.longest, d)
 			if d >= demoReportOutage {
 				select {
-				case c.outages <- outage{d, ev.Attempt, ev.Queue.Messages}:
+				case c.outages <- outage{d, ev.Attempt, c.queued()}:
 				default:
 				}
 			}
@@ -414,6 +424,7 @@ The client is the code you would write:
 	defer m.Close()
 	w := conn.NewBatchWriter(m, conn.WithCloseTimeout(demoCloseTimeout))
 	defer w.Close()
+	client.writer.Store(w)
 
 	// The sink's schedule, and a reporter for outages and progress.
 	stopRestarts, restartsDone := make(chan struct{}), make(chan struct{})

@@ -1,0 +1,284 @@
+package conn
+
+import (
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"unsafe"
+)
+
+// The BatchWriter's queue: producers (Write) enter it without a lock; one
+// consumer (the background writer) reads it in order.
+//
+// Messages live in a chain of segments. A segment is a slotted page: the
+// payloads grow from its front, contiguous, so the consumer writes a run of
+// them straight from the segment; a slot per message (its length) grows
+// from its back. A producer claims room for its payload and its slot with
+// one atomic add on the segment's tail (message count and payload end in
+// one word), copies its payload, and publishes the slot with an atomic
+// store. The claim that first does not fit seals the segment and installs
+// the next one, with its own message already in it; producers whose claims
+// also missed wait the few instructions that takes. Order is the order of
+// claims: a Write that returned before another began is ahead of it.
+//
+// Memory: the room a message takes in the buffer is its length plus
+// MessageOverhead (its slot), reserved before the claim, so the bytes held
+// in segments never exceed the buffer size; a segment sealed early wastes
+// less than the message that did not fit, which goes in the next one, so
+// the segments hold at most twice the buffer, plus the one being filled and
+// a spare. Written segments are recycled as the spare or left to the
+// collector: after an outage the memory goes back.
+//
+// Acknowledged delivery can keep messages past their write: segments stay
+// in the chain until released, and every message has a sequence number
+// (its segment's base plus its slot), so replay is a second cursor.
+
+// MessageOverhead is what a BatchWriter's buffer holds for each message
+// besides its bytes: a message of n bytes takes n + MessageOverhead of
+// WithBufferSize.
+const MessageOverhead = 8
+
+const (
+	countShift = 40
+	endMask    = 1<<countShift - 1
+	// invalid marks a tail on which no claim is valid: a closed queue's
+	// last segment, or a recycled one that is not in use. It is above the
+	// count, which stale claims (see recycle) can only nudge.
+	invalid = 1 << 63
+	// maxSegment bounds a segment holding several messages so that its
+	// slot count stays far below the invalid bit.
+	maxSegment = 16 << 20
+	// maxBufferSize keeps every claim's end far below 1 << countShift.
+	maxBufferSize = 1 << 36
+)
+
+// A segment is a slotted page of messages.
+type segment struct {
+	words []uint64 // the page; slot i is words[len(words)-1-i]
+	data  []byte   // the same memory as bytes: payloads from the front
+
+	// tail packs the claims: count<<countShift | end of payloads. A claim
+	// is valid while it fits: payloads and slots do not meet.
+	tail atomic.Uint64
+	// sealed is the last valid tail value | invalid, once the segment takes
+	// no more claims; 0 before.
+	sealed atomic.Uint64
+	last   atomic.Bool // sealed by close: no segment follows
+	next   atomic.Pointer[segment]
+
+	seq   uint64 // messages in the segments before this one
+	bytes uint64 // their payload bytes
+}
+
+func newSegment(size int) *segment {
+	words := make([]uint64, (size+7)/8)
+	s := &segment{
+		words: words,
+		data:  unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(words))), len(words)*8),
+	}
+	s.tail.Store(invalid)
+	return s
+}
+
+func unpack(v uint64) (count, end int) {
+	return int(v &^ invalid >> countShift), int(v & endMask)
+}
+
+// fits reports whether tail value v is a valid claim on s.
+func (s *segment) fits(v uint64) bool {
+	count, end := unpack(v)
+	return v&invalid == 0 && end+count*MessageOverhead <= len(s.data)
+}
+
+// claimed returns how many messages s holds or will hold (claimed, maybe
+// not yet published), and whether that is final; ok is false while a seal
+// is under way.
+func (s *segment) claimed() (count, end int, final, ok bool) {
+	if v := s.tail.Load(); s.fits(v) {
+		count, end = unpack(v)
+		return count, end, false, true
+	}
+	if v := s.sealed.Load(); v != 0 {
+		count, end = unpack(v)
+		return count, end, true, true
+	}
+	return 0, 0, false, false
+}
+
+func (s *segment) slot(i int) *uint64 { return &s.words[len(s.words)-1-i] }
+
+// publish makes message i, of n bytes, visible to the consumer.
+func (s *segment) publish(i, n int) { atomic.StoreUint64(s.slot(i), uint64(n)+1) }
+
+// published returns the length of message i, or -1 if it is not yet
+// published. i must be below the claimed count.
+func (s *segment) published(i int) int { return int(atomic.LoadUint64(s.slot(i))) - 1 }
+
+// queue is the chain of segments and the room left in the buffer.
+type queue struct {
+	size    int // WithBufferSize
+	segSize int // bytes of a segment for messages that fit in one
+
+	used   atomic.Int64 // room reserved: messages queued, at n + MessageOverhead each
+	active atomic.Pointer[segment]
+	spare  atomic.Pointer[segment] // a clean segment for the next seal
+	closed atomic.Bool             // claims fail
+	close1 sync.Once
+
+	head *segment // the consumer's first segment, fixed at creation
+}
+
+func newQueue(size, segSize int) *queue {
+	q := &queue{size: size, segSize: segSize}
+	s := newSegment(segSize)
+	s.tail.Store(0)
+	q.active.Store(s)
+	q.head = s
+	return q
+}
+
+// cost is the room a message of n bytes takes in the buffer.
+func cost(n int) int64 { return int64(n) + MessageOverhead }
+
+// reserve takes room for a message of n bytes, if there is.
+func (q *queue) reserve(n int) bool {
+	c := cost(n)
+	for {
+		u := q.used.Load()
+		if u+c > int64(q.size) {
+			return false
+		}
+		if q.used.CompareAndSwap(u, u+c) {
+			return true
+		}
+	}
+}
+
+// release gives back the room of messages written or dropped: count
+// messages of bytes payload bytes.
+func (q *queue) release(count, bytes int) {
+	q.used.Add(-int64(bytes) - int64(count)*MessageOverhead)
+}
+
+// put appends p, for which room was reserved, as one message. It returns
+// false if the queue is closed. sealed reports whether this put installed a
+// new segment (the consumer may be waiting for it).
+func (q *queue) put(p []byte) (ok bool) {
+	n := len(p)
+	delta := uint64(1)<<countShift | uint64(n)
+	for {
+		s := q.active.Load()
+		v := s.tail.Add(delta)
+		if s.fits(v) {
+			count, end := unpack(v)
+			copy(s.data[end-n:end], p)
+			s.publish(count-1, n)
+			return true
+		}
+		if v&invalid != 0 {
+			if q.closed.Load() {
+				return false
+			}
+			continue // s was recycled after this goroutine loaded it
+		}
+		if prev := v - delta; s.fits(prev) {
+			q.seal(s, prev, p) // this claim is the first that missed
+			return true
+		}
+		for q.active.Load() == s { // another claim is sealing s
+			runtime.Gosched()
+		}
+	}
+}
+
+// seal closes s to claims at tail value last and installs its successor
+// with p as the first message.
+func (q *queue) seal(s *segment, last uint64, p []byte) {
+	s.sealed.Store(last | invalid)
+	count, end := unpack(last)
+	next := q.fresh(len(p))
+	next.seq, next.bytes = s.seq+uint64(count), s.bytes+uint64(end)
+	s.next.Store(next) // before claims are valid, so that counting sees them
+	mine := uint64(1)<<countShift | uint64(len(p))
+	for old := next.tail.Load(); !next.tail.CompareAndSwap(old, mine); old = next.tail.Load() {
+		// stale claims (see recycle) nudged the invalid tail
+	}
+	q.active.Store(next)
+	copy(next.data, p)
+	next.publish(0, len(p))
+}
+
+// fresh returns a clean segment with room for a message of n bytes.
+func (q *queue) fresh(n int) *segment {
+	if int(cost(n)) > q.segSize {
+		return newSegment(int(cost(n))) // a message alone
+	}
+	if s := q.spare.Swap(nil); s != nil {
+		return s
+	}
+	return newSegment(q.segSize)
+}
+
+// close makes every later claim fail and seals the last segment. It waits
+// for a seal under way.
+func (q *queue) close() {
+	q.close1.Do(func() {
+		q.closed.Store(true)
+		for {
+			s := q.active.Load()
+			old := s.tail.Or(invalid)
+			if s.fits(old) {
+				s.last.Store(true)
+				s.sealed.Store(old | invalid)
+				return
+			}
+			for q.active.Load() == s { // a claim that missed is sealing s
+				runtime.Gosched()
+			}
+		}
+	})
+}
+
+// accepted counts the messages claimed so far, and their bytes.
+func (q *queue) accepted() (count, bytes uint64) {
+	s := q.active.Load()
+	for {
+		n, end, final, ok := s.claimed()
+		switch {
+		case !ok:
+		case !final || s.last.Load():
+			return s.seq + uint64(n), s.bytes + uint64(end)
+		default:
+			if next := s.next.Load(); next != nil {
+				s = next
+				continue
+			}
+		}
+		runtime.Gosched() // a seal is under way
+	}
+}
+
+// ensureSpare makes sure the next seal finds a segment ready, so that the
+// producer sealing does not allocate. Consumer only.
+func (q *queue) ensureSpare() {
+	if q.spare.Load() == nil {
+		q.spare.CompareAndSwap(nil, newSegment(q.segSize))
+	}
+}
+
+// recycle makes s, fully consumed, the spare if it is of the usual size and
+// there is none. Producers that loaded s when it was active may still add
+// to its tail (stale claims): the tail stays invalid until a seal makes the
+// segment active again, with a compare-and-swap. Consumer only.
+func (q *queue) recycle(s *segment) {
+	if len(s.data) != q.segSize || q.spare.Load() != nil {
+		return
+	}
+	count, end := unpack(s.sealed.Load())
+	s.tail.Store(invalid)
+	s.sealed.Store(0)
+	s.next.Store(nil)
+	clear(s.data[:end])
+	clear(s.words[len(s.words)-count:])
+	q.spare.Store(s)
+}
