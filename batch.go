@@ -3,6 +3,7 @@ package conn
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -43,9 +44,9 @@ type BatchWriter struct {
 	q   *queue
 
 	// Touched by Write: atomics only.
-	closing       atomic.Bool // Close was called (else a closed queue means the Manager closed)
-	sleeping      atomic.Bool // the background writer waits for a Write to wake it
-	roomWanted    atomic.Bool // a Write waits for room (WithWaitWhenFull)
+	closing       atomic.Bool                   // Close was called (else a closed queue means the Manager closed)
+	sleeping      atomic.Bool                   // the background writer waits for a Write to wake it
+	room          atomic.Pointer[chan struct{}] // closed when room is made; nil if no Write waits
 	rejected      atomic.Uint64
 	rejectedBytes atomic.Uint64
 
@@ -56,7 +57,6 @@ type BatchWriter struct {
 	discardedBytes uint64        // bytes of the Discarded messages
 	seen           time.Time     // when the writer first saw the oldest queued message; zero if unknown
 	unflushed      uint64        // messages dropped because Close's time ran out or the Manager closed
-	space          chan struct{} // closed when room is made; nil if nobody waits
 	progress       chan struct{} // closed when messages are written; nil if nobody waits
 
 	// Drops that a Flush must report (see noteDiscardsLocked).
@@ -156,7 +156,9 @@ func (w *BatchWriter) nudge() {
 }
 
 // waitForRoom reserves room for a message of n bytes, waiting as
-// configured.
+// configured. A full buffer under load empties a write at a time, so it
+// first yields a few times, then sleeps until the writer makes room; it
+// never takes the writer's lock.
 func (w *BatchWriter) waitForRoom(n int) error {
 	if cost(n) > int64(w.cfg.size) {
 		return ErrTooLarge
@@ -164,16 +166,27 @@ func (w *BatchWriter) waitForRoom(n int) error {
 	if w.cfg.waitWhenFull <= 0 {
 		return ErrBufferFull
 	}
+	for range roomSpins {
+		runtime.Gosched()
+		if w.q.closed.Load() {
+			return w.closedErr()
+		}
+		if w.q.reserve(n) {
+			return nil
+		}
+	}
 	t := time.NewTimer(w.cfg.waitWhenFull)
 	defer t.Stop()
 	for {
-		w.mu.Lock()
-		if w.space == nil {
-			w.space = make(chan struct{})
+		room := w.room.Load()
+		if room == nil {
+			c := make(chan struct{})
+			if !w.room.CompareAndSwap(nil, &c) {
+				continue
+			}
+			room = &c
 		}
-		space := w.space
-		w.roomWanted.Store(true) // then try: the writer releases room, then looks
-		w.mu.Unlock()
+		// Announce, then try: the writer releases room, then looks.
 		if w.q.closed.Load() {
 			return w.closedErr()
 		}
@@ -181,12 +194,22 @@ func (w *BatchWriter) waitForRoom(n int) error {
 			return nil
 		}
 		select {
-		case <-space:
+		case <-*room:
 		case <-t.C:
 			return ErrBufferFull
 		}
 	}
 }
+
+// makeRoom wakes the Writes waiting for room.
+func (w *BatchWriter) makeRoom() {
+	if room := w.room.Swap(nil); room != nil {
+		close(*room)
+	}
+}
+
+// roomSpins is how many times a Write yields for room before it sleeps.
+const roomSpins = 8
 
 // A flushWait is a Flush waiting for the messages accepted before it.
 type flushWait struct {
@@ -266,12 +289,9 @@ func (w *BatchWriter) Close() error {
 		return nil
 	}
 	w.closing.Store(true)
-	if w.space != nil { // waiting Writes give up
-		close(w.space)
-		w.space = nil
-	}
 	w.mu.Unlock()
 	w.q.close()
+	w.makeRoom() // waiting Writes give up
 	w.nudge()
 	t := time.NewTimer(w.cfg.closeTimeout)
 	defer t.Stop()

@@ -86,8 +86,9 @@ func (w *BatchWriter) run() {
 			}
 			done, doneBytes = done+1, doneBytes+l
 		}
-		w.wrote(done, doneBytes, err == nil, done < k && n > doneBytes)
 		c.skip(done, doneBytes)
+		w.advance(&c) // a segment to reuse before room is made for more
+		w.wrote(done, doneBytes, err == nil, done < k && n > doneBytes)
 		switch {
 		case err == nil:
 		case errors.Is(err, syscall.EMSGSIZE) && k-done > 1:
@@ -102,28 +103,33 @@ func (w *BatchWriter) run() {
 
 // gather returns how many messages from c are published and go in one
 // write of at most limit bytes (the first goes whatever its size), and
-// their bytes; 0 if none is. It moves c to the next segment when it has
-// finished one.
+// their bytes; 0 if none is.
 func (w *BatchWriter) gather(c *cursor, limit int) (k, size int) {
+	w.advance(c)
+	count, _, _, ok := c.s.claimed()
+	if !ok {
+		return 0, 0
+	}
+	for i := c.i; i < count; i++ {
+		l := c.s.published(i)
+		if l < 0 || (k > 0 && size+l > limit) {
+			break
+		}
+		k, size = k+1, size+l
+	}
+	if k > 0 {
+		w.saw()
+	}
+	return k, size
+}
+
+// advance moves c past the segments it has finished, recycling them.
+func (w *BatchWriter) advance(c *cursor) {
 	for {
 		count, _, final, ok := c.s.claimed()
-		if !ok {
-			return 0, 0
-		}
-		for i := c.i; i < count; i++ {
-			l := c.s.published(i)
-			if l < 0 || (k > 0 && size+l > limit) {
-				break
-			}
-			k, size = k+1, size+l
-		}
-		if k > 0 {
-			w.saw()
-			return k, size
-		}
 		next := c.s.next.Load()
-		if !final || c.i < count || next == nil {
-			return 0, 0
+		if !ok || !final || c.i < count || next == nil {
+			return
 		}
 		w.q.recycle(c.s)
 		w.q.ensureSpare()
@@ -153,11 +159,16 @@ func (w *BatchWriter) await(c *cursor) awaited {
 	defer t.Stop()
 	for look := 0; ; look++ {
 		deep := look >= idleLooks
+		if look == idleLooks {
+			w.q.trimSpares()
+		}
 		if deep {
 			w.sleeping.Store(true) // then look: a Write publishes, then looks
 		}
 		if r, ok := w.ready(c); ok {
-			w.sleeping.Store(false)
+			if deep {
+				w.sleeping.Store(false)
+			}
 			return r
 		}
 		var tick <-chan time.Time
@@ -167,7 +178,9 @@ func (w *BatchWriter) await(c *cursor) awaited {
 		}
 		select {
 		case <-w.wake:
-			w.sleeping.Store(false)
+			if deep {
+				w.sleeping.Store(false)
+			}
 			look = -1 // busy again: poll before sleeping
 		case <-tick:
 		case <-w.abort:
@@ -212,6 +225,7 @@ func (w *BatchWriter) saw() {
 func (w *BatchWriter) wrote(done, doneBytes int, ok, partial bool) {
 	if done > 0 {
 		w.q.release(done, doneBytes)
+		w.makeRoom()
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -235,6 +249,7 @@ func (w *BatchWriter) dropUnsendable(c *cursor) {
 	l := c.s.published(c.i)
 	c.skip(1, l)
 	w.q.release(1, l)
+	w.makeRoom()
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.noteDiscardsLocked(1)
@@ -258,23 +273,12 @@ func (w *BatchWriter) discard() {
 	w.stats.Discarded += n
 	w.discardedBytes = acceptedBytes - w.stats.WrittenBytes
 	w.seen = time.Time{}
-	if w.space != nil { // Writes waiting for room give up
-		close(w.space)
-		w.space = nil
-	}
+	w.makeRoom() // Writes waiting for room give up
 	w.signalLocked()
 }
 
-// signalLocked wakes Writes waiting for room and Flushes waiting for
-// progress.
+// signalLocked wakes Flushes waiting for progress.
 func (w *BatchWriter) signalLocked() {
-	if w.roomWanted.Load() {
-		w.roomWanted.Store(false)
-		if w.space != nil {
-			close(w.space)
-			w.space = nil
-		}
-	}
 	if w.progress != nil {
 		close(w.progress)
 		w.progress = nil

@@ -26,7 +26,7 @@ import (
 // in segments never exceed the buffer size; a segment sealed early wastes
 // less than the message that did not fit, which goes in the next one, so
 // the segments hold at most twice the buffer, plus the one being filled and
-// a spare. Written segments are recycled as the spare or left to the
+// the spares. Written segments are recycled as spares or left to the
 // collector: after an outage the memory goes back.
 //
 // Acknowledged delivery can keep messages past their write: segments stay
@@ -50,6 +50,9 @@ const (
 	maxSegment = 16 << 20
 	// maxBufferSize keeps every claim's end far below 1 << countShift.
 	maxBufferSize = 1 << 36
+	// spareSegments is how many written segments are kept for reuse, so
+	// that a producer sealing a segment under load rarely allocates.
+	spareSegments = 4
 )
 
 // A segment is a slotted page of messages.
@@ -121,8 +124,8 @@ type queue struct {
 
 	used   atomic.Int64 // room reserved: messages queued, at n + MessageOverhead each
 	active atomic.Pointer[segment]
-	spare  atomic.Pointer[segment] // a clean segment for the next seal
-	closed atomic.Bool             // claims fail
+	spares [spareSegments]atomic.Pointer[segment] // clean segments for the next seals
+	closed atomic.Bool                            // claims fail
 	close1 sync.Once
 
 	head *segment // the consumer's first segment, fixed at creation
@@ -213,8 +216,10 @@ func (q *queue) fresh(n int) *segment {
 	if int(cost(n)) > q.segSize {
 		return newSegment(int(cost(n))) // a message alone
 	}
-	if s := q.spare.Swap(nil); s != nil {
-		return s
+	for i := range q.spares {
+		if s := q.spares[i].Swap(nil); s != nil {
+			return s
+		}
 	}
 	return newSegment(q.segSize)
 }
@@ -261,17 +266,35 @@ func (q *queue) accepted() (count, bytes uint64) {
 // ensureSpare makes sure the next seal finds a segment ready, so that the
 // producer sealing does not allocate. Consumer only.
 func (q *queue) ensureSpare() {
-	if q.spare.Load() == nil {
-		q.spare.CompareAndSwap(nil, newSegment(q.segSize))
+	for i := range q.spares {
+		if q.spares[i].Load() != nil {
+			return
+		}
+	}
+	q.spares[0].CompareAndSwap(nil, newSegment(q.segSize))
+}
+
+// trimSpares leaves one spare: the writer is idle, and the others go back
+// to the collector. Consumer only.
+func (q *queue) trimSpares() {
+	for i := 1; i < len(q.spares); i++ {
+		q.spares[i].Store(nil)
 	}
 }
 
-// recycle makes s, fully consumed, the spare if it is of the usual size and
-// there is none. Producers that loaded s when it was active may still add
+// recycle keeps s, fully consumed, as a spare if it is of the usual size
+// and there is room for one. Producers that loaded s when it was active may still add
 // to its tail (stale claims): the tail stays invalid until a seal makes the
 // segment active again, with a compare-and-swap. Consumer only.
 func (q *queue) recycle(s *segment) {
-	if len(s.data) != q.segSize || q.spare.Load() != nil {
+	free := -1
+	for i := range q.spares {
+		if q.spares[i].Load() == nil {
+			free = i
+			break
+		}
+	}
+	if len(s.data) != q.segSize || free < 0 {
 		return
 	}
 	count, end := unpack(s.sealed.Load())
@@ -280,5 +303,6 @@ func (q *queue) recycle(s *segment) {
 	s.next.Store(nil)
 	clear(s.data[:end])
 	clear(s.words[len(s.words)-count:])
-	q.spare.Store(s)
+	q.spares[free].Store(s) // only the consumer fills a slot
+
 }

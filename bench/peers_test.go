@@ -141,6 +141,31 @@ func openBufio(tb testing.TB, addr string, _ bool) asyncWriter {
 // message not dropped. ns/op is per message; dropped/op is the share
 // dropped (only the diode drops).
 func BenchmarkSinkThroughput(b *testing.B) {
+	// The ceiling: one goroutine writing 64 KiB chunks on a bare net.Conn
+	// (MB/s compares with the writers'; ns/op is per chunk).
+	b.Run("raw64k", func(b *testing.B) {
+		s := newServer(b, true, 1)
+		c, err := net.Dial("tcp", s.addr)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { c.Close() })
+		chunk := make([]byte, 64<<10)
+		b.SetBytes(int64(len(chunk)))
+		n := 0
+		for b.Loop() {
+			if _, err := c.Write(chunk); err != nil {
+				b.Fatal(err)
+			}
+			n++
+		}
+		for deadline := time.Now().Add(time.Minute); s.received.Load() < int64(n*len(chunk)); {
+			if time.Now().After(deadline) {
+				b.Fatalf("bench: the sink read %d bytes of %d", s.received.Load(), n*len(chunk))
+			}
+			time.Sleep(pollInterval)
+		}
+	})
 	for _, producers := range []int{1, 8, 64} {
 		b.Run(fmt.Sprintf("p%d", producers), func(b *testing.B) {
 			for _, p := range peers {
