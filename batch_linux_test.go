@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -224,4 +225,149 @@ func TestOversizedDatagramIsDroppedAloneAndKeepsTheConnection(t *testing.T) {
 	if st := w.Stats(); st.Discarded != 1 || st.Written != 2 {
 		t.Errorf("stats %+v, want 2 written and 1 discarded", st)
 	}
+}
+
+// What a BatchWriter loses when its peer restarts abruptly (closing with
+// unread data, so the kernel answers with a reset): the messages already
+// handed to the kernel — in the client's send buffer and the peer's receive
+// buffer — when the peer died. They were counted Written; nothing can
+// report them (RELIABILITY.md). The test measures that window and asserts
+// what must hold whatever its size: no message torn or reordered, every
+// gap within what the two socket buffers can hold, and every message
+// accepted after the last restart delivered.
+func TestBatchWriterLossThroughAbruptRestarts(t *testing.T) {
+	scenario(t)
+	const (
+		producers = 8
+		restarts  = 8
+		up        = 300 * time.Millisecond
+		down      = 100 * time.Millisecond
+	)
+	// Each producer writes pace messages, then sleeps a millisecond or
+	// more: at most 200,000 messages a second in all. CONN_RESET_PACE=0
+	// writes flat out (then the sink, which keeps every line, falls behind
+	// and the socket buffers fill: the loss per restart is their size).
+	pace := 25
+	if v, err := strconv.Atoi(os.Getenv("CONN_RESET_PACE")); err == nil {
+		pace = v
+	}
+	sink := testnet.NewSink(t, "tcp")
+	m := conn.New("tcp", sink.Addr(), conn.WithBackoff(20*time.Millisecond, 50*time.Millisecond))
+	defer m.Close()
+	w := conn.NewBatchWriter(m, conn.WithWaitWhenFull(time.Minute))
+	defer w.Close()
+	var (
+		wg   sync.WaitGroup
+		stop = make(chan struct{})
+		sent [producers]int
+	)
+	for p := range producers {
+		wg.Go(func() {
+			for seq := 0; ; seq++ {
+				select {
+				case <-stop:
+					sent[p] = seq
+					return
+				default:
+				}
+				if _, err := fmt.Fprintf(w, "p%d %d\n", p, seq); err != nil {
+					t.Errorf("Write: %v", err)
+				}
+				if pace > 0 && seq%pace == pace-1 {
+					time.Sleep(time.Millisecond)
+				}
+			}
+		})
+	}
+	began := time.Now()
+	for range restarts {
+		time.Sleep(up)
+		if err := sink.Restart(down); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(up)
+	close(stop)
+	wg.Wait()
+	elapsed := time.Since(began)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := w.Flush(ctx); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+	total := 0
+	for _, n := range sent {
+		total += n
+	}
+	st := w.Stats()
+	if st.Accepted != uint64(total) || st.Written != st.Accepted || st.Dropped != 0 {
+		t.Fatalf("stats %+v; %d sent", st, total)
+	}
+	// The last connection is never reset: all it carried arrives.
+	if !sink.WaitUntil(func() bool {
+		byConn := sink.LinesByConn()
+		return len(byConn) > 0 && lastSeqs(byConn[len(byConn)-1], producers) == sent
+	}, 10*time.Second) {
+		t.Error("the last message of some producer never arrived on the last connection")
+	}
+
+	next := make([]int, producers)
+	lost, dup := 0, 0
+	for _, line := range sink.Lines() {
+		var p, seq int
+		if _, err := fmt.Sscanf(line, "p%d %d", &p, &seq); err != nil || p < 0 || p >= producers {
+			t.Fatalf("torn line %q", line)
+		}
+		switch {
+		case seq < next[p]:
+			dup++ // written again whole after a fragment, or seen twice
+		default:
+			lost += seq - next[p]
+			next[p] = seq + 1
+		}
+	}
+	for p := range producers {
+		lost += sent[p] - next[p]
+	}
+	// A gap larger than both socket buffers at their largest cannot come
+	// from a reset: it would be a message the writer skipped.
+	wmem, rmem := sysctlMax(t, "/proc/sys/net/ipv4/tcp_wmem"), sysctlMax(t, "/proc/sys/net/ipv4/tcp_rmem")
+	window := (wmem + rmem) / len("p0 100000\n")
+	t.Logf("%d producers, %d abrupt restarts in %v: %d accepted (%.0f/s), %d written in %d writes, %d retried; "+
+		"%d lost (%.0f per restart; the socket buffers hold up to %d such messages), %d duplicates, %d fragments, %d connections",
+		producers, restarts, elapsed.Round(time.Millisecond), st.Accepted, float64(st.Accepted)/elapsed.Seconds(),
+		st.Written, st.Writes, st.Retried, lost, float64(lost)/restarts, window, dup, len(sink.Fragments()), sink.Accepted())
+	if lost > restarts*window {
+		t.Errorf("%d messages lost through %d restarts: more than the socket buffers can hold", lost, restarts)
+	}
+	if sink.Accepted() < 2 {
+		t.Errorf("%d connections: the restarts were not noticed", sink.Accepted())
+	}
+}
+
+// lastSeqs returns, for each producer, one past the last sequence number in
+// lines.
+func lastSeqs(lines []string, producers int) (last [8]int) {
+	for _, line := range lines {
+		var p, seq int
+		if _, err := fmt.Sscanf(line, "p%d %d", &p, &seq); err == nil && p >= 0 && p < producers {
+			last[p] = max(last[p], seq+1)
+		}
+	}
+	return last
+}
+
+// sysctlMax reads the largest of the three numbers of a tcp_wmem or
+// tcp_rmem sysctl.
+func sysctlMax(t *testing.T, path string) int {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(string(b))
+	n, err := strconv.Atoi(f[len(f)-1])
+	if err != nil {
+		t.Fatalf("%s: %q", path, b)
+	}
+	return n
 }

@@ -1,0 +1,151 @@
+package conn
+
+import (
+	"bytes"
+	"slices"
+	"testing"
+)
+
+// consume reads every published message of s from message i on, as the
+// background writer does, and returns them.
+func consume(t *testing.T, s *segment, i, off int) [][]byte {
+	t.Helper()
+	count, _, _, ok := s.claimed()
+	if !ok {
+		t.Fatal("a seal is under way")
+	}
+	var out [][]byte
+	for ; i < count; i++ {
+		l := s.published(i)
+		if l < 0 {
+			t.Fatalf("message %d claimed, not published", i)
+		}
+		out = append(out, s.data[off:off+l])
+		off += l
+	}
+	return out
+}
+
+// A segment takes claims until its payloads and slots would meet.
+func TestSegmentFitsUntilPayloadsMeetSlots(t *testing.T) {
+	q := newQueue(1<<20, 64)
+	s := q.active.Load()
+	for _, n := range []int{20, 12} { // 32 bytes and 2 slots of 8: 48
+		if !q.put(make([]byte, n)) {
+			t.Fatal("put failed")
+		}
+	}
+	if !q.put(make([]byte, 8)) || q.active.Load() != s { // 40 + 24 = 64: still fits
+		t.Fatal("a claim that meets the slots exactly did not fit")
+	}
+	if !q.put(nil) || q.active.Load() == s { // 40 + 32 > 64
+		t.Fatal("a claim past the slots did not seal the segment")
+	}
+	count, end, final, ok := s.claimed()
+	if count != 3 || end != 40 || !final || !ok {
+		t.Errorf("sealed segment: %d messages, %d bytes, final %v, ok %v; want 3, 40, true, true", count, end, final, ok)
+	}
+	next := q.active.Load()
+	if next.seq != 3 || next.bytes != 40 || s.next.Load() != next {
+		t.Errorf("successor: seq %d, bytes %d, linked %v", next.seq, next.bytes, s.next.Load() == next)
+	}
+	if n, b := q.accepted(); n != 4 || b != 40 {
+		t.Errorf("accepted %d messages, %d bytes; want 4, 40", n, b)
+	}
+}
+
+// Messages are read back whole and in order across seals, also one larger
+// than a segment, which gets a segment of its own.
+func TestQueueKeepsMessagesWholeAcrossSegments(t *testing.T) {
+	q := newQueue(1<<20, 256)
+	var want [][]byte
+	for i := range 100 {
+		m := bytes.Repeat([]byte{byte('a' + i%26)}, i%37)
+		if i == 50 {
+			m = bytes.Repeat([]byte{'Z'}, 1000)
+		}
+		if !q.put(m) {
+			t.Fatal("put failed")
+		}
+		want = append(want, m)
+	}
+	var have [][]byte
+	for s := q.head; s != nil; s = s.next.Load() {
+		have = append(have, consume(t, s, 0, 0)...)
+		if len(s.data) > 256 && (len(s.data) < 1000+MessageOverhead) {
+			t.Errorf("a segment of %d bytes", len(s.data))
+		}
+	}
+	if !slices.EqualFunc(have, want, bytes.Equal) {
+		t.Errorf("read back %d messages, not the %d put, or not in order", len(have), len(want))
+	}
+}
+
+// A producer that loaded a segment before it was recycled may add to its
+// tail late: the claim is invalid while the segment is spare, and the seal
+// that reuses it starts from a clean tail.
+func TestStaleClaimOnARecycledSegment(t *testing.T) {
+	q := newQueue(1<<20, 64)
+	head := q.head
+	for head.next.Load() == nil {
+		q.put([]byte("0123456789"))
+	}
+	consume(t, head, 0, 0)
+	q.spares[0].Store(nil) // the spare made at start would be used first
+	q.recycle(head)
+	if q.spares[0].Load() != head {
+		t.Fatal("the consumed segment was not kept as a spare")
+	}
+	if slices.ContainsFunc(head.words, func(w uint64) bool { return w != 0 }) {
+		t.Error("a recycled segment is not clean")
+	}
+	delta := uint64(1)<<countShift | 10
+	if v := head.tail.Add(delta); head.fits(v) {
+		t.Fatal("a stale claim on a spare segment is valid")
+	}
+	active := q.active.Load()
+	for q.active.Load() == active {
+		q.put([]byte("abcdefghij"))
+	}
+	if q.active.Load() != head {
+		t.Fatal("the seal did not reuse the spare")
+	}
+	if count, end, _, _ := head.claimed(); count != 1 || end != 10 {
+		t.Errorf("reused segment holds %d messages, %d bytes; want the sealer's alone", count, end)
+	}
+	if got := consume(t, head, 0, 0); len(got) != 1 || string(got[0]) != "abcdefghij" {
+		t.Errorf("reused segment holds %q", got)
+	}
+}
+
+// close seals the last segment where the claims stood; later claims fail,
+// and a second close returns.
+func TestQueueClose(t *testing.T) {
+	q := newQueue(1<<20, 4096)
+	q.put([]byte("one"))
+	q.put([]byte("two"))
+	q.close()
+	q.close()
+	if q.put([]byte("three")) {
+		t.Error("put after close succeeded")
+	}
+	s := q.active.Load()
+	if count, end, final, _ := s.claimed(); count != 2 || end != 6 || !final || !s.last.Load() {
+		t.Errorf("closed segment: %d messages, %d bytes, final %v, last %v", count, end, final, s.last.Load())
+	}
+	if n, b := q.accepted(); n != 2 || b != 6 {
+		t.Errorf("accepted %d, %d bytes after close; want 2, 6", n, b)
+	}
+}
+
+// reserve takes room exactly up to the size, counting each message's slot.
+func TestQueueReserve(t *testing.T) {
+	q := newQueue(100, 4096)
+	if !q.reserve(100-MessageOverhead) || q.reserve(0) {
+		t.Fatal("a full buffer is not exactly full")
+	}
+	q.release(1, 100-MessageOverhead-10) // 90 of 100 back: 10 still used
+	if !q.reserve(90-MessageOverhead) || q.reserve(0) {
+		t.Errorf("after giving back 90 bytes and taking them again, used %d", q.used.Load())
+	}
+}
