@@ -76,10 +76,12 @@ type BatchWriter struct {
 // Manager; closing it does not close the Manager. Several BatchWriters may
 // share a Manager; each keeps its own queue and Stats.
 //
-// The queue is kept in segments of up to twice WithMaxBatch (at least 64
-// KiB, at most the buffer size, which is at least 4 KiB here, and at most
-// 16 MiB); a message too large for one gets one of its own. While idle, a
-// BatchWriter holds two segments.
+// The queue is kept in segments of twice WithMaxBatch (at least 64 KiB, at
+// most the buffer size or 4 KiB, whichever is larger, and at most 16 MiB:
+// 128 KiB with the defaults); a message too large for one gets one of its
+// own. The segments holding messages take at most twice the buffer size;
+// besides them a BatchWriter keeps up to four spare segments under load,
+// and one once it has been idle for 10 ms.
 func NewBatchWriter(m *Manager, opts ...BatchOption) *BatchWriter {
 	cfg := batchConfig{size: DefaultBufferSize, maxBatch: DefaultMaxBatch, closeTimeout: DefaultCloseTimeout}
 	if isDatagram(m.network) {
