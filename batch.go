@@ -43,15 +43,25 @@ type BatchWriter struct {
 	cfg batchConfig
 	q   *queue
 
-	// Touched by Write: atomics only.
-	closing       atomic.Bool                   // Close was called (else a closed queue means the Manager closed)
-	sleeping      atomic.Bool                   // the background writer waits for a Write to wake it
-	room          atomic.Pointer[chan struct{}] // closed when room is made; nil if no Write waits
+	// Read by every Write, written rarely.
+	closing  atomic.Bool                   // Close was called (else a closed queue means the Manager closed)
+	sleeping atomic.Bool                   // the background writer waits for a Write to wake it
+	room     atomic.Pointer[chan struct{}] // closed when room is made; nil if no Write waits
+	wake     chan struct{}                 // nudges the background writer; capacity 1
+	abort    chan struct{}                 // closed when Close's time is up
+	done     chan struct{}                 // closed when run returns
+
+	// Written by refused Writes.
+	_             cacheLinePad
 	rejected      atomic.Uint64
 	rejectedBytes atomic.Uint64
 
-	// The background writer's accounting, read by Stats and Flush. Write
-	// takes mu only to wait for room.
+	// The background writer's: written on every write, so on lines of
+	// their own. Stats and Flush read the accounting under mu; Write never
+	// takes it.
+	_              cacheLinePad
+	writing        atomic.Bool // run is inside Manager.Write
+	aborted        atomic.Bool // Close's time ran out
 	mu             sync.Mutex
 	stats          BatchStats    // Written, WrittenBytes, Discarded, Writes, Retried
 	discardedBytes uint64        // bytes of the Discarded messages
@@ -62,13 +72,6 @@ type BatchWriter struct {
 	// Drops that a Flush must report (see noteDiscardsLocked).
 	flushes    []*flushWait
 	unreported uint64 // messages discarded while no Flush that must report them waited
-
-	writing atomic.Bool // run is inside Manager.Write
-	aborted atomic.Bool // Close's time ran out
-
-	wake  chan struct{} // nudges the background writer; capacity 1
-	abort chan struct{} // closed when Close's time is up
-	done  chan struct{} // closed when run returns
 }
 
 // NewBatchWriter returns a BatchWriter that writes through m and starts its

@@ -119,17 +119,24 @@ func (s *segment) published(i int) int { return int(atomic.LoadUint64(s.slot(i))
 
 // queue is the chain of segments and the room left in the buffer.
 type queue struct {
-	size    int // WithBufferSize
-	segSize int // bytes of a segment for messages that fit in one
+	size    int      // WithBufferSize
+	segSize int      // bytes of a segment for messages that fit in one
+	head    *segment // the consumer's first segment, fixed at creation
 
-	used   atomic.Int64 // room reserved: messages queued, at n + MessageOverhead each
+	// Read by every claim, written rarely: apart from what changes often.
 	active atomic.Pointer[segment]
-	spares [spareSegments]atomic.Pointer[segment] // clean segments for the next seals
-	closed atomic.Bool                            // claims fail
+	closed atomic.Bool // claims fail
 	close1 sync.Once
+	spares [spareSegments]atomic.Pointer[segment] // clean segments for the next seals
 
-	head *segment // the consumer's first segment, fixed at creation
+	_    cacheLinePad
+	used atomic.Int64 // room reserved: messages queued, at n + MessageOverhead each
+	_    cacheLinePad
 }
+
+// cacheLinePad keeps fields that one goroutine writes often off the cache
+// lines that others read on every Write (two lines: CPUs fetch pairs).
+type cacheLinePad struct{ _ [128]byte }
 
 func newQueue(size, segSize int) *queue {
 	q := &queue{size: size, segSize: segSize}
