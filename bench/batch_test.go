@@ -40,19 +40,7 @@ func BenchmarkBatchTCP(b *testing.B) {
 			flush(b, w)
 		})
 		b.Run("raw64k", func(b *testing.B) {
-			s := newServer(b, true, 1)
-			c, err := net.Dial("tcp", s.addr)
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.Cleanup(func() { c.Close() })
-			chunk := make([]byte, 64<<10)
-			b.SetBytes(int64(len(chunk)))
-			for b.Loop() {
-				if _, err := c.Write(chunk); err != nil {
-					b.Fatal(err)
-				}
-			}
+			writeChunks(b, newServer(b, true, 1))
 		})
 	})
 	b.Run("p8", func(b *testing.B) {
@@ -68,6 +56,26 @@ func BenchmarkBatchTCP(b *testing.B) {
 			flush(b, w)
 		})
 	})
+}
+
+// writeChunks writes 64 KiB chunks to s on a bare net.Conn, b.N of them,
+// and returns the bytes written.
+func writeChunks(b *testing.B, s *server) int64 {
+	c, err := net.Dial("tcp", s.addr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { c.Close() })
+	chunk := make([]byte, 64<<10)
+	b.SetBytes(int64(len(chunk)))
+	var n int64
+	for b.Loop() {
+		if _, err := c.Write(chunk); err != nil {
+			b.Fatal(err)
+		}
+		n += int64(len(chunk))
+	}
+	return n
 }
 
 func tcpManager(b *testing.B) *conn.Manager {

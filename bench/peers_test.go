@@ -145,23 +145,10 @@ func BenchmarkSinkThroughput(b *testing.B) {
 	// (MB/s compares with the writers'; ns/op is per chunk).
 	b.Run("raw64k", func(b *testing.B) {
 		s := newServer(b, true, 1)
-		c, err := net.Dial("tcp", s.addr)
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { c.Close() })
-		chunk := make([]byte, 64<<10)
-		b.SetBytes(int64(len(chunk)))
-		n := 0
-		for b.Loop() {
-			if _, err := c.Write(chunk); err != nil {
-				b.Fatal(err)
-			}
-			n++
-		}
-		for deadline := time.Now().Add(time.Minute); s.received.Load() < int64(n*len(chunk)); {
+		n := writeChunks(b, s)
+		for deadline := time.Now().Add(time.Minute); s.received.Load() < n; {
 			if time.Now().After(deadline) {
-				b.Fatalf("bench: the sink read %d bytes of %d", s.received.Load(), n*len(chunk))
+				b.Fatalf("bench: the sink read %d bytes of %d", s.received.Load(), n)
 			}
 			time.Sleep(pollInterval)
 		}
