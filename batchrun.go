@@ -39,6 +39,7 @@ func (w *BatchWriter) run() {
 		c           = cursor{s: w.q.head}
 		outage      bool   // the last write failed: the connection was replaced
 		singleUntil uint64 // below this sequence number, one message per write
+		poll        = time.NewTimer(idlePoll)
 	)
 	for {
 		limit := w.cfg.maxBatch
@@ -47,7 +48,7 @@ func (w *BatchWriter) run() {
 		}
 		k, size := w.gather(&c, limit)
 		if k == 0 {
-			switch w.await(&c) {
+			switch w.await(&c, poll) {
 			case drained:
 				return
 			case stop:
@@ -146,7 +147,7 @@ const (
 )
 
 // await waits until the message at c may be ready.
-func (w *BatchWriter) await(c *cursor) awaited {
+func (w *BatchWriter) await(c *cursor, t *time.Timer) awaited {
 	for spin := range idleSpins {
 		if r, ok := w.ready(c); ok {
 			return r
@@ -155,7 +156,6 @@ func (w *BatchWriter) await(c *cursor) awaited {
 			runtime.Gosched()
 		}
 	}
-	t := time.NewTimer(idlePoll)
 	defer t.Stop()
 	for look := 0; ; look++ {
 		deep := look >= idleLooks
