@@ -297,7 +297,7 @@ func (s *sender) pump(r io.Reader) error {
 func (j *sendJob) run(ctx context.Context, e *env) int {
 	start := time.Now()
 	cfg := j.cfg
-	s := &sender{maxLine: int(cfg.buffer)}
+	s := &sender{maxLine: max(int(cfg.buffer)-conn.MessageOverhead, 0)} // what the BatchWriter can hold
 	if j.ep.Network == "udp" {
 		s.maxLine = min(s.maxLine, maxDatagramLine)
 	}
