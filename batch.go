@@ -96,17 +96,18 @@ func NewBatchWriter(m *Manager, opts ...BatchOption) *BatchWriter {
 		}
 	}
 	seg := min(max(2*cfg.maxBatch, 64<<10), max(cfg.size, 4<<10), maxSegment)
+	q, head := newQueue(cfg.size, (seg+7)&^7)
 	w := &BatchWriter{
 		m:     m,
 		cfg:   cfg,
-		q:     newQueue(cfg.size, (seg+7)&^7),
+		q:     q,
 		wake:  make(chan struct{}, 1),
 		abort: make(chan struct{}),
 		done:  make(chan struct{}),
 	}
 	w.q.ensureSpare()
 	w.sleeping.Store(true) // until the first Write
-	go w.run()
+	go w.run(head)
 	return w
 }
 

@@ -271,3 +271,97 @@ func TestBatchWriterMemoryIsBoundedAndGivenBack(t *testing.T) {
 		})
 	}
 }
+
+// Stats and Flush return while producers seal segment after segment (4 KiB
+// segments), and the writer keeps writing.
+func TestBatchWriterStatsAndFlushWhileSegmentsTurnOver(t *testing.T) {
+	sink := testnet.NewSink(t, "tcp")
+	m := conn.New("tcp", sink.Addr())
+	defer m.Close()
+	w := conn.NewBatchWriter(m, conn.WithBufferSize(4096), conn.WithWaitWhenFull(time.Minute))
+	var (
+		wg    sync.WaitGroup
+		stop  = make(chan struct{})
+		calls atomic.Int64
+	)
+	for p := range 8 {
+		wg.Go(func() {
+			b := fmt.Appendf(nil, "p%d\n", p)
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				w.Write(b)
+			}
+		})
+	}
+	for i := range 8 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if i%2 == 0 {
+					w.Stats()
+				} else {
+					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+					w.Flush(ctx)
+					cancel()
+				}
+				calls.Add(1)
+				runtime.Gosched()
+			}
+		})
+	}
+	for range 4 {
+		before := calls.Load()
+		time.Sleep(time.Second)
+		if calls.Load() == before {
+			close(stop)
+			t.Fatalf("no Stats or Flush returned for a second")
+		}
+	}
+	close(stop)
+	wg.Wait()
+	if err := w.Close(); err != nil {
+		t.Error(err)
+	}
+	if st := w.Stats(); st.Accepted != st.Written || st.Queue.Messages != 0 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+// Writes flat out with 4 KiB segments, then Close: every Write returns.
+func TestBatchWriterWritesReturnAfterClose(t *testing.T) {
+	sink := testnet.NewSink(t, "tcp")
+	m := conn.New("tcp", sink.Addr())
+	defer m.Close()
+	for round := range 10 {
+		w := conn.NewBatchWriter(m, conn.WithBufferSize(4096))
+		var wg sync.WaitGroup
+		for p := range 6 {
+			wg.Go(func() {
+				b := append(fmt.Appendf(nil, "p%d ", p), bytes.Repeat([]byte{'x'}, 10+p*37)...)
+				b = append(b, '\n')
+				for {
+					if _, err := w.Write(b); errors.Is(err, conn.ErrClosed) {
+						return
+					}
+				}
+			})
+		}
+		time.Sleep(100 * time.Millisecond)
+		w.Close()
+		done := make(chan struct{})
+		go func() { wg.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("round %d: a Write has not returned 10 s after Close", round)
+		}
+	}
+}

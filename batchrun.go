@@ -33,10 +33,10 @@ func (c *cursor) skip(k, b int) { c.i, c.off = c.i+k, c.off+b }
 // writes of up to maxBatch bytes taken straight from the queue, each ending
 // on a message boundary. A failed write leaves the messages it did not
 // finish for the next connection.
-func (w *BatchWriter) run() {
+func (w *BatchWriter) run(head *segment) {
 	defer close(w.done)
 	var (
-		c           = cursor{s: w.q.head}
+		c           = cursor{s: head}
 		outage      bool   // the last write failed: the connection was replaced
 		singleUntil uint64 // below this sequence number, one message per write
 		poll        = time.NewTimer(idlePoll)
@@ -124,7 +124,8 @@ func (w *BatchWriter) gather(c *cursor, limit int) (k, size int) {
 	return k, size
 }
 
-// advance moves c past the segments it has finished, recycling them.
+// advance moves c past the segments it has finished, recycling their
+// pages.
 func (w *BatchWriter) advance(c *cursor) {
 	for {
 		count, _, final, ok := c.s.claimed()

@@ -12,22 +12,30 @@ import (
 //
 // Messages live in a chain of segments. A segment is a slotted page: the
 // payloads grow from its front, contiguous, so the consumer writes a run of
-// them straight from the segment; a slot per message (its length) grows
-// from its back. A producer claims room for its payload and its slot with
-// one atomic add on the segment's tail (message count and payload end in
-// one word), copies its payload, and publishes the slot with an atomic
-// store. The claim that first does not fit seals the segment and installs
-// the next one, with its own message already in it; producers whose claims
+// them straight from the page; a slot per message (its length) grows from
+// its back. A producer claims room for its payload and its slot with one
+// atomic add on the segment's tail (message count and payload end in one
+// word), copies its payload, and publishes the slot with an atomic store.
+// The claim that first does not fit seals the segment and installs the
+// next one, with its own message already in it; producers whose claims
 // also missed wait the few instructions that takes. Order is the order of
 // claims: a Write that returned before another began is ahead of it.
 //
+// A segment lives once: sealed, it stays sealed, and a producer that still
+// holds it (loaded before the seal, run late) only ever sees its claim
+// miss. What is reused is the page: once the consumer has read every
+// message of a segment, every producer with a valid claim on it has
+// finished copying, so the page can go under a new segment. Reusing the
+// segments themselves would let a late producer claim in, or wait on, a
+// later life of its segment.
+//
 // Memory: the room a message takes in the buffer is its length plus
 // MessageOverhead (its slot), reserved before the claim, so the bytes held
-// in segments never exceed the buffer size; a segment sealed early wastes
-// less than the message that did not fit, which goes in the next one, so
-// the segments hold at most twice the buffer, plus the one being filled and
-// the spares. Written segments are recycled as spares or left to the
-// collector: after an outage the memory goes back.
+// in pages never exceed the buffer size; a segment sealed early wastes less
+// than the message that did not fit, which goes in the next one, so the
+// pages hold at most twice the buffer, plus the one being filled and the
+// spares. Written pages are kept as spares or left to the collector: after
+// an outage the memory goes back.
 //
 // Acknowledged delivery can keep messages past their write: segments stay
 // in the chain until released, and every message has a sequence number
@@ -41,24 +49,37 @@ const MessageOverhead = 8
 const (
 	countShift = 40
 	endMask    = 1<<countShift - 1
-	// invalid marks a tail on which no claim is valid: a closed queue's
-	// last segment, or a recycled one that is not in use. It is above the
-	// count, which stale claims (see recycle) can only nudge.
+	// invalid marks the tail of a closed queue's last segment, and the
+	// sealed value of a segment.
 	invalid = 1 << 63
 	// maxSegment bounds a segment holding several messages so that its
 	// slot count stays far below the invalid bit.
 	maxSegment = 16 << 20
 	// maxBufferSize keeps every claim's end far below 1 << countShift.
 	maxBufferSize = 1 << 36
-	// spareSegments is how many written segments are kept for reuse, so
-	// that a producer sealing a segment under load rarely allocates.
-	spareSegments = 4
+	// sparePages is how many written pages are kept for reuse, so that a
+	// producer sealing a segment under load rarely allocates one.
+	sparePages = 4
 )
 
-// A segment is a slotted page of messages.
+// A page is the memory of a segment: payloads from the front as bytes,
+// slots from the back as words.
+type page struct {
+	words []uint64 // slot i is words[len(words)-1-i]
+	data  []byte   // the same memory as bytes
+}
+
+func newPage(size int) *page {
+	words := make([]uint64, (size+7)/8)
+	return &page{
+		words: words,
+		data:  unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(words))), len(words)*8),
+	}
+}
+
+// A segment is one life of a page: a run of messages.
 type segment struct {
-	words []uint64 // the page; slot i is words[len(words)-1-i]
-	data  []byte   // the same memory as bytes: payloads from the front
+	*page
 
 	// tail packs the claims: count<<countShift | end of payloads. A claim
 	// is valid while it fits: payloads and slots do not meet.
@@ -69,18 +90,8 @@ type segment struct {
 	last   atomic.Bool // sealed by close: no segment follows
 	next   atomic.Pointer[segment]
 
-	seq   uint64 // messages in the segments before this one
+	seq   uint64 // messages in the segments before this one; set before it is shared
 	bytes uint64 // their payload bytes
-}
-
-func newSegment(size int) *segment {
-	words := make([]uint64, (size+7)/8)
-	s := &segment{
-		words: words,
-		data:  unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(words))), len(words)*8),
-	}
-	s.tail.Store(invalid)
-	return s
 }
 
 func unpack(v uint64) (count, end int) {
@@ -119,15 +130,14 @@ func (s *segment) published(i int) int { return int(atomic.LoadUint64(s.slot(i))
 
 // queue is the chain of segments and the room left in the buffer.
 type queue struct {
-	size    int      // WithBufferSize
-	segSize int      // bytes of a segment for messages that fit in one
-	head    *segment // the consumer's first segment, fixed at creation
+	size    int // WithBufferSize
+	segSize int // bytes of a page for messages that fit in one
 
 	// Read by every claim, written rarely: apart from what changes often.
 	active atomic.Pointer[segment]
 	closed atomic.Bool // claims fail
 	close1 sync.Once
-	spares [spareSegments]atomic.Pointer[segment] // clean segments for the next seals
+	spares [sparePages]atomic.Pointer[page] // clean pages for the next seals
 
 	_    cacheLinePad
 	used atomic.Int64 // room reserved: messages queued, at n + MessageOverhead each
@@ -138,13 +148,13 @@ type queue struct {
 // lines that others read on every Write (two lines: CPUs fetch pairs).
 type cacheLinePad struct{ _ [128]byte }
 
-func newQueue(size, segSize int) *queue {
+// newQueue returns a queue and its first segment, where the consumer
+// starts.
+func newQueue(size, segSize int) (*queue, *segment) {
 	q := &queue{size: size, segSize: segSize}
-	s := newSegment(segSize)
-	s.tail.Store(0)
+	s := &segment{page: newPage(segSize)}
 	q.active.Store(s)
-	q.head = s
-	return q
+	return q, s
 }
 
 // cost is the room a message of n bytes takes in the buffer.
@@ -171,8 +181,7 @@ func (q *queue) release(count, bytes int) {
 }
 
 // put appends p, for which room was reserved, as one message. It returns
-// false if the queue is closed. sealed reports whether this put installed a
-// new segment (the consumer may be waiting for it).
+// false if the queue is closed.
 func (q *queue) put(p []byte) (ok bool) {
 	n := len(p)
 	delta := uint64(1)<<countShift | uint64(n)
@@ -185,11 +194,8 @@ func (q *queue) put(p []byte) (ok bool) {
 			s.publish(count-1, n)
 			return true
 		}
-		if v&invalid != 0 {
-			if q.closed.Load() {
-				return false
-			}
-			continue // s was recycled after this goroutine loaded it
+		if v&invalid != 0 { // close sets closed, then invalid
+			return false
 		}
 		if prev := v - delta; s.fits(prev) {
 			q.seal(s, prev, p) // this claim is the first that missed
@@ -202,33 +208,30 @@ func (q *queue) put(p []byte) (ok bool) {
 }
 
 // seal closes s to claims at tail value last and installs its successor
-// with p as the first message.
+// with p as the first message. Nobody else can reach the successor before
+// it is linked, so its first claim is a plain store.
 func (q *queue) seal(s *segment, last uint64, p []byte) {
 	s.sealed.Store(last | invalid)
 	count, end := unpack(last)
-	next := q.fresh(len(p))
-	next.seq, next.bytes = s.seq+uint64(count), s.bytes+uint64(end)
-	s.next.Store(next) // before claims are valid, so that counting sees them
-	mine := uint64(1)<<countShift | uint64(len(p))
-	for old := next.tail.Load(); !next.tail.CompareAndSwap(old, mine); old = next.tail.Load() {
-		// stale claims (see recycle) nudged the invalid tail
-	}
-	q.active.Store(next)
+	next := &segment{page: q.fresh(len(p)), seq: s.seq + uint64(count), bytes: s.bytes + uint64(end)}
+	next.tail.Store(uint64(1)<<countShift | uint64(len(p)))
 	copy(next.data, p)
 	next.publish(0, len(p))
+	s.next.Store(next) // before active: counting follows next
+	q.active.Store(next)
 }
 
-// fresh returns a clean segment with room for a message of n bytes.
-func (q *queue) fresh(n int) *segment {
+// fresh returns a clean page with room for a message of n bytes.
+func (q *queue) fresh(n int) *page {
 	if int(cost(n)) > q.segSize {
-		return newSegment(int(cost(n))) // a message alone
+		return newPage(int(cost(n))) // a message alone
 	}
 	for i := range q.spares {
-		if s := q.spares[i].Swap(nil); s != nil {
-			return s
+		if pg := q.spares[i].Swap(nil); pg != nil {
+			return pg
 		}
 	}
-	return newSegment(q.segSize)
+	return newPage(q.segSize)
 }
 
 // close makes every later claim fail and seals the last segment. It waits
@@ -270,7 +273,7 @@ func (q *queue) accepted() (count, bytes uint64) {
 	}
 }
 
-// ensureSpare makes sure the next seal finds a segment ready, so that the
+// ensureSpare makes sure the next seal finds a page ready, so that the
 // producer sealing does not allocate. Consumer only.
 func (q *queue) ensureSpare() {
 	for i := range q.spares {
@@ -278,7 +281,7 @@ func (q *queue) ensureSpare() {
 			return
 		}
 	}
-	q.spares[0].CompareAndSwap(nil, newSegment(q.segSize))
+	q.spares[0].CompareAndSwap(nil, newPage(q.segSize))
 }
 
 // trimSpares leaves one spare: the writer is idle, and the others go back
@@ -289,10 +292,10 @@ func (q *queue) trimSpares() {
 	}
 }
 
-// recycle keeps s, fully consumed, as a spare if it is of the usual size
-// and there is room for one. Producers that loaded s when it was active may still add
-// to its tail (stale claims): the tail stays invalid until a seal makes the
-// segment active again, with a compare-and-swap. Consumer only.
+// recycle keeps the page of s, whose messages the consumer has all read,
+// as a spare if it is of the usual size and there is room for one. The
+// segment s stays sealed for any producer that still holds it. Consumer
+// only.
 func (q *queue) recycle(s *segment) {
 	free := -1
 	for i := range q.spares {
@@ -305,11 +308,7 @@ func (q *queue) recycle(s *segment) {
 		return
 	}
 	count, end := unpack(s.sealed.Load())
-	s.tail.Store(invalid)
-	s.sealed.Store(0)
-	s.next.Store(nil)
 	clear(s.data[:end])
 	clear(s.words[len(s.words)-count:])
-	q.spares[free].Store(s) // only the consumer fills a slot
-
+	q.spares[free].Store(s.page) // only the consumer fills a slot
 }

@@ -2,8 +2,10 @@ package conn
 
 import (
 	"bytes"
+	"runtime"
 	"slices"
 	"testing"
+	"time"
 )
 
 // consume reads every published message of s from message i on, as the
@@ -28,7 +30,7 @@ func consume(t *testing.T, s *segment, i, off int) [][]byte {
 
 // A segment takes claims until its payloads and slots would meet.
 func TestSegmentFitsUntilPayloadsMeetSlots(t *testing.T) {
-	q := newQueue(1<<20, 64)
+	q, _ := newQueue(1<<20, 64)
 	s := q.active.Load()
 	for _, n := range []int{20, 12} { // 32 bytes and 2 slots of 8: 48
 		if !q.put(make([]byte, n)) {
@@ -57,7 +59,7 @@ func TestSegmentFitsUntilPayloadsMeetSlots(t *testing.T) {
 // Messages are read back whole and in order across seals, also one larger
 // than a segment, which gets a segment of its own.
 func TestQueueKeepsMessagesWholeAcrossSegments(t *testing.T) {
-	q := newQueue(1<<20, 256)
+	q, head := newQueue(1<<20, 256)
 	var want [][]byte
 	for i := range 100 {
 		m := bytes.Repeat([]byte{byte('a' + i%26)}, i%37)
@@ -70,7 +72,7 @@ func TestQueueKeepsMessagesWholeAcrossSegments(t *testing.T) {
 		want = append(want, m)
 	}
 	var have [][]byte
-	for s := q.head; s != nil; s = s.next.Load() {
+	for s := head; s != nil; s = s.next.Load() {
 		have = append(have, consume(t, s, 0, 0)...)
 		if len(s.data) > 256 && (len(s.data) < 1000+MessageOverhead) {
 			t.Errorf("a segment of %d bytes", len(s.data))
@@ -81,47 +83,99 @@ func TestQueueKeepsMessagesWholeAcrossSegments(t *testing.T) {
 	}
 }
 
-// A producer that loaded a segment before it was recycled may add to its
-// tail late: the claim is invalid while the segment is spare, and the seal
-// that reuses it starts from a clean tail.
-func TestStaleClaimOnARecycledSegment(t *testing.T) {
-	q := newQueue(1<<20, 64)
-	head := q.head
-	for head.next.Load() == nil {
+// fillAndSeal puts 10-byte messages until the active segment is sealed,
+// and returns it and its successor.
+func fillAndSeal(q *queue) (*segment, *segment) {
+	a := q.active.Load()
+	for a.next.Load() == nil {
 		q.put([]byte("0123456789"))
 	}
-	consume(t, head, 0, 0)
+	return a, a.next.Load()
+}
+
+// A producer that loaded a segment before it was sealed, and runs late,
+// only ever sees its claim miss, also once the segment's page serves a
+// later segment; the page comes back clean.
+func TestStaleClaimAfterThePageIsReused(t *testing.T) {
+	q, _ := newQueue(1<<20, 64)
 	q.spares[0].Store(nil) // the spare made at start would be used first
-	q.recycle(head)
-	if q.spares[0].Load() != head {
-		t.Fatal("the consumed segment was not kept as a spare")
+	a, _ := fillAndSeal(q)
+	consume(t, a, 0, 0)
+	q.recycle(a)
+	pg := q.spares[0].Load()
+	if pg != a.page {
+		t.Fatal("the consumed segment's page was not kept as a spare")
 	}
-	if slices.ContainsFunc(head.words, func(w uint64) bool { return w != 0 }) {
-		t.Error("a recycled segment is not clean")
+	if slices.ContainsFunc(pg.words, func(w uint64) bool { return w != 0 }) {
+		t.Error("a recycled page is not clean")
 	}
-	delta := uint64(1)<<countShift | 10
-	if v := head.tail.Add(delta); head.fits(v) {
-		t.Fatal("a stale claim on a spare segment is valid")
-	}
-	active := q.active.Load()
-	for q.active.Load() == active {
+	b := q.active.Load()
+	for q.active.Load() == b {
 		q.put([]byte("abcdefghij"))
 	}
-	if q.active.Load() != head {
-		t.Fatal("the seal did not reuse the spare")
+	c := q.active.Load()
+	if c.page != pg {
+		t.Fatal("the seal did not reuse the spare page")
 	}
-	if count, end, _, _ := head.claimed(); count != 1 || end != 10 {
-		t.Errorf("reused segment holds %d messages, %d bytes; want the sealer's alone", count, end)
+	delta := uint64(1)<<countShift | 10
+	if v := a.tail.Add(delta); a.fits(v) {
+		t.Fatal("a late claim on a sealed segment is valid")
 	}
-	if got := consume(t, head, 0, 0); len(got) != 1 || string(got[0]) != "abcdefghij" {
-		t.Errorf("reused segment holds %q", got)
+	if count, end, _, _ := c.claimed(); count != 1 || end != 10 {
+		t.Errorf("the segment reusing the page holds %d messages, %d bytes; want the sealer's alone", count, end)
+	}
+	if got := consume(t, c, 0, 0); len(got) != 1 || string(got[0]) != "abcdefghij" {
+		t.Errorf("the segment reusing the page holds %q", got)
+	}
+}
+
+// Counting returns while a seal is under way: the sealer has linked its
+// segment but not yet made it active, and the consumer has already
+// recycled the page of the one it sealed.
+func TestAcceptedDuringASeal(t *testing.T) {
+	q, _ := newQueue(1<<20, 64)
+	a, _ := fillAndSeal(q)
+	q.active.Store(a) // the sealer, paused before q.active.Store(b)
+	consume(t, a, 0, 0)
+	q.recycle(a)
+	count, _, _, _ := a.claimed()
+	if n, _ := q.accepted(); n != uint64(count)+1 {
+		t.Errorf("accepted %d, want %d", n, count+1)
+	}
+}
+
+// A producer whose claim missed waits for the seal, then claims in the new
+// segment, even when the page of the segment it waited on is reused
+// meanwhile; it never waits on a later life of that page.
+func TestMissedClaimFollowsTheSeal(t *testing.T) {
+	q, _ := newQueue(1<<20, 64)
+	a, _ := fillAndSeal(q)
+	q.active.Store(a) // the sealer, paused before q.active.Store(b)
+	put := make(chan bool)
+	go func() { put <- q.put([]byte("late")) }()
+	for range 100 {
+		runtime.Gosched() // the late put misses on a and waits
+	}
+	sealed := len(consume(t, a, 0, 0))
+	q.recycle(a)
+	q.active.Store(a.next.Load()) // the sealer resumes
+	select {
+	case ok := <-put:
+		if !ok {
+			t.Error("the late put failed")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the late put never returned")
+	}
+	if n, _ := q.accepted(); n != uint64(sealed)+2 {
+		t.Errorf("accepted %d, want %d: the sealed segment's, the sealer's and the late one", n, sealed+2)
 	}
 }
 
 // close seals the last segment where the claims stood; later claims fail,
 // and a second close returns.
 func TestQueueClose(t *testing.T) {
-	q := newQueue(1<<20, 4096)
+	q, _ := newQueue(1<<20, 4096)
 	q.put([]byte("one"))
 	q.put([]byte("two"))
 	q.close()
@@ -140,7 +194,7 @@ func TestQueueClose(t *testing.T) {
 
 // reserve takes room exactly up to the size, counting each message's slot.
 func TestQueueReserve(t *testing.T) {
-	q := newQueue(100, 4096)
+	q, _ := newQueue(100, 4096)
 	if !q.reserve(100-MessageOverhead) || q.reserve(0) {
 		t.Fatal("a full buffer is not exactly full")
 	}
