@@ -1,6 +1,6 @@
 module github.com/seed44b27a20/conn
 
-go 1.26
+go 1.25
 
 require (
 	github.com/go-kit/log v0.2.1

@@ -1,6 +1,6 @@
 module github.com/seed44b27a20/conn/e2e
 
-go 1.26
+go 1.25
 
 replace github.com/seed44b27a20/conn => ../
 
