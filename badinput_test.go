@@ -252,6 +252,7 @@ func TestPanickingUserCodeIsRecovered(t *testing.T) {
 			if st.DialFailures != 1 || st.LastError == nil || !strings.Contains(st.LastError.Error(), "dialer bug") {
 				t.Errorf("stats %+v, want one failed dial whose error names the panic", st)
 			}
+			synctest.Wait() // the log lines are delivered by a goroutine of their own
 			mu.Lock()
 			logged := strings.Join(lines, "")
 			mu.Unlock()

@@ -2,6 +2,8 @@ package conn
 
 import (
 	"time"
+
+	"github.com/go-kit/log/level"
 )
 
 // run is the Manager's goroutine: it dials, waits for the connection to be
@@ -122,7 +124,7 @@ func (m *Manager) after(d time.Duration) (ch <-chan time.Time) {
 	defer func() {
 		if p := recovered("AfterFunc", recover()); p != nil {
 			m.afterOff = true
-			m.log("level", "error", "msg", "AfterFunc panicked; using time.After from now on", "err", p, "stack", string(p.(*panicError).stack))
+			m.log(level.ErrorValue(), "AfterFunc panicked; using time.After from now on", "err", p, "stack", string(p.(*panicError).stack))
 			ch = time.After(d)
 		}
 	}()
@@ -139,8 +141,8 @@ func (m *Manager) count(err error) {
 	}
 }
 
-// enter records a change of state, logs it as msg and passes it to the
-// hook.
+// enter records a change of state and queues it for the logger, as msg,
+// and for the hook.
 func (m *Manager) enter(msg string, ev Event) {
 	m.mu.Lock()
 	if ev.State == Disconnected && m.stats.State == Connected {
@@ -150,6 +152,9 @@ func (m *Manager) enter(msg string, ev Event) {
 	m.stats.Since = time.Now()
 	if ev.Err != nil {
 		m.stats.LastError = ev.Err
+		if !m.cfg.bareErrors {
+			m.unavail.Store(&unavailableError{ev.Err})
+		}
 	}
 	if m.changed != nil {
 		close(m.changed)
@@ -157,27 +162,16 @@ func (m *Manager) enter(msg string, ev Event) {
 	}
 	m.mu.Unlock()
 
-	kv := []any{"level", "info", "msg", msg, "network", m.network, "address", m.address}
+	lvl := level.InfoValue()
+	kv := []any{level.Key(), lvl, "msg", msg, "network", m.network, "address", m.address}
 	if ev.State == Disconnected {
-		kv[1] = "warn"
+		kv[1] = level.WarnValue()
+		if IsPermanent(ev.Err) {
+			kv[1] = level.ErrorValue()
+		}
 		kv = append(kv, "err", ev.Err, "attempt", ev.Attempt, "retry_in", ev.Wait.String())
 	}
-	m.log(kv...)
-	m.callHook(ev)
-}
-
-// log passes a line to the logger. A logger that panics is disabled: there
-// is nowhere left to report it.
-func (m *Manager) log(kv ...any) {
-	if m.logOff.Load() {
-		return
-	}
-	defer func() {
-		if recover() != nil {
-			m.logOff.Store(true)
-		}
-	}()
-	m.cfg.logger.Log(kv...)
+	m.notify(note{kv: kv, ev: &ev})
 }
 
 // callHook passes ev to the state hook. A hook that panics is logged and
@@ -189,7 +183,7 @@ func (m *Manager) callHook(ev Event) {
 	defer func() {
 		if p := recovered("state hook", recover()); p != nil {
 			m.hookOff = true
-			m.log("level", "error", "msg", "state hook panicked; it is called no more", "err", p, "stack", string(p.(*panicError).stack))
+			m.log(level.ErrorValue(), "state hook panicked; it is called no more", "err", p, "stack", string(p.(*panicError).stack))
 		}
 	}()
 	m.cfg.hook(ev)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/go-kit/log"
+	"github.com/go-kit/log/level"
 )
 
 // Manager manages a net.Conn.
@@ -28,7 +29,8 @@ import (
 // Manager must not be copied. Close it when done: until then it keeps one
 // goroutine and its connection.
 type Manager struct {
-	cur atomic.Pointer[link] // the latest link; nil until the first dial succeeds
+	cur     atomic.Pointer[link]             // the latest link; nil until the first dial succeeds
+	unavail atomic.Pointer[unavailableError] // what Write returns without a connection; nil: ErrConnectionUnavailable
 
 	network, address string
 	cfg              config
@@ -43,15 +45,22 @@ type Manager struct {
 	firstOver atomic.Bool   // a wait for the first dial has timed out: wait no more
 	done      chan struct{} // closed when run returns
 
-	// User code that panicked is not called again (guard.go). The flags
-	// of the hook and the AfterFunc belong to the Manager's goroutine.
+	// User code that panicked is not called again (guard.go). hookOff
+	// belongs to the goroutine that delivers notes, afterOff to the
+	// Manager's.
 	logOff            atomic.Bool
 	hookOff, afterOff bool
+
+	delivering sync.WaitGroup // the goroutine delivering notes (notify.go)
 
 	mu         sync.Mutex
 	stats      Stats
 	cancelDial context.CancelFunc // ends the dial under way; nil if none
 	changed    chan struct{}      // closed by the next change of state; nil if nobody waits
+	notes      []note             // log lines and events waiting for delivery
+	notifying  bool               // a goroutine delivers notes
+	notesOver  bool               // Close has delivered the last notes
+	noteTaken  chan struct{}      // closed when a note is taken; nil if nobody waits for room
 }
 
 // New returns a Manager for the given network and address (as for
@@ -82,7 +91,7 @@ func New(network, address string, opts ...Option) *Manager {
 	}
 	m.stats.Since = m.epoch
 	for _, p := range cfg.problems {
-		m.log("level", "warn", "msg", "invalid option", "problem", p)
+		m.log(level.WarnValue(), "invalid option", "problem", p)
 	}
 	go m.run()
 	return m
@@ -99,13 +108,13 @@ func New(network, address string, opts ...Option) *Manager {
 // goroutine ends when the Dialer returns. Use New with WithDialer for a dial
 // that Close interrupts.
 func NewManager(d Dialer, network, address string, after AfterFunc, logger log.Logger) *Manager {
-	return New(network, address, withDialerFunc(d), WithAfterFunc(after), WithLogger(logger))
+	return New(network, address, withDialerFunc(d), WithAfterFunc(after), WithLogger(logger), bareErrors)
 }
 
 // NewDefaultManager is a helper constructor, suitable for most normal use in
 // real (non-test) code. It uses the real net.Dial and time.After functions.
 func NewDefaultManager(network, address string, logger log.Logger) *Manager {
-	return New(network, address, WithLogger(logger))
+	return New(network, address, WithLogger(logger), bareErrors)
 }
 
 // Take yields the current connection. It may be nil.
@@ -195,7 +204,7 @@ func (m *Manager) Write(b []byte) (int, error) {
 		if m.isClosed() {
 			return 0, ErrClosed
 		}
-		return 0, ErrConnectionUnavailable
+		return 0, m.unavailable()
 	}
 	return m.write(l, b, true)
 }
@@ -209,7 +218,8 @@ func (m *Manager) live() *link {
 }
 
 // Close stops the Manager: it ends a dial or a backoff wait in progress,
-// closes the connection, and returns when the Manager's goroutine has ended.
+// closes the connection, and returns when the Manager's goroutine has ended
+// and its last log lines and hook calls have been delivered.
 // Writes under way on the connection fail; after Close, Take returns nil,
 // Put does nothing and Write returns ErrClosed. Close is idempotent and safe
 // to call concurrently with every other method; it returns nil. A Dialer
@@ -225,6 +235,7 @@ func (m *Manager) Close() error {
 		m.mu.Unlock()
 	})
 	<-m.done
+	m.endNotes()
 	return nil
 }
 
@@ -235,6 +246,16 @@ func (m *Manager) Stats() Stats {
 	st := m.stats
 	m.mu.Unlock()
 	return st
+}
+
+// unavailable is the error of a Write that found no connection: for New's
+// Managers, ErrConnectionUnavailable with the latest cause; for go-kit's
+// constructors, or before any cause, ErrConnectionUnavailable itself.
+func (m *Manager) unavailable() error {
+	if e := m.unavail.Load(); e != nil {
+		return e
+	}
+	return ErrConnectionUnavailable
 }
 
 func (m *Manager) isClosed() bool {

@@ -53,6 +53,7 @@ type config struct {
 	writeTimeout time.Duration
 	backoff      backoff
 	problems     []string // invalid option values, logged by New
+	bareErrors   bool     // Write returns ErrConnectionUnavailable itself, as go-kit's does
 }
 
 // defaultDial is shared by every Manager: a net.Dialer is safe for
@@ -89,6 +90,10 @@ func WithDialer(d DialContextFunc) Option {
 	})
 }
 
+// bareErrors makes Write return ErrConnectionUnavailable itself, without
+// its cause, for the go-kit constructors: their callers may compare with ==.
+var bareErrors = optionFunc(func(c *config) { c.bareErrors = true })
+
 // withDialerFunc adapts a Dialer, which takes no context, for NewManager.
 func withDialerFunc(d Dialer) Option {
 	return optionFunc(func(c *config) {
@@ -101,9 +106,19 @@ func withDialerFunc(d Dialer) Option {
 // WithLogger sets the logger that receives one line per state change:
 // connected, connection lost (with the error), dial failed (with the attempt
 // number and the wait before the next one). Failed Writes are not logged; they
-// return their errors. The lines carry the key "level" with the value
-// "info", "warn" or "error". A nil logger discards the lines. The logger is
-// called from the Manager's goroutine; one that panics is not called again.
+// return their errors. Each line carries go-kit's level.Key() with
+// level.InfoValue(), WarnValue() or ErrorValue(), so level.NewFilter works
+// on them; a dial failure that retrying will not fix (IsPermanent) is at
+// level error. A nil logger discards the lines.
+//
+// The logger is called one line at a time, in order, from a goroutine that
+// the Manager starts when it has lines to deliver: the Manager's own
+// goroutine never waits for it. So the logger may write into the Manager
+// it logs for (a slog handler over the Manager's connection, say): such a
+// Write waits for the Manager's dial as any other Write does, never for
+// itself. A Manager changing state faster than its logger keeps up waits
+// once 64 lines are queued. Lines logged after Close returns are dropped.
+// A logger that panics is not called again.
 func WithLogger(logger log.Logger) Option {
 	return optionFunc(func(c *config) {
 		if logger == nil {
@@ -201,10 +216,12 @@ func WithBackoff(base, max time.Duration) Option {
 }
 
 // WithStateHook sets a function called on every change of the Manager's
-// state (see Event), for example to feed your own metrics. It is called from
-// the Manager's own goroutine, one call at a time and in order; it must not
-// block and must not call Close. Calls stop when Close returns. A hook that
-// panics is logged, with the stack, and not called again.
+// state (see Event), for example to feed your own metrics. It is called one
+// call at a time and in order, right after the logger's line for the same
+// change, from the goroutine that delivers log lines (see WithLogger): a
+// slow hook delays later lines and calls, not the Manager's redials. It
+// must not call Close. Calls stop when Close returns. A hook that panics
+// is logged, with the stack, and not called again.
 func WithStateHook(hook func(Event)) Option {
 	return optionFunc(func(c *config) {
 		c.hook = hook

@@ -83,7 +83,10 @@ func (m *Manager) failed(l *link, b []byte, n int, err error, retry, checked boo
 		return n, ErrClosed
 	}
 	if checked {
-		return 0, ErrConnectionUnavailable
+		if m.cfg.bareErrors {
+			return 0, ErrConnectionUnavailable
+		}
+		return 0, &unavailableError{l.cause}
 	}
 	return n, err
 }
@@ -149,5 +152,5 @@ func (m *Manager) writeNow(b []byte) (n int, err error) {
 	if m.isClosed() {
 		return 0, ErrClosed
 	}
-	return 0, ErrConnectionUnavailable
+	return 0, m.unavailable()
 }
