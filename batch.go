@@ -33,6 +33,13 @@ import (
 // is dropped and Write returns ErrBufferFull, or waits for room with
 // WithWaitWhenFull. Counters are exact (Stats).
 //
+// Drops are visible as they happen, not only in Stats: loggers such as
+// slog and go-kit's log discard the error a Write returns, so the
+// BatchWriter also logs a warning through its Manager's logger ("batch
+// writer dropped messages", with the counts), the first drop at once and
+// later ones summed at most once per WithDropReportInterval, and passes
+// the same report to the hook set by WithDropHook.
+//
 // Use a BatchWriter when writes are small and frequent and a caller must
 // not wait on the network; use Manager.Write when each write must report
 // its own delivery to the socket.
@@ -72,6 +79,8 @@ type BatchWriter struct {
 	// Drops that a Flush must report (see noteDiscardsLocked).
 	flushes    []*flushWait
 	unreported uint64 // messages discarded while no Flush that must report them waited
+
+	drops dropReporter // drops as they happen: the hook and the log (batchdrops.go)
 }
 
 // NewBatchWriter returns a BatchWriter that writes through m and starts its
@@ -86,7 +95,7 @@ type BatchWriter struct {
 // besides them a BatchWriter keeps up to four spare segments under load,
 // and one once it has been idle for 10 ms.
 func NewBatchWriter(m *Manager, opts ...BatchOption) *BatchWriter {
-	cfg := batchConfig{size: DefaultBufferSize, maxBatch: DefaultMaxBatch, closeTimeout: DefaultCloseTimeout}
+	cfg := batchConfig{size: DefaultBufferSize, maxBatch: DefaultMaxBatch, closeTimeout: DefaultCloseTimeout, dropInterval: DefaultDropReportInterval}
 	if isDatagram(m.network) {
 		cfg.maxBatch = DefaultDatagramSize
 	}
@@ -105,6 +114,8 @@ func NewBatchWriter(m *Manager, opts ...BatchOption) *BatchWriter {
 		abort: make(chan struct{}),
 		done:  make(chan struct{}),
 	}
+	w.drops.since = time.Now()
+	w.drops.last = w.drops.since.Add(-cfg.dropInterval) // the first drop is reported at once
 	w.q.ensureSpare()
 	w.sleeping.Store(true) // until the first Write
 	go w.run(head)
@@ -116,8 +127,10 @@ func NewBatchWriter(m *Manager, opts ...BatchOption) *BatchWriter {
 // len(p) and nil when the message was accepted; 0 and ErrBufferFull or
 // ErrTooLarge when it was dropped; 0 and an error matching ErrClosed after
 // Close ("batch writer closed") or after the Manager's Close ("manager
-// closed"). Every refused message is counted in Rejected. It never waits
-// on the network, and takes no lock unless it waits for room.
+// closed"). Every refused message is counted in Rejected and reported (see
+// WithDropHook). It never waits on the network. It takes no lock unless
+// it waits for room, or refuses a message when no drop report is due (it
+// then schedules one, at most once per report interval).
 func (w *BatchWriter) Write(p []byte) (int, error) {
 	if w.q.closed.Load() {
 		return w.refuse(len(p), w.closedErr())
@@ -141,6 +154,7 @@ func (w *BatchWriter) Write(p []byte) (int, error) {
 func (w *BatchWriter) refuse(n int, err error) (int, error) {
 	w.rejectedBytes.Add(uint64(n))
 	w.rejected.Add(1)
+	w.dropped(err)
 	return 0, err
 }
 
@@ -315,6 +329,7 @@ func (w *BatchWriter) Close() error {
 		<-w.done
 		restore()
 	}
+	w.endDropReports()
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.unflushed > 0 {

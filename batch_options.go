@@ -43,6 +43,8 @@ type batchConfig struct {
 	maxBatch     int
 	waitWhenFull time.Duration
 	closeTimeout time.Duration
+	dropHook     func(DropReport)
+	dropInterval time.Duration
 }
 
 // WithBufferSize bounds what is queued: accepted and not yet written

@@ -258,6 +258,7 @@ func (w *BatchWriter) dropUnsendable(c *cursor) {
 	w.discardedBytes += uint64(l)
 	w.seen = time.Time{}
 	w.signalLocked()
+	w.dropped(syscall.EMSGSIZE)
 }
 
 // discard closes the queue and drops everything in it: the Manager was
@@ -276,6 +277,9 @@ func (w *BatchWriter) discard() {
 	w.seen = time.Time{}
 	w.makeRoom() // Writes waiting for room give up
 	w.signalLocked()
+	if n > 0 {
+		w.dropped(ErrUnflushed)
+	}
 }
 
 // signalLocked wakes Flushes waiting for progress.
