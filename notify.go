@@ -1,6 +1,13 @@
 package conn
 
-import "github.com/go-kit/log/level"
+import (
+	"github.com/go-kit/log"
+	"github.com/go-kit/log/level"
+)
+
+// nopLogger is the logger that discards; a Manager with it and no hook
+// delivers nothing.
+var nopLogger = log.NewNopLogger()
 
 // The Manager's log lines and state hook calls are delivered by a goroutine
 // of their own, started when there is something to deliver and ending when
@@ -27,6 +34,9 @@ func (m *Manager) log(lvl level.Value, msg string, kv ...any) {
 // notify queues n for delivery, waiting while maxNotes are queued. After
 // Close has delivered the last notes, n is dropped: nobody is listening.
 func (m *Manager) notify(n note) {
+	if m.cfg.hook == nil && m.cfg.logger == nopLogger {
+		return // nobody listens: no goroutine, no queue
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for len(m.notes) >= maxNotes && !m.notesOver {
