@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -200,5 +201,37 @@ func TestPanickingDropHookIsDisabled(t *testing.T) {
 			t.Errorf("%d calls; lines %q", calls, lines)
 		}
 		w.Close()
+	})
+}
+
+// A second Close of a BatchWriter waits for the first, last drop report
+// included: no report comes after a Close has returned (found by review).
+func TestSecondCloseWaitsForTheLastDropReport(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeNet{dialErr: errors.New("down")}
+		m := newFake(t, f, conn.WithAfterFunc(instantAfter(0)))
+		gate := make(chan struct{})
+		var calls atomic.Int64
+		w := conn.NewBatchWriter(m, conn.WithCloseTimeout(time.Second),
+			conn.WithDropHook(func(conn.DropReport) { <-gate; calls.Add(1) }))
+		w.Write([]byte("queued, never written"))
+		go w.Close() // discards after 1 s, then reports
+		time.Sleep(2 * time.Second)
+		synctest.Wait() // the last report is under way, in the hook
+		returned := make(chan int64, 1)
+		go func() {
+			w.Close()
+			returned <- calls.Load()
+		}()
+		synctest.Wait()
+		select {
+		case <-returned:
+			t.Fatal("a second Close returned while the first was still reporting")
+		default:
+		}
+		close(gate)
+		if n := <-returned; n != 1 {
+			t.Errorf("%d reports when the second Close returned, want 1", n)
+		}
 	})
 }
