@@ -235,3 +235,41 @@ func TestSecondCloseWaitsForTheLastDropReport(t *testing.T) {
 		}
 	})
 }
+
+// The Manager's logger may write into a BatchWriter over the same
+// Manager: a drop warning the full buffer refuses is reported in the next
+// interval's warning, one line per interval, never a storm.
+func TestDropWarningsIntoTheirOwnFullWriterStayRateLimited(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var (
+			w     *conn.BatchWriter
+			mu    sync.Mutex
+			lines int
+		)
+		ready := make(chan struct{})
+		logger := log.LoggerFunc(func(kv ...any) error {
+			<-ready
+			mu.Lock()
+			lines++
+			mu.Unlock()
+			return log.NewLogfmtLogger(w).Log(kv...)
+		})
+		f := &fakeNet{dialErr: errors.New("down")}
+		m := newFake(t, f, conn.WithLogger(logger), conn.WithBackoff(time.Hour, time.Hour))
+		w = conn.NewBatchWriter(m, conn.WithBufferSize(64), conn.WithDropReportInterval(time.Second), conn.WithCloseTimeout(time.Second))
+		close(ready)
+		w.Write(make([]byte, 64)) // too large: the first drop
+		time.Sleep(10500 * time.Millisecond)
+		synctest.Wait()
+		mu.Lock()
+		n := lines
+		mu.Unlock()
+		// "dial failed", then one drop warning at 0 s and one per second
+		// for the warning before it, refused by the full buffer.
+		if n != 1+11 {
+			t.Errorf("%d log lines in 10.5 s, want 12: one per interval", n)
+		}
+		w.Close()
+		m.Close()
+	})
+}
