@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"unicode"
@@ -41,7 +42,8 @@ const schemeHint = "use tcp://, udp://, unix://, tls:// or host:port"
 const maxUnixPath = 107
 
 // parseAddress parses an ADDRESS: tcp://host:port, udp://host:port,
-// unix:///path (or unix://relative/path), tls://host:port, or a bare
+// unix:///absolute/path, unix://./relative/path, unix://@abstract,
+// tls://host:port, or a bare
 // host:port meaning TCP. The scheme is case-insensitive. The port must be a
 // number from 0 to 65535 (callers that dial reject 0). An IPv6 host goes in
 // brackets: tcp://[::1]:5000. Errors say what is wrong and how to write it.
@@ -60,6 +62,9 @@ func parseAddress(s string) (endpoint, error) {
 				fixed := strings.ToLower(name) + "://" + strings.TrimLeft(after, "/")
 				if strings.EqualFold(name, "unix") {
 					fixed = "unix://" + after
+					if !isUnixPath(after) {
+						fixed = "unix://./" + after
+					}
 				}
 				return endpoint{}, fmt.Errorf("missing \"//\" after %q in %q: write %s", name+":", s, fixed)
 			}
@@ -82,14 +87,38 @@ func parseAddress(s string) (endpoint, error) {
 	return parseHostPort(rest, scheme, s)
 }
 
+// parseUnix parses the path of a unix:// ADDRESS. An absolute path, a
+// path starting with ./ or ../, or @name (Linux's abstract namespace) is
+// accepted as it is; any other path is refused at once, because
+// unix://tmp/s.sock is usually a mistake for unix:///tmp/s.sock and, taken
+// as relative, would only fail when no server ever appears there.
 func parseUnix(path, whole string) (endpoint, error) {
 	switch {
 	case path == "":
 		return endpoint{}, fmt.Errorf("missing socket path in %q: write unix:///path/to/socket", whole)
 	case len(path) > maxUnixPath:
 		return endpoint{}, fmt.Errorf("unix socket path in %q is %d bytes long; the limit is %d", whole, len(path), maxUnixPath)
+	case path == "~" || strings.HasPrefix(path, "~/"):
+		home, err := os.UserHomeDir()
+		if err != nil || !strings.HasPrefix(home, "/") {
+			home = "/home/you"
+		}
+		return endpoint{}, fmt.Errorf("\"~\" is not expanded in %q: write the whole path, unix://%s%s", whole, home, path[1:])
+	case !isUnixPath(path):
+		return endpoint{}, fmt.Errorf("relative socket path in %q: write unix:///%s for /%s, or unix://./%s for a path relative to the current directory", whole, path, path, path)
 	}
 	return endpoint{Scheme: "unix", Network: "unix", Address: path}, nil
+}
+
+// isUnixPath reports whether path says unambiguously where the socket is:
+// absolute, explicitly relative, or abstract.
+func isUnixPath(path string) bool {
+	for _, p := range []string{"/", "./", "../", "@"} {
+		if strings.HasPrefix(path, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // parseHostPort parses hp, the part of whole after the scheme.
@@ -103,6 +132,8 @@ func parseHostPort(hp, scheme, whole string) (endpoint, error) {
 	if err != nil {
 		var ae *net.AddrError
 		switch {
+		case errors.As(err, &ae) && ae.Err == "missing port in address" && isDigits(hp):
+			return endpoint{}, fmt.Errorf("%q is a port without a host: write %s (or %s to listen on every interface)", whole, withScheme(scheme, bare, "127.0.0.1:"+hp), withScheme(scheme, bare, ":"+hp))
 		case errors.As(err, &ae) && ae.Err == "missing port in address":
 			if bare && (strings.HasPrefix(hp, "/") || strings.HasPrefix(hp, ".")) {
 				return endpoint{}, fmt.Errorf("missing port in %q: for a unix socket write unix://%s", whole, hp)
@@ -130,6 +161,14 @@ func parseHostPort(hp, scheme, whole string) (endpoint, error) {
 		Host:    host,
 		Port:    n,
 	}, nil
+}
+
+// withScheme writes hp as an ADDRESS: bare, or after scheme://.
+func withScheme(scheme string, bare bool, hp string) string {
+	if bare {
+		return hp
+	}
+	return scheme + "://" + hp
 }
 
 // example suggests a complete address for host, which lacks a port.

@@ -23,7 +23,8 @@ func TestParseAddress(t *testing.T) {
 		{"tcp://127.0.0.1:0", endpoint{"tcp", "tcp", "127.0.0.1:0", "127.0.0.1", 0}},
 		{"tcp:5000", endpoint{"tcp", "tcp", "tcp:5000", "tcp", 5000}}, // a host named tcp
 		{"unix:///run/collector.sock", endpoint{"unix", "unix", "/run/collector.sock", "", 0}},
-		{"unix://relative/s.sock", endpoint{"unix", "unix", "relative/s.sock", "", 0}},
+		{"unix://./relative/s.sock", endpoint{"unix", "unix", "./relative/s.sock", "", 0}},
+		{"unix://../s.sock", endpoint{"unix", "unix", "../s.sock", "", 0}},
 		{"unix://@abstract", endpoint{"unix", "unix", "@abstract", "", 0}},
 	} {
 		got, err := parseAddress(tt.in)
@@ -50,6 +51,12 @@ func TestParseAddressErrors(t *testing.T) {
 		{"tls://[::1]", `e.g. tls://[::1]:5000`},
 		{"tcp:localhost:5000", `missing "//" after "tcp:" in "tcp:localhost:5000": write tcp://localhost:5000`},
 		{"unix:/tmp/s", `write unix:///tmp/s`},
+		{"unix:s.sock", `write unix://./s.sock`},
+		{"unix://tmp/s.sock", `relative socket path in "unix://tmp/s.sock": write unix:///tmp/s.sock for /tmp/s.sock, or unix://./tmp/s.sock for a path relative to the current directory`},
+		{"unix://s.sock", `or unix://./s.sock for a path relative`},
+		{"unix://~/s.sock", `"~" is not expanded in "unix://~/s.sock": write the whole path, unix:///`},
+		{"5000", `"5000" is a port without a host: write 127.0.0.1:5000 (or :5000 to listen on every interface)`},
+		{"tcp://5000", `"tcp://5000" is a port without a host: write tcp://127.0.0.1:5000 (or tcp://:5000 to listen on every interface)`},
 		{"/tmp/s.sock", `for a unix socket write unix:///tmp/s.sock`},
 		{"::1:5000", `put an IPv6 address in brackets`},
 		{"tcp://h:99999", `bad port "99999"`},
@@ -87,7 +94,7 @@ func FuzzParseAddress(f *testing.F) {
 	for _, s := range []string{
 		"tcp://logs.internal:5000", "udp://10.0.0.1:514", "unix:///tmp/s", "tls://h:1",
 		"h:1", "[::1]:80", "tcp://[fe80::1%25eth0]:1", "htp://x:1", "localhost", "tcp:h:1",
-		"unix:/x", "://", "tcp://:0", "TCP://H:65535", "tcp://h:65536", "unix://@a",
+		"unix:/x", "://", "tcp://:0", "TCP://H:65535", "tcp://h:65536", "unix://@a", "unix://./a", "unix://a", "5000",
 	} {
 		f.Add(s)
 	}

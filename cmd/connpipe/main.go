@@ -26,8 +26,8 @@
 // checks at the server that every line the library accepted arrived once,
 // whole and in order, and reports what was dropped, lost and retried.
 //
-// ADDRESS is tcp://host:port, udp://host:port, unix:///path/to/socket,
-// tls://host:port, or host:port for TCP.
+// ADDRESS is tcp://host:port, udp://host:port, unix:///path/to/socket (or
+// unix://./relative/path), tls://host:port, or host:port for TCP.
 //
 // Exit status: 0 on success; 1 when send could not deliver every line (it
 // says how many), when demo found a line lost or out of order, or on a
@@ -64,7 +64,7 @@ Usage:
   connpipe help [COMMAND]           this text, or the flags of COMMAND
 
 ADDRESS:
-  tcp://host:port   udp://host:port   unix:///path/to/socket
+  tcp://host:port   udp://host:port   unix:///path/to/socket (unix://./relative)
   tls://host:port   host:port (TCP)
 
 Examples:
