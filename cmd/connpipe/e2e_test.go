@@ -378,36 +378,7 @@ func TestDemo(t *testing.T) {
 // says it listens on, and its stdout, line by line.
 func startListen(t *testing.T, args ...string) (cmd *exec.Cmd, addr string, lines <-chan string) {
 	t.Helper()
-	cmd = command(t, runTimeout, append([]string{"listen"}, args...)...)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	// The first line on stderr says where it listens; the rest goes to
-	// the log at the end.
-	first := make(chan string, 1)
-	rest := make(chan string, 1)
-	go func() {
-		br := bufio.NewReader(stderr)
-		line, _ := br.ReadString('\n')
-		first <- line
-		more, _ := io.ReadAll(br)
-		rest <- string(more)
-	}()
-	t.Cleanup(func() {
-		select {
-		case s := <-rest:
-			t.Logf("listen's stderr after the first line: %q", s)
-		case <-time.After(waitTimeout):
-		}
-	})
+	cmd, addr, stdout, _ := startListenRaw(t, args...)
 	out := make(chan string, 1000)
 	go func() {
 		defer close(out)
@@ -416,19 +387,32 @@ func startListen(t *testing.T, args ...string) (cmd *exec.Cmd, addr string, line
 			out <- sc.Text()
 		}
 	}()
-	select {
-	case line := <-first:
-		m := regexp.MustCompile(`listening on \w+://(\S+)`).FindStringSubmatch(line)
-		if m == nil {
-			cmd.Process.Kill()
-			t.Fatalf("listen's first line on stderr: %q", line)
-		}
-		return cmd, m[1], out
-	case <-time.After(waitTimeout):
-		cmd.Process.Kill()
-		t.Fatal("listen did not say where it listens")
+	return cmd, addr, out
+}
+
+// startListenRaw starts connpipe listen on address and returns the
+// address it says it listens on, its stdout (a pipe the caller may close),
+// and its stderr.
+func startListenRaw(t *testing.T, args ...string) (cmd *exec.Cmd, addr string, stdout io.ReadCloser, stderr *watched) {
+	t.Helper()
+	cmd = command(t, runTimeout, append([]string{"listen"}, args...)...)
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
 	}
-	return nil, "", nil
+	t.Cleanup(func() { r.Close() })
+	cmd.Stdout = w
+	_, stderr = startWatched(t, cmd)
+	w.Close()
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+		t.Logf("listen's stderr: %q", stderr.wait(t, waitTimeout))
+	})
+	m, _ := stderr.waitFor(t, 0, regexp.MustCompile(`listening on \w+://(\S+)`), waitTimeout)
+	return cmd, m[1], r, stderr
 }
 
 // collect reads n lines from lines, within waitTimeout.

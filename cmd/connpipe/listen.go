@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -15,8 +16,8 @@ import (
 )
 
 // maxListenLine is the longest line listen holds back until its newline
-// arrives; the start of a longer line is printed as it is, and may then
-// be interleaved with other clients' lines.
+// arrives; the start of a longer line is printed as it is, and the output
+// is kept for it until its end.
 const maxListenLine = 1 << 20
 
 type listenConfig struct {
@@ -27,7 +28,9 @@ func listenFlags(c *listenConfig) *flagSet {
 	fs := newFlagSet("listen", "connpipe listen [flags] ADDRESS", `Listens on ADDRESS and prints to stdout what clients send, like nc -lk: on
 tcp:// and unix:// it accepts any number of clients and prints whole lines
 only, so lines from different clients never mix (a client's unterminated last
-line is printed with a newline); on udp:// it prints each datagram. With
+line is printed with a newline when the client closes the connection; a line
+cut short, because the connection was reset or listen was stopped, is not
+printed, and stderr shows its start). On udp:// it prints each datagram. With
 -count it prints, once a second, the lines and bytes received that second and
 the totals instead. It says on stderr where it listens ("listening on
 tcp://127.0.0.1:40123"), so port 0 picks a free port. SIGINT or SIGTERM stops
@@ -72,7 +75,11 @@ func runListen(ctx context.Context, e *env, args []string) int {
 	if !l.udp {
 		from = " from " + plural(l.clients.Load(), "client")
 	}
-	l.con.Printf("%s: stopped: received %s (%s)%s", programName, plural(l.lines.Load(), "line"), bytesize(l.bytes.Load()), from)
+	cut := ""
+	if n := l.cut.Load(); n > 0 {
+		cut = fmt.Sprintf("; %s cut short", plural(n, "line"))
+	}
+	l.con.Printf("%s: stopped: received %s (%s)%s%s", programName, plural(l.lines.Load(), "line"), bytesize(l.bytes.Load()), from, cut)
 	return exitOK
 }
 
@@ -84,25 +91,34 @@ type listener struct {
 	udp   bool // no connections to count
 	con   *console
 
+	stopping              atomic.Bool // the sockets are being closed
 	lines, bytes, clients atomic.Uint64
-	open                  atomic.Int64 // connections open now
+	cut                   atomic.Uint64 // lines cut short
+	open                  atomic.Int64  // connections open now
 }
 
 // deliver prints (or counts) data, which holds whole lines, or a final
 // fragment ending in a newline that was added.
 func (l *listener) deliver(data []byte) error {
-	if len(data) == 0 {
-		return nil
-	}
-	l.lines.Add(uint64(bytes.Count(data, []byte{'\n'})))
-	l.bytes.Add(uint64(len(data)))
-	if l.count {
+	if len(data) == 0 || l.count {
+		l.tally(data)
 		return nil
 	}
 	l.outMu.Lock()
 	defer l.outMu.Unlock()
+	return l.write(data)
+}
+
+// write prints data; outMu must be held.
+func (l *listener) write(data []byte) error {
+	l.tally(data)
 	_, err := l.out.Write(data)
 	return err
+}
+
+func (l *listener) tally(data []byte) {
+	l.lines.Add(uint64(bytes.Count(data, []byte{'\n'})))
+	l.bytes.Add(uint64(len(data)))
 }
 
 // counter prints a line per second with -count, until ctx is done.
@@ -161,6 +177,7 @@ func (l *listener) serveStream(ctx context.Context, ep endpoint) error {
 	l.counter(ctx, &wg)
 	wg.Go(func() {
 		<-ctx.Done()
+		l.stopping.Store(true)
 		ln.Close()
 		mu.Lock()
 		done = true
@@ -209,15 +226,48 @@ func (l *listener) serveStream(ctx context.Context, ep endpoint) error {
 	return acceptErr
 }
 
-// serveConn prints the lines received on c, whole lines at a time.
+// serveConn prints the lines received on c, whole lines at a time. A line
+// longer than maxListenLine is printed as it arrives, and keeps the output
+// to itself until its end, so that no other line lands inside it.
 func (l *listener) serveConn(c net.Conn) {
-	buf := make([]byte, 0, 64<<10)
+	var (
+		buf     = make([]byte, 0, 64<<10)
+		printed int  // bytes of the current line printed already: it is long
+		holding bool // outMu is held for the rest of a long line
+	)
+	defer func() {
+		if holding {
+			l.outMu.Unlock()
+		}
+	}()
+	// emit prints data, which ends a line if ends; a long line holds the
+	// output meanwhile.
+	emit := func(data []byte, ends bool) error {
+		if l.count {
+			l.tally(data)
+			return nil
+		}
+		if !holding && (printed > 0 || !ends) {
+			l.outMu.Lock()
+			holding = true
+		}
+		if !holding {
+			return l.deliver(data)
+		}
+		err := l.write(data)
+		if ends {
+			l.outMu.Unlock()
+			holding = false
+		}
+		return err
+	}
 	for {
 		if len(buf) == cap(buf) {
 			if cap(buf) >= maxListenLine {
-				if l.deliver(buf) != nil {
+				if emit(buf, false) != nil {
 					return
 				}
+				printed += len(buf)
 				buf = buf[:0]
 			} else {
 				buf = append(buf, 0)[:len(buf)] // grow
@@ -229,19 +279,49 @@ func (l *listener) serveConn(c net.Conn) {
 			buf = buf[:len(buf)+n]
 			if i := bytes.LastIndexByte(fresh, '\n'); i >= 0 {
 				end := len(buf) - n + i + 1
-				if l.deliver(buf[:end]) != nil {
+				if emit(buf[:end], true) != nil {
 					return
 				}
+				printed = 0
 				buf = buf[:copy(buf, buf[end:])]
 			}
 		}
-		if err != nil {
-			if len(buf) > 0 {
-				l.deliver(append(buf, '\n'))
-			}
+		if err == nil {
+			continue
+		}
+		if len(buf) == 0 && printed == 0 {
 			return
 		}
+		if errors.Is(err, io.EOF) {
+			// The client ended its last line by closing: it is whole.
+			emit(append(buf, '\n'), true)
+			return
+		}
+		// Cut short: by a reset, or by the stop. What was not printed is
+		// not; the start of a long line already printed is ended.
+		l.cut.Add(1)
+		why := "listen was stopped"
+		if !l.stopping.Load() {
+			why = fmt.Sprintf("the connection failed (%v)", err)
+		}
+		if printed > 0 {
+			emit(append(buf, '\n'), true)
+			l.con.Printf("%s: a line from %s was cut short when %s: its first %s had been printed, and a newline ends it there",
+				programName, c.RemoteAddr(), why, bytesize(printed+len(buf)))
+			return
+		}
+		l.con.Printf("%s: a line from %s was cut short when %s; not printed: %s", programName, c.RemoteAddr(), why, quoteStart(buf, 60))
+		return
 	}
+}
+
+// quoteStart quotes the first n bytes of b, saying how long b is if that
+// is not all.
+func quoteStart(b []byte, n int) string {
+	if len(b) <= n {
+		return strconv.Quote(string(b))
+	}
+	return fmt.Sprintf("%q… (%s in all)", b[:n], bytesize(len(b)))
 }
 
 func (l *listener) serveUDP(ctx context.Context, ep endpoint) error {

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -107,26 +108,90 @@ func runBinary(t *testing.T, timeout time.Duration, stdin io.Reader, args ...str
 	return r
 }
 
+// startWatched starts cmd with its stderr, and its stdout unless the
+// caller set one, on pipes of the test's own (not exec's, which Wait
+// closes, perhaps before all was read), and returns what they carry.
+// Their read ends see EOF when the process has exited.
+func startWatched(t *testing.T, cmd *exec.Cmd) (stdout, stderr *watched) {
+	t.Helper()
+	var toClose []*os.File
+	pipe := func() *os.File {
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		toClose = append(toClose, w)
+		t.Cleanup(func() { r.Close() })
+		return r
+	}
+	var outR *os.File
+	if cmd.Stdout == nil {
+		outR = pipe()
+		cmd.Stdout = toClose[len(toClose)-1]
+	}
+	errR := pipe()
+	cmd.Stderr = toClose[len(toClose)-1]
+	err := cmd.Start()
+	for _, w := range toClose {
+		w.Close()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if outR != nil {
+		stdout = watch(outR)
+	}
+	return stdout, watch(errR)
+}
+
 // waitExit waits for a started command, within timeout, and returns its
-// exit code.
+// exit code. It fails the test if a signal ended it.
 func waitExit(t *testing.T, cmd *exec.Cmd, timeout time.Duration) int {
+	t.Helper()
+	code, sig := waitEnd(t, cmd, timeout)
+	if sig != 0 {
+		t.Fatalf("connpipe ended by signal %v, want an exit", sig)
+	}
+	return code
+}
+
+// waitEnd waits for a started command, within timeout, and returns its
+// exit code, or the signal that ended it (code -1).
+func waitEnd(t *testing.T, cmd *exec.Cmd, timeout time.Duration) (code int, sig syscall.Signal) {
 	t.Helper()
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	select {
 	case err := <-done:
 		var ee *exec.ExitError
-		switch {
-		case err == nil:
-			return 0
-		case errors.As(err, &ee) && ee.Exited():
-			return ee.ExitCode()
+		if err != nil && !errors.As(err, &ee) {
+			t.Fatalf("connpipe: %v", err)
 		}
-		t.Fatalf("connpipe: %v", err)
+		return endOf(cmd.ProcessState)
 	case <-time.After(timeout):
 		cmd.Process.Kill()
 		<-done
 		t.Fatalf("connpipe did not exit within %v", timeout)
 	}
-	return -1
+	return -1, 0
+}
+
+// endOf returns how a process ended: its exit code, or the signal that
+// ended it (code -1).
+func endOf(ps *os.ProcessState) (code int, sig syscall.Signal) {
+	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return -1, ws.Signal()
+	}
+	return ps.ExitCode(), 0
+}
+
+// wantSignaled fails the test unless a process ended by sig, as a
+// command interrupted by it must (a shell shows 128 + its number). A
+// process that exited with 128 + sig's number would do for a shell too,
+// but connpipe exits so only if the signal was ignored at its start.
+func wantSignaled(t *testing.T, code int, got, want syscall.Signal, stderr string) {
+	t.Helper()
+	if got != want {
+		t.Errorf("connpipe ended with exit status %d, signal %v; want it ended by %v; stderr:\n%s", code, got, want, stderr)
+	}
 }
