@@ -446,6 +446,7 @@ The client is the code you would write:
 		line     []byte
 		end      = start.Add(cfg.duration)
 		pause    = time.NewTimer(0)
+		stopped  bool // by an interrupt
 	)
 	<-pause.C
 generate:
@@ -463,6 +464,7 @@ generate:
 		select {
 		case <-pause.C:
 		case <-ctx.Done():
+			stopped = true
 			break generate
 		}
 	}
@@ -473,7 +475,13 @@ generate:
 	// while the queue drains.
 	close(stopRestarts)
 	flushCtx, cancel := context.WithTimeout(context.Background(), demoFlushTimeout)
+	stopFlush := context.AfterFunc(ctx, cancel) // an interrupt now ends the flush
+	if stopped {
+		stopFlush()
+		stopFlush = context.AfterFunc(orNever(e.abort), cancel) // only a second one does
+	}
 	flushErr := w.Flush(flushCtx)
+	stopFlush()
 	cancel()
 	flushed := time.Since(start)
 	reconnects, longest := client.stats()
@@ -529,13 +537,27 @@ generate:
 			fmt.Fprintf(e.stdout, "%d lines arrived that Write had reported dropped. ", r.unasked)
 		}
 		fmt.Fprintln(e.stdout)
+		if stopped || ctx.Err() != nil {
+			return e.interrupted()
+		}
 		return exitFailed
 	case flushErr != nil:
 		fmt.Fprintf(e.stdout, "OK, but the queue did not drain in time (%v): what was left is counted as failed and reported.\n", flushErr)
 	default:
 		fmt.Fprintf(e.stdout, "OK: every line the program handed over arrived once, whole and in order,\nthrough %s; the program never waited on the network.\n", plural(reconnects, "reconnect"))
 	}
+	if stopped || ctx.Err() != nil {
+		return e.interrupted()
+	}
 	return exitOK
+}
+
+// orNever returns ctx, or a context that is never done if ctx is nil.
+func orNever(ctx context.Context) context.Context {
+	if ctx == nil {
+		return context.Background()
+	}
+	return ctx
 }
 
 // goDuration writes d as Go source: "50*time.Millisecond", "time.Second".

@@ -471,9 +471,8 @@ func TestListenTCP(t *testing.T) {
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	if code := waitExit(t, cmd, waitTimeout); code != 0 {
-		t.Errorf("exit status %d after SIGTERM, want 0", code)
-	}
+	code, sig := waitEnd(t, cmd, waitTimeout)
+	wantSignaled(t, code, sig, syscall.SIGTERM, "")
 	if _, err := net.Dial("tcp", addr); err == nil {
 		t.Error("the port still accepts connections after listen exited")
 	}
@@ -503,9 +502,8 @@ func TestListenUDPCount(t *testing.T) {
 	if err := cmd.Process.Signal(os.Interrupt); err != nil {
 		t.Fatal(err)
 	}
-	if code := waitExit(t, cmd, waitTimeout); code != 0 {
-		t.Errorf("exit status %d after SIGINT, want 0", code)
-	}
+	code, sig := waitEnd(t, cmd, waitTimeout)
+	wantSignaled(t, code, sig, syscall.SIGINT, "")
 }
 
 func TestListenUnixThenSend(t *testing.T) {
@@ -524,9 +522,8 @@ func TestListenUnixThenSend(t *testing.T) {
 		t.Errorf("got %q", got)
 	}
 	cmd.Process.Signal(syscall.SIGTERM)
-	if code := waitExit(t, cmd, waitTimeout); code != 0 {
-		t.Errorf("exit status %d after SIGTERM, want 0", code)
-	}
+	code, sig := waitEnd(t, cmd, waitTimeout)
+	wantSignaled(t, code, sig, syscall.SIGTERM, "")
 	if _, err := os.Stat(path); err == nil {
 		t.Error("the socket file is still there")
 	}

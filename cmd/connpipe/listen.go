@@ -33,8 +33,9 @@ cut short, because the connection was reset or listen was stopped, is not
 printed, and stderr shows its start). On udp:// it prints each datagram. With
 -count it prints, once a second, the lines and bytes received that second and
 the totals instead. It says on stderr where it listens ("listening on
-tcp://127.0.0.1:40123"), so port 0 picks a free port. SIGINT or SIGTERM stops
-it: it closes its sockets and exits 0.
+tcp://127.0.0.1:40123"), so port 0 picks a free port. SIGINT (Ctrl-C) or
+SIGTERM stops it: it closes its sockets, prints what it received on stderr
+and ends by the signal (a shell shows status 130 or 143).
 
 ADDRESS: tcp://host:port, udp://host:port, unix:///path or host:port (TCP);
 an empty host means every interface. A unix socket file left behind by a
@@ -79,8 +80,8 @@ func runListen(ctx context.Context, e *env, args []string) int {
 	if n := l.cut.Load(); n > 0 {
 		cut = fmt.Sprintf("; %s cut short", plural(n, "line"))
 	}
-	l.con.Printf("%s: stopped: received %s (%s)%s%s", programName, plural(l.lines.Load(), "line"), bytesize(l.bytes.Load()), from, cut)
-	return exitOK
+	l.con.Printf("%s: stopped (%s): received %s (%s)%s%s", programName, e.signalName(), plural(l.lines.Load(), "line"), bytesize(l.bytes.Load()), from, cut)
+	return e.interrupted()
 }
 
 // A listener prints or counts what it receives.

@@ -43,9 +43,8 @@ func TestListenStopDoesNotPrintATornLine(t *testing.T) {
 	if err := cmd.Process.Signal(os.Interrupt); err != nil {
 		t.Fatal(err)
 	}
-	if code := waitExit(t, cmd, waitTimeout); code != 0 {
-		t.Errorf("exit status %d after SIGINT, want 0", code)
-	}
+	code, sig := waitEnd(t, cmd, waitTimeout)
+	wantSignaled(t, code, sig, syscall.SIGINT, stderr.String())
 	got := strings.Split(out.wait(t, waitTimeout), "\n")
 	slices.Sort(got)
 	if want := []string{"", "first", "last, unterminated", "whole"}; !slices.Equal(got, want) {
@@ -56,7 +55,7 @@ func TestListenStopDoesNotPrintATornLine(t *testing.T) {
 		!regexp.MustCompile(`connpipe: a line from 127\.0\.0\.1:\d+ was cut short when listen was stopped; not printed: "partial, still coming"\n`).MatchString(errText) {
 		t.Errorf("stderr does not say properly that the partial line was not printed:\n%s", errText)
 	}
-	if !regexp.MustCompile(`connpipe: stopped: received 3 lines \(\d+ B\) from 2 clients(; 1 line cut short)?\n$`).MatchString(errText) {
+	if !regexp.MustCompile(`connpipe: stopped \(SIGINT\): received 3 lines \(\d+ B\) from 2 clients(; 1 line cut short)?\n$`).MatchString(errText) {
 		t.Errorf("stderr does not end with the summary:\n%s", errText)
 	}
 }
@@ -79,9 +78,8 @@ func TestListenResetMidLine(t *testing.T) {
 	c.Close() // RST
 	stderr.waitFor(t, 0, regexp.MustCompile(`a line from 127\.0\.0\.1:\d+ was cut short when the connection failed \(.*connection reset by peer\); not printed: "two, cut"`), waitTimeout)
 	cmd.Process.Signal(syscall.SIGTERM)
-	if code := waitExit(t, cmd, waitTimeout); code != 0 {
-		t.Errorf("exit status %d after SIGTERM, want 0; stderr:\n%s", code, stderr.String())
-	}
+	code, sig := waitEnd(t, cmd, waitTimeout)
+	wantSignaled(t, code, sig, syscall.SIGTERM, stderr.String())
 	if got := out.wait(t, waitTimeout); got != "one\n" {
 		t.Errorf("stdout %q, want only the whole line", got)
 	}
@@ -130,9 +128,8 @@ func TestListenLongLineIsNotInterleaved(t *testing.T) {
 		t.Errorf("stdout differs from the long line then the other at byte %d: %q", i, got[max(i-10, 0):min(i+30, len(got))])
 	}
 	cmd.Process.Signal(syscall.SIGTERM)
-	if code := waitExit(t, cmd, waitTimeout); code != 0 {
-		t.Errorf("exit status %d after SIGTERM, want 0; stderr:\n%s", code, stderr.String())
-	}
+	code, sig := waitEnd(t, cmd, waitTimeout)
+	wantSignaled(t, code, sig, syscall.SIGTERM, stderr.String())
 }
 
 // TestListenStdoutClosed: when its reader goes (connpipe listen | head -1),

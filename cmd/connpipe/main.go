@@ -29,9 +29,15 @@
 // ADDRESS is tcp://host:port, udp://host:port, unix:///path/to/socket (or
 // unix://./relative/path), tls://host:port, or host:port for TCP.
 //
+// SIGINT (Ctrl-C) and SIGTERM: the first stops a command gracefully (send
+// stops reading and flushes what is queued, within -close-timeout); the
+// second stops it at once, still printing the summary; a third ends the
+// process on the spot. An interrupted command ends by the signal, after its
+// summary, so a shell shows status 130 (SIGINT) or 143 (SIGTERM).
+//
 // Exit status: 0 on success; 1 when send could not deliver every line (it
 // says how many), when demo found a line lost or out of order, or on a
-// runtime error; 2 for a usage error.
+// runtime error; 2 for a usage error; 130 or 143 when interrupted.
 package main
 
 import (
@@ -41,7 +47,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"strings"
 	"syscall"
 )
@@ -52,6 +57,8 @@ const (
 	exitFailed  = 1 // lines dropped or undelivered, or a runtime error
 	exitUsage   = 2 // bad command line; nothing was sent
 	programName = "connpipe"
+	// Interrupted commands exit with 128 + the signal's number, or rather
+	// end by the signal: see signals.go.
 )
 
 const usage = `connpipe ships lines to a network address over a connection that
@@ -77,17 +84,55 @@ send never waits on the network while reading: lines queue in memory (-buffer)
 and go out whole and in order as soon as there is a connection. It prints a
 summary on stderr, and a live status line when stderr is a terminal.
 
+Ctrl-C (or SIGTERM): the first stops reading and flushes what is queued, within
+-close-timeout; the second stops at once. The summary is printed either way.
+
 Exit status: 0 every line was written to a connection; 1 some lines were
-dropped or not delivered (the summary says how many); 2 bad usage.
+dropped or not delivered (the summary says how many); 2 bad usage; 130
+(SIGINT) or 143 (SIGTERM) interrupted, after the summary.
 `
 
-// env is what a command runs with; tests substitute their own.
+// env is what a command runs with; tests substitute their own. The
+// command's context is done at the first interrupt (see signals.go).
 type env struct {
 	stdin  io.Reader
 	stdout io.Writer
 	stderr io.Writer
 	tty    bool // stderr is a terminal: draw live status lines
 	typing bool // stdin is a terminal: someone types the input
+	// abort is done at the second interrupt: stop at once. Nil: never.
+	abort context.Context
+	// signal returns the signal that interrupted the command; nil, or a
+	// nil function, means SIGINT.
+	signal func() os.Signal
+}
+
+// aborted returns a channel closed at the second interrupt.
+func (e *env) aborted() <-chan struct{} {
+	if e.abort == nil {
+		return nil
+	}
+	return e.abort.Done()
+}
+
+// interrupted returns the exit status of a command stopped by an
+// interrupt: 130 for SIGINT, 143 for SIGTERM.
+func (e *env) interrupted() int {
+	var sig os.Signal = os.Interrupt
+	if e.signal != nil {
+		if s := e.signal(); s != nil {
+			sig = s
+		}
+	}
+	return exitStatusFor(sig)
+}
+
+// signalName names the signal that interrupted the command.
+func (e *env) signalName() string {
+	if e.interrupted() == exitStatusFor(syscall.SIGTERM) {
+		return "SIGTERM"
+	}
+	return "SIGINT"
 }
 
 // A usageError is a mistake on the command line: it is printed as one line
@@ -101,19 +146,20 @@ func usagef(format string, args ...any) error {
 }
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	go func() {
-		// After the first signal, a second one kills at once.
-		<-ctx.Done()
-		stop()
-	}()
-	code := run(ctx, os.Args[1:], &env{
+	in := watchSignals()
+	e := &env{
 		stdin:  os.Stdin,
 		stdout: os.Stdout,
 		stderr: os.Stderr,
 		tty:    isTerminal(os.Stderr),
 		typing: isTerminal(os.Stdin),
-	})
+		abort:  in.second,
+		signal: in.signal,
+	}
+	code := run(in.first, os.Args[1:], e)
+	if sig := in.signal(); sig != nil && code == exitStatusFor(sig) {
+		dieBy(sig, code) // interrupted: end the way the signal would have
+	}
 	os.Exit(code)
 }
 

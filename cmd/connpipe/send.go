@@ -52,7 +52,9 @@ message to ADDRESS through a conn.BatchWriter: lines queue in memory and go out
 whole and in order whenever there is a connection, which is redialed with
 backoff for as long as it takes. A line that does not fit in the buffer is
 dropped and counted (-full drop), or waits for room (-full wait). At the end of
-the input, what is queued gets -close-timeout to go out.
+the input, what is queued gets -close-timeout to go out. The first Ctrl-C
+(SIGINT or SIGTERM) stops reading and does the same; a second one stops at
+once. A summary is printed either way.
 
 ADDRESS: tcp://host:port, udp://host:port, unix:///path, tls://host:port or
 host:port (TCP). Over UDP, lines are packed into datagrams of up to 1432 bytes.
@@ -63,7 +65,8 @@ Examples:
   journalctl -f -o json | connpipe send -buffer 64M unix:///run/collector.sock
 
 Exit status: 0 every line was written to a connection; 1 some lines were
-dropped or not delivered (the summary on stderr says how many); 2 bad usage.
+dropped or not delivered (the summary on stderr says how many); 2 bad usage;
+130 (SIGINT) or 143 (SIGTERM) interrupted, after the summary.
 `)
 	c.buffer = conn.DefaultBufferSize
 	fs.StringVar(&c.file, "file", "", "read lines from `PATH` instead of stdin (- is stdin)")
@@ -74,7 +77,7 @@ dropped or not delivered (the summary on stderr says how many); 2 bad usage.
 	fs.Var(&c.buffer, "buffer", "queue at most this many `bytes` in memory (k, M, G suffixes: powers of 1024)")
 	fs.StringVar(&c.full, "full", "drop", "when the buffer is full, `drop|wait`: drop the line at once, or wait up to -wait for room")
 	fs.DurationVar(&c.wait, "wait", defaultWait, "with -full wait: how long a line waits for room before it is dropped")
-	fs.DurationVar(&c.closeTimeout, "close-timeout", defaultCloseTimeout, "at the end of the input, keep trying to deliver what is queued for this long")
+	fs.DurationVar(&c.closeTimeout, "close-timeout", defaultCloseTimeout, "at the end of the input or the first interrupt, keep trying to deliver what is queued for this long")
 	fs.StringVar(&c.ca, "ca", "", "tls: trust the CA certificates in this PEM `FILE` instead of the system's")
 	fs.BoolVar(&c.insecure, "insecure-skip-verify", false, "tls: do not verify the server's certificate (testing only)")
 	fs.BoolVar(&c.verbose, "v", false, "print each connection state change on stderr")
@@ -341,8 +344,35 @@ func (j *sendJob) run(ctx context.Context, e *env) int {
 		interrupted = true
 	}
 
+	// The flush: what is queued gets -close-timeout, unless a further
+	// interrupt says to stop now.
 	flushing.Store(true)
-	closeErr := s.w.Close() // waiting Writes give up; the queue gets -close-timeout
+	if queued := s.w.Stats().Queue.Messages; interrupted && queued > 0 && !con.tty {
+		con.Printf("%s: interrupted (%s): stopped reading; sending the %s queued for up to %v (interrupt again to stop at once)",
+			programName, e.signalName(), plural(queued, "line"), cfg.closeTimeout)
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- s.w.Close() }() // waiting Writes give up at once
+	stopNow := e.aborted()                // the second interrupt
+	if !interrupted {
+		stopNow = ctx.Done() // the first, during the final flush
+	}
+	var (
+		closeErr  error
+		stoppedBy string // why what was queued was dropped before the close timeout
+		wasIntr   = interrupted
+	)
+	select {
+	case closeErr = <-closed:
+	case <-stopNow:
+		wasIntr = true
+		stoppedBy = "stopped by a second interrupt"
+		if !interrupted {
+			stoppedBy = "stopped by an interrupt"
+		}
+		m.Close() // what is queued is dropped now
+		closeErr = <-closed
+	}
 	s.mu.Lock()
 	s.stopped = true // the pump, if still reading, sends nothing more
 	s.mu.Unlock()
@@ -361,8 +391,12 @@ func (j *sendJob) run(ctx context.Context, e *env) int {
 		plural(s.reconnects.Load(), "reconnect"), elapsed(time.Since(start)))
 
 	code := exitOK
-	if interrupted {
-		con.Printf("%s: interrupted: stopped reading the input", programName)
+	if wasIntr {
+		what := "stopped reading the input"
+		if !interrupted {
+			what = "stopped the final flush"
+		}
+		con.Printf("%s: interrupted (%s): %s", programName, e.signalName(), what)
 	}
 	if readErr != nil && !errors.Is(readErr, errStopped) {
 		con.Printf("%s: reading the input: %v", programName, readErr)
@@ -377,7 +411,11 @@ func (j *sendJob) run(ctx context.Context, e *env) int {
 			why = append(why, fmt.Sprintf("%s longer than %s", count(tooLong), bytesize(s.maxLine)))
 		}
 		if left := dropped - full - tooLong; left > 0 {
-			why = append(why, fmt.Sprintf("%s still queued when the %v close timeout ran out", count(left), cfg.closeTimeout))
+			if stoppedBy != "" {
+				why = append(why, fmt.Sprintf("%s still queued when %s", count(left), stoppedBy))
+			} else {
+				why = append(why, fmt.Sprintf("%s still queued when the %v close timeout ran out", count(left), cfg.closeTimeout))
+			}
 		}
 		msg := fmt.Sprintf("%s: %s of %s not delivered: %s", programName, count(dropped), plural(read, "line"), strings.Join(why, ", "))
 		if ms.LastError != nil && (closeErr != nil || ms.State != conn.Connected) {
@@ -385,6 +423,9 @@ func (j *sendJob) run(ctx context.Context, e *env) int {
 		}
 		con.Printf("%s", msg)
 		code = exitFailed
+	}
+	if wasIntr {
+		return e.interrupted()
 	}
 	return code
 }

@@ -1,0 +1,88 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/seed44b27a20/conn/internal/testnet"
+)
+
+// feed writes lines to w and keeps it open: the input has not ended.
+func feed(t *testing.T, w io.Writer, lines []string) {
+	t.Helper()
+	go io.WriteString(w, joinLines(lines)) // may block when send's reading waits
+}
+
+// TestSendSIGTERM: SIGTERM is an interrupt too: what is queued is
+// flushed, and the process ends by SIGTERM (a shell shows 143).
+func TestSendSIGTERM(t *testing.T) {
+	t.Parallel()
+	sink := testnet.NewSink(t, "tcp")
+	cmd := command(t, runTimeout, "send", "tcp://"+sink.Addr())
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stdin.Close()
+	_, stderr := startWatched(t, cmd)
+	feed(t, stdin, numbered("term", 10))
+	if !sink.WaitLines(10, waitTimeout) {
+		t.Fatalf("the sink received %d of 10 lines", sink.LineCount())
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	code, sig := waitEnd(t, cmd, waitTimeout)
+	out := stderr.wait(t, waitTimeout)
+	wantSignaled(t, code, sig, syscall.SIGTERM, out)
+	// The lines may still count as queued when the signal comes: the
+	// writer accounts for a write once it has returned.
+	if !regexp.MustCompile(`^(connpipe: interrupted \(SIGTERM\): stopped reading; sending the \d+ lines? queued for up to 10s \(interrupt again to stop at once\)\n)?` +
+		`connpipe: 10 lines read \(\d+ B\), 10 written, 0 dropped, 0 reconnects, \S+\nconnpipe: interrupted \(SIGTERM\): stopped reading the input\n$`).MatchString(out) {
+		t.Errorf("stderr:\n%s", out)
+	}
+}
+
+// TestShellSeesInterruptStatus runs send as a script's background job,
+// whose SIGINT is ignored from the start: connpipe still stops on it (it
+// asks for it), and, the signal being unable to kill it, exits 130; SIGTERM
+// kills it, and the shell reports 143.
+func TestShellSeesInterruptStatus(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		sig  syscall.Signal
+		want string
+	}{{syscall.SIGINT, "status 130"}, {syscall.SIGTERM, "status 143"}} {
+		sink := testnet.NewSink(t, "tcp")
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		script := `"$0" "$@" <&3 3<&- & pid=$!; exec 3<&-; echo "pid $pid"; wait $pid; echo "status $?"`
+		cmd := exec.CommandContext(t.Context(), "sh", "-c", script, binary(t), "send", "tcp://"+sink.Addr())
+		cmd.Env = append(os.Environ(), "GORACE="+strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
+		cmd.ExtraFiles = []*os.File{r}
+		stdout, stderr := startWatched(t, cmd)
+		r.Close()
+		io.WriteString(w, "one\n")
+		m, _ := stdout.waitFor(t, 0, regexp.MustCompile(`pid (\d+)\n`), waitTimeout)
+		if !sink.WaitLines(1, waitTimeout) {
+			t.Fatalf("the sink received nothing")
+		}
+		var pid int
+		fmt.Sscan(m[1], &pid)
+		syscall.Kill(pid, tt.sig)
+		stdout.waitFor(t, 0, regexp.MustCompile(tt.want+"\n"), waitTimeout)
+		if err := cmd.Wait(); err != nil {
+			t.Errorf("sh: %v", err)
+		}
+		w.Close()
+		if !strings.Contains(stderr.wait(t, waitTimeout), "connpipe: 1 line read (4 B), 1 written, 0 dropped") {
+			t.Errorf("%v: no summary:\n%s", tt.sig, stderr.String())
+		}
+	}
+}
