@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -93,5 +95,65 @@ func TestConnpipeIntoRsyslogAcrossARestart(t *testing.T) {
 	}
 	if o.lost > 200 {
 		t.Errorf("%d lines missing, more than the in-flight window of one restart", o.lost)
+	}
+}
+
+// TestConnpipeFastFileIntoRsyslog sends a file much faster than rsyslogd
+// writes it out, with send's default flags: reading waits for room in the
+// queue, so every line arrives and connpipe exits 0. (The report: -file
+// big.log to a slow sink dropped lines, and exited 1.) -full drop, which
+// reads without waiting, drops lines on the same file, showing that the
+// file does outrun rsyslogd.
+func TestConnpipeFastFileIntoRsyslog(t *testing.T) {
+	const lines = 300_000
+	bin := buildConnpipe(t)
+	r := startRsyslog(t)
+	var buf bytes.Buffer
+	for seq := range lines {
+		buf.Write(syslogLine(fmt.Sprintf("p0 %d end", seq)))
+	}
+	file := filepath.Join(t.TempDir(), "big.log")
+	if err := os.WriteFile(file, buf.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	run := func(args ...string) (int, string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, bin, append([]string{"send", "-file", file}, args...)...)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		var ee *exec.ExitError
+		if err != nil && !errors.As(err, &ee) {
+			t.Fatalf("connpipe: %v", err)
+		}
+		return cmd.ProcessState.ExitCode(), strings.TrimSpace(stderr.String())
+	}
+
+	code, summary := run("tcp://" + r.addr)
+	t.Logf("connpipe send -file: exit %d: %s", code, summary)
+	if code != 0 || !strings.Contains(summary, "300,000 lines read") || !strings.Contains(summary, "300,000 written, 0 dropped") {
+		t.Fatalf("exit status %d, summary %q; want 0, every line written", code, summary)
+	}
+	// connpipe has handed everything to its socket; rsyslogd writes it.
+	deadline := time.Now().Add(time.Minute)
+	for len(r.lines()) < lines && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond) // nothing signals rsyslogd's progress
+	}
+	received, torn := parse(r.lines())
+	ok := [][]bool{make([]bool, lines)}
+	for i := range ok[0] {
+		ok[0][i] = true
+	}
+	if o := tally("p", ok, received); o.lost > 0 || o.duplicated > 0 || len(torn) > 0 {
+		t.Errorf("rsyslog: %v; %d torn", o, len(torn))
+	}
+
+	// The control: the same file with -full drop and a queue of 64 KiB.
+	code, summary = run("-full", "drop", "-buffer", "64k", "tcp://"+r.addr)
+	t.Logf("connpipe send -full drop -buffer 64k -file: exit %d: %s", code, summary)
+	if code != 1 || !strings.Contains(summary, "dropped because the 64.0 KiB buffer was full") {
+		t.Errorf("-full drop: exit status %d, summary %q; want 1 and lines dropped: did the file not outrun rsyslogd?", code, summary)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"strings"
@@ -21,7 +22,6 @@ import (
 
 // Defaults of send's flags that differ from the library's.
 const (
-	defaultWait         = time.Minute
 	defaultCloseTimeout = 10 * time.Second
 	// maxDatagramLine is the largest UDP payload over IPv4: a longer line
 	// can never be sent as one datagram.
@@ -29,6 +29,9 @@ const (
 	// readBufferSize is the size of the input buffer; longer lines are
 	// assembled in a separate buffer.
 	readBufferSize = 64 << 10
+	// forever is how long reading waits for room without -wait: the
+	// BatchWriter takes a huge wait to mean no limit.
+	forever = time.Duration(math.MaxInt64)
 )
 
 type sendConfig struct {
@@ -48,11 +51,18 @@ type sendConfig struct {
 
 func sendFlags(c *sendConfig) *flagSet {
 	fs := newFlagSet("send", "connpipe send [flags] ADDRESS", `Reads lines from stdin (or -file) and sends each one, with its newline, as one
-message to ADDRESS through a conn.BatchWriter: lines queue in memory and go out
-whole and in order whenever there is a connection, which is redialed with
-backoff for as long as it takes. A line that does not fit in the buffer is
-dropped and counted (-full drop), or waits for room (-full wait). At the end of
-the input, what is queued gets -close-timeout to go out. The first Ctrl-C
+message to ADDRESS through a conn.BatchWriter: lines queue in memory (-buffer)
+and go out whole and in order whenever there is a connection, which is
+redialed with backoff for as long as it takes.
+
+When the queue is full, reading waits for room, as with nc or socat: the
+input goes at the pace the connection takes it, and no line is dropped (-full
+wait, the default; it waits as long as it takes). A producer that must never
+wait can have the lines that find the queue full dropped and counted instead
+(-full drop); -wait D drops a line only after it has waited D for room.
+
+At the end of the input, what is queued gets -close-timeout to go out. The
+first Ctrl-C
 (SIGINT or SIGTERM) stops reading and does the same; a second one stops at
 once. A summary is printed either way.
 
@@ -61,8 +71,8 @@ host:port (TCP). Over UDP, lines are packed into datagrams of up to 1432 bytes.
 
 Examples:
   tail -F app.log | connpipe send tcp://logs.internal:5000
-  connpipe send -file events.log -full wait tls://collector:6514
-  journalctl -f -o json | connpipe send -buffer 64M unix:///run/collector.sock
+  connpipe send -file events.log tls://collector:6514
+  journalctl -f -o json | connpipe send -full drop -buffer 64M unix:///run/collector.sock
 
 Exit status: 0 every line was written to a connection; 1 some lines were
 dropped or not delivered (the summary on stderr says how many); 2 bad usage;
@@ -75,13 +85,23 @@ dropped or not delivered (the summary on stderr says how many); 2 bad usage;
 	fs.DurationVar(&c.backoffBase, "backoff-base", conn.DefaultBackoffBase, "wait before the second connection attempt; doubles with each failure")
 	fs.DurationVar(&c.backoffMax, "backoff-max", conn.DefaultBackoffMax, "longest wait between connection attempts")
 	fs.Var(&c.buffer, "buffer", "queue at most this many `bytes` in memory (k, M, G suffixes: powers of 1024)")
-	fs.StringVar(&c.full, "full", "drop", "when the buffer is full, `drop|wait`: drop the line at once, or wait up to -wait for room")
-	fs.DurationVar(&c.wait, "wait", defaultWait, "with -full wait: how long a line waits for room before it is dropped")
+	fs.StringVar(&c.full, "full", "wait", "when the queue is full, `wait|drop`: reading waits for room, or the line is dropped and counted")
+	fs.DurationVar(&c.wait, "wait", 0, "with -full wait: drop a line that has waited this long for room (0: wait as long as it takes)")
 	fs.DurationVar(&c.closeTimeout, "close-timeout", defaultCloseTimeout, "at the end of the input or the first interrupt, keep trying to deliver what is queued for this long")
 	fs.StringVar(&c.ca, "ca", "", "tls: trust the CA certificates in this PEM `FILE` instead of the system's")
 	fs.BoolVar(&c.insecure, "insecure-skip-verify", false, "tls: do not verify the server's certificate (testing only)")
-	fs.BoolVar(&c.verbose, "v", false, "print each connection state change on stderr")
+	fs.BoolVar(&c.verbose, "v", false, "print each connection state change on stderr, and when reading waits for room")
 	return fs
+}
+
+// waitForRoom is how long a line waits for room in the queue with -full
+// wait: -wait, or, by default, as long as it takes (the BatchWriter takes
+// a huge wait to mean no limit; it never overflows).
+func (c *sendConfig) waitForRoom() time.Duration {
+	if c.wait == 0 {
+		return forever
+	}
+	return c.wait
 }
 
 // sendJob is a validated send command line.
@@ -110,11 +130,11 @@ func prepareSend(e *env, fs *flagSet, cfg *sendConfig, address string) (*sendJob
 	case !ep.TLS() && (set["ca"] || set["insecure-skip-verify"]):
 		return nil, usagef("-ca and -insecure-skip-verify apply only to tls:// addresses, not %q", address)
 	case cfg.full != "drop" && cfg.full != "wait":
-		return nil, usagef("invalid value %q for -full: use -full drop or -full wait", cfg.full)
+		return nil, usagef("invalid value %q for -full: use -full wait (the default) or -full drop", cfg.full)
 	case set["wait"] && cfg.full != "wait":
-		return nil, usagef("-wait applies only with -full wait")
-	case cfg.wait <= 0:
-		return nil, usagef("-wait must be positive, not %v", cfg.wait)
+		return nil, usagef("-wait limits how long -full wait waits; with -full drop lines never wait")
+	case cfg.wait < 0:
+		return nil, usagef("-wait must not be negative (0 means as long as it takes), not %v", cfg.wait)
 	case cfg.closeTimeout <= 0:
 		return nil, usagef("-close-timeout must be positive, not %v", cfg.closeTimeout)
 	case cfg.dialTimeout < 0 || cfg.writeTimeout < 0:
@@ -167,14 +187,17 @@ type sender struct {
 	w       *conn.BatchWriter
 	maxLine int // longer lines are dropped: they can never be sent
 
-	mu      sync.Mutex // serialises Writes with the end of the run
-	stopped bool       // no more Writes: the BatchWriter is closed
+	stopping atomic.Bool // the input is no longer read: no new Writes
+	inWrite  atomic.Bool // a Write is under way, which may wait for room
+	mu       sync.Mutex  // serialises Writes with the end of the run
+	stopped  bool        // no more counting: the summary is being made
 
 	// Counted once Write has ruled on a line.
 	lines, bytes atomic.Uint64 // lines read from the input, and their bytes
-	full         atomic.Uint64 // dropped by Write: the buffer was full
+	full         atomic.Uint64 // dropped by Write: the buffer was full (-full drop, -wait)
 	tooLarge     atomic.Uint64 // dropped by Write: larger than the buffer
 	tooLong      atomic.Uint64 // dropped here, not offered to Write: longer than maxLine
+	cut          atomic.Uint64 // waiting for room when the input was stopped
 
 	// Maintained by the state hook.
 	connects   atomic.Uint64
@@ -196,8 +219,12 @@ func (s *sender) hook(ev conn.Event) {
 	}
 }
 
-// send offers one line to the BatchWriter and counts it.
+// send offers one line to the BatchWriter and counts it. It waits for room
+// as configured (-full, -wait); the end of the run releases it.
 func (s *sender) send(line []byte) error {
+	if s.stopping.Load() {
+		return errStopped // read after the input was stopped: not counted
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.stopped {
@@ -208,14 +235,18 @@ func (s *sender) send(line []byte) error {
 		s.count(len(line))
 		return nil
 	}
+	s.inWrite.Store(true)
 	_, err := s.w.Write(line)
+	s.inWrite.Store(false)
 	switch {
 	case err == nil:
 	case errors.Is(err, conn.ErrBufferFull):
 		s.full.Add(1)
 	case errors.Is(err, conn.ErrTooLarge):
 		s.tooLarge.Add(1)
-	default: // ErrClosed: the run is ending; the line is not counted as read
+	default: // ErrClosed: the run is ending while the line waited for room
+		s.cut.Add(1)
+		s.count(len(line))
 		return errStopped
 	}
 	s.count(len(line))
@@ -320,7 +351,7 @@ func (j *sendJob) run(ctx context.Context, e *env) int {
 	defer m.Close()
 	bopts := []conn.BatchOption{conn.WithBufferSize(int(cfg.buffer)), conn.WithCloseTimeout(cfg.closeTimeout)}
 	if cfg.full == "wait" {
-		bopts = append(bopts, conn.WithWaitWhenFull(cfg.wait))
+		bopts = append(bopts, conn.WithWaitWhenFull(cfg.waitForRoom()))
 	}
 	s.w = conn.NewBatchWriter(m, bopts...)
 
@@ -331,7 +362,7 @@ func (j *sendJob) run(ctx context.Context, e *env) int {
 	statusDone := make(chan struct{})
 	go func() {
 		defer close(statusDone)
-		s.status(con, m, j.ep, &flushing, stopStatus)
+		s.status(con, m, j.ep, cfg, &flushing, stopStatus)
 	}()
 
 	pumped := make(chan error, 1)
@@ -346,6 +377,7 @@ func (j *sendJob) run(ctx context.Context, e *env) int {
 
 	// The flush: what is queued gets -close-timeout, unless a further
 	// interrupt says to stop now.
+	s.stopping.Store(true)
 	flushing.Store(true)
 	if queued := s.w.Stats().Queue.Messages; interrupted && queued > 0 && !con.tty {
 		con.Printf("%s: interrupted (%s): stopped reading; sending the %s queued for up to %v (interrupt again to stop at once)",
@@ -384,7 +416,7 @@ func (j *sendJob) run(ctx context.Context, e *env) int {
 	con.ClearStatus()
 
 	read, written := s.lines.Load(), st.Written
-	full, tooLong := s.full.Load(), s.tooLong.Load()+s.tooLarge.Load()
+	full, tooLong, cut := s.full.Load(), s.tooLong.Load()+s.tooLarge.Load(), s.cut.Load()
 	dropped := read - written
 	con.Printf("%s: %s read (%s), %s written, %s dropped, %s, %s",
 		programName, plural(read, "line"), bytesize(s.bytes.Load()), count(written), count(dropped),
@@ -405,12 +437,19 @@ func (j *sendJob) run(ctx context.Context, e *env) int {
 	if dropped > 0 {
 		var why []string
 		if full > 0 {
-			why = append(why, fmt.Sprintf("%s dropped because the %s buffer was full", count(full), bytesize(int(cfg.buffer))))
+			what := fmt.Sprintf("%s dropped because the %s buffer was full", count(full), bytesize(int(cfg.buffer)))
+			if cfg.full == "wait" {
+				what += fmt.Sprintf(" for %v (-wait)", cfg.wait)
+			}
+			why = append(why, what)
 		}
 		if tooLong > 0 {
 			why = append(why, fmt.Sprintf("%s longer than %s", count(tooLong), bytesize(s.maxLine)))
 		}
-		if left := dropped - full - tooLong; left > 0 {
+		if cut > 0 {
+			why = append(why, fmt.Sprintf("%s waiting for room when the input was stopped", count(cut)))
+		}
+		if left := dropped - full - tooLong - cut; left > 0 {
 			if stoppedBy != "" {
 				why = append(why, fmt.Sprintf("%s still queued when %s", count(left), stoppedBy))
 			} else {
@@ -430,12 +469,17 @@ func (j *sendJob) run(ctx context.Context, e *env) int {
 	return code
 }
 
-// status draws the status line 4 times a second and prints state changes
-// for -v, until stop is closed.
-func (s *sender) status(con *console, m *conn.Manager, ep endpoint, flushing *atomic.Bool, stop <-chan struct{}) {
+// status draws the status line 4 times a second, on a terminal, and prints
+// state changes for -v, until stop is closed. It notices when reading has
+// waited for room for a while: a Write under way and no line counted for a
+// whole interval.
+func (s *sender) status(con *console, m *conn.Manager, ep endpoint, cfg sendConfig, flushing *atomic.Bool, stop <-chan struct{}) {
 	var (
-		t     = time.NewTicker(statusInterval)
-		meter meter
+		t         = time.NewTicker(statusInterval)
+		meter     meter
+		lastLines = s.lines.Load()
+		waiting   int       // intervals in a row that reading waited for room
+		since     time.Time // when it began to wait, about
 	)
 	defer t.Stop()
 	for {
@@ -448,6 +492,25 @@ func (s *sender) status(con *console, m *conn.Manager, ep endpoint, flushing *at
 			}
 			con.Printf("%s: %s", programName, describeEvent(ev, ep))
 		case now := <-t.C:
+			lines := s.lines.Load()
+			switch {
+			case flushing.Load():
+				waiting = 0 // reading has stopped
+			case s.inWrite.Load() && lines == lastLines:
+				if waiting == 0 {
+					since = now.Add(-statusInterval)
+				}
+				waiting++
+			default:
+				if waiting >= 2 && cfg.verbose {
+					con.Printf("%s: reading resumed after waiting %s for room", programName, elapsed(now.Sub(since)))
+				}
+				waiting = 0
+			}
+			lastLines = lines
+			if waiting == 2 && cfg.verbose {
+				con.Printf("%s: the %s queue is full: reading waits for room; nothing is dropped", programName, bytesize(int(cfg.buffer)))
+			}
 			if !con.tty {
 				continue
 			}
@@ -462,6 +525,9 @@ func (s *sender) status(con *console, m *conn.Manager, ep endpoint, flushing *at
 				plural(s.reconnects.Load(), "reconnect"), count(st.Dropped+s.tooLong.Load()))
 			if q := st.Queue; q.Messages > 0 {
 				line += fmt.Sprintf(" · %s queued", count(q.Messages))
+			}
+			if waiting > 0 {
+				line += " · queue full: reading waits"
 			}
 			con.Status(line)
 		}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/seed44b27a20/conn/internal/testnet"
 )
@@ -17,6 +18,47 @@ import (
 func feed(t *testing.T, w io.Writer, lines []string) {
 	t.Helper()
 	go io.WriteString(w, joinLines(lines)) // may block when send's reading waits
+}
+
+// TestSendInterruptDuringFirstDial: the first interrupt stops reading and
+// flushes (saying so, without a terminal), the second stops at once,
+// though the dial hangs and the close timeout is a minute; the summary
+// counts the line that waited for room, and the process ends by SIGINT.
+func TestSendInterruptDuringFirstDial(t *testing.T) {
+	t.Parallel()
+	hole := testnet.NewBlackhole(t)
+	cmd := command(t, runTimeout, "send", "-v", "-buffer", "1k", "-dial-timeout", "1m", "-close-timeout", "1m", "tcp://"+hole.Addr())
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stdin.Close()
+	_, stderr := startWatched(t, cmd)
+	feed(t, stdin, numbered("line", 200))
+	stderr.waitFor(t, 0, regexp.MustCompile(`the 1\.0 KiB queue is full: reading waits for room`), waitTimeout)
+	start := time.Now()
+	cmd.Process.Signal(os.Interrupt)
+	m, _ := stderr.waitFor(t, 0, regexp.MustCompile(`connpipe: interrupted \(SIGINT\): stopped reading; sending the (\d+) lines queued for up to 1m0s \(interrupt again to stop at once\)\n`), waitTimeout)
+	queued := m[1]
+	cmd.Process.Signal(os.Interrupt)
+	code, sig := waitEnd(t, cmd, waitTimeout)
+	out := stderr.wait(t, waitTimeout)
+	wantSignaled(t, code, sig, syscall.SIGINT, out)
+	if took := time.Since(start); took > 30*time.Second {
+		t.Errorf("took %v after the first interrupt; the second should stop it at once", took)
+	}
+	var n int
+	fmt.Sscan(queued, &n)
+	for _, want := range []string{
+		fmt.Sprintf("connpipe: %d lines read (", n+1),
+		fmt.Sprintf("), 0 written, %d dropped, 0 reconnects, ", n+1),
+		"connpipe: interrupted (SIGINT): stopped reading the input\n",
+		fmt.Sprintf("connpipe: %d of %d lines not delivered: 1 waiting for room when the input was stopped, %d still queued when stopped by a second interrupt\n", n+1, n+1, n),
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, out)
+		}
+	}
 }
 
 // TestSendSIGTERM: SIGTERM is an interrupt too: what is queued is

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -122,5 +123,21 @@ func TestRateString(t *testing.T) {
 	}
 	if got := elapsed(1234 * time.Millisecond); got != "1.23s" {
 		t.Errorf("elapsed = %q", got)
+	}
+}
+
+// TestWaitForRoom: by default reading waits for room without a limit, not
+// for some long time after which a line would be dropped.
+func TestWaitForRoom(t *testing.T) {
+	var cfg sendConfig
+	fs := sendFlags(&cfg)
+	if _, err := fs.parse([]string{"tcp://h:1"}); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.full != "wait" || cfg.waitForRoom() != time.Duration(math.MaxInt64) {
+		t.Errorf("by default -full %s, and a line waits %v for room; want wait, with no limit", cfg.full, cfg.waitForRoom())
+	}
+	if _, err := fs.parse([]string{"-wait", "2s", "tcp://h:1"}); err != nil || cfg.waitForRoom() != 2*time.Second {
+		t.Errorf("-wait 2s: a line waits %v for room (%v)", cfg.waitForRoom(), err)
 	}
 }
