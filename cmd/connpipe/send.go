@@ -61,10 +61,15 @@ wait, the default; it waits as long as it takes). A producer that must never
 wait can have the lines that find the queue full dropped and counted instead
 (-full drop); -wait D drops a line only after it has waited D for room.
 
+While there is no connection, the status line (on a terminal) and -v show
+why and when the next attempt is. A name that does not resolve ("no such
+host") is retried like any failure: it may be registered later. Errors that
+retrying cannot fix end send at once with status 1: a server certificate
+that does not verify, a server that does not speak TLS, a malformed address.
+
 At the end of the input, what is queued gets -close-timeout to go out. The
-first Ctrl-C
-(SIGINT or SIGTERM) stops reading and does the same; a second one stops at
-once. A summary is printed either way.
+first Ctrl-C (SIGINT or SIGTERM) stops reading and does the same, with a
+countdown; a second one stops at once. A summary is printed either way.
 
 ADDRESS: tcp://host:port, udp://host:port, unix:///path, tls://host:port or
 host:port (TCP). Over UDP, lines are packed into datagrams of up to 1432 bytes.
@@ -75,8 +80,9 @@ Examples:
   journalctl -f -o json | connpipe send -full drop -buffer 64M unix:///run/collector.sock
 
 Exit status: 0 every line was written to a connection; 1 some lines were
-dropped or not delivered (the summary on stderr says how many); 2 bad usage;
-130 (SIGINT) or 143 (SIGTERM) interrupted, after the summary.
+dropped or not delivered (the summary on stderr says how many), or an error
+that retrying cannot fix; 2 bad usage; 130 (SIGINT) or 143 (SIGTERM)
+interrupted, after the summary.
 `)
 	c.buffer = conn.DefaultBufferSize
 	fs.StringVar(&c.file, "file", "", "read lines from `PATH` instead of stdin (- is stdin)")
@@ -202,14 +208,44 @@ type sender struct {
 	// Maintained by the state hook.
 	connects   atomic.Uint64
 	reconnects atomic.Uint64
-	events     chan conn.Event // for -v; never blocks the hook
+	last       atomic.Pointer[seenEvent] // the latest state change
+	events     chan conn.Event           // for -v; never blocks the hook
+	fatal      chan struct{}             // closed at an error that retrying cannot fix
+	fatalOnce  sync.Once
+	fatalErr   error // set before fatal is closed
+}
+
+// A seenEvent is a state change and when the hook saw it, a moment after
+// the Manager made it.
+type seenEvent struct {
+	conn.Event
+	at time.Time
+}
+
+// next returns when the Manager dials again after ev, a Disconnected event.
+func (ev *seenEvent) next() time.Time { return ev.at.Add(ev.Wait) }
+
+func newSender(maxLine int, verbose bool) *sender {
+	s := &sender{maxLine: maxLine, fatal: make(chan struct{})}
+	if verbose {
+		s.events = make(chan conn.Event, 64)
+	}
+	return s
 }
 
 var errStopped = errors.New("stopped")
 
 func (s *sender) hook(ev conn.Event) {
+	s.last.Store(&seenEvent{Event: ev, at: time.Now()})
 	if ev.State == conn.Connected && s.connects.Add(1) > 1 {
 		s.reconnects.Add(1)
+	}
+	if ev.State == conn.Disconnected && conn.IsPermanent(ev.Err) {
+		s.fatalOnce.Do(func() {
+			s.fatalErr = ev.Err
+			close(s.fatal)
+		})
+		return // said once, by the command
 	}
 	if s.events != nil {
 		select {
@@ -328,15 +364,28 @@ func (s *sender) pump(r io.Reader) error {
 	}
 }
 
+// How the reading of the input ended.
+type ending int
+
+const (
+	endOfInput  ending = iota // EOF, or a read error
+	interrupted               // the first SIGINT or SIGTERM
+	gaveUp                    // an error that retrying cannot fix
+)
+
+// A flushState describes the last phase of a run, for the status line:
+// what is queued gets until deadline to go out.
+type flushState struct {
+	end      ending
+	deadline time.Time
+}
+
 func (j *sendJob) run(ctx context.Context, e *env) int {
 	start := time.Now()
 	cfg := j.cfg
-	s := &sender{maxLine: max(int(cfg.buffer)-conn.MessageOverhead, 0)} // what the BatchWriter can hold
+	s := newSender(max(int(cfg.buffer)-conn.MessageOverhead, 0), cfg.verbose) // what the BatchWriter can hold
 	if j.ep.Network == "udp" {
 		s.maxLine = min(s.maxLine, maxDatagramLine)
-	}
-	if cfg.verbose {
-		s.events = make(chan conn.Event, 64)
 	}
 	opts := []conn.Option{
 		conn.WithDialTimeout(cfg.dialTimeout),
@@ -347,6 +396,11 @@ func (j *sendJob) run(ctx context.Context, e *env) int {
 	if j.tls != nil {
 		opts = append(opts, conn.WithDialer((&tls.Dialer{NetDialer: &net.Dialer{}, Config: j.tls}).DialContext))
 	}
+	// A status line redrawn under the lines someone types would garble them.
+	con := newConsole(e.stderr, e.tty && !(e.typing && j.input == e.stdin))
+	if cfg.verbose {
+		con.Printf("%s: connecting to %s", programName, j.ep)
+	}
 	m := conn.New(j.ep.Network, j.ep.Address, opts...)
 	defer m.Close()
 	bopts := []conn.BatchOption{conn.WithBufferSize(int(cfg.buffer)), conn.WithCloseTimeout(cfg.closeTimeout)}
@@ -355,58 +409,75 @@ func (j *sendJob) run(ctx context.Context, e *env) int {
 	}
 	s.w = conn.NewBatchWriter(m, bopts...)
 
-	// A status line redrawn under the lines someone types would garble them.
-	con := newConsole(e.stderr, e.tty && !(e.typing && j.input == e.stdin))
-	var flushing atomic.Bool
+	var flush atomic.Pointer[flushState] // nil while reading
 	stopStatus := make(chan struct{})
 	statusDone := make(chan struct{})
 	go func() {
 		defer close(statusDone)
-		s.status(con, m, j.ep, cfg, &flushing, stopStatus)
+		s.status(con, m, j.ep, cfg, &flush, stopStatus)
 	}()
 
 	pumped := make(chan error, 1)
 	go func() { pumped <- s.pump(j.input) }()
-	var readErr error
-	interrupted := false
+	var (
+		readErr error
+		end     ending
+	)
 	select {
 	case readErr = <-pumped:
+		end = endOfInput
 	case <-ctx.Done():
-		interrupted = true
+		end = interrupted
+	case <-s.fatal:
+		end = gaveUp
 	}
 
-	// The flush: what is queued gets -close-timeout, unless a further
-	// interrupt says to stop now.
+	// The flush: what is queued gets -close-timeout, unless there is no
+	// point (gave up) or a further interrupt says to stop now.
 	s.stopping.Store(true)
-	flushing.Store(true)
-	if queued := s.w.Stats().Queue.Messages; interrupted && queued > 0 && !con.tty {
+	queued := s.w.Stats().Queue.Messages
+	flush.Store(&flushState{end: end, deadline: time.Now().Add(cfg.closeTimeout)})
+	if end == interrupted && queued > 0 && !con.tty {
 		con.Printf("%s: interrupted (%s): stopped reading; sending the %s queued for up to %v (interrupt again to stop at once)",
 			programName, e.signalName(), plural(queued, "line"), cfg.closeTimeout)
 	}
 	closed := make(chan error, 1)
 	go func() { closed <- s.w.Close() }() // waiting Writes give up at once
 	stopNow := e.aborted()                // the second interrupt
-	if !interrupted {
+	if end != interrupted {
 		stopNow = ctx.Done() // the first, during the final flush
 	}
+	fatal := s.fatal
 	var (
 		closeErr  error
 		stoppedBy string // why what was queued was dropped before the close timeout
-		wasIntr   = interrupted
+		wasIntr   = end == interrupted
 	)
+	if end == gaveUp {
+		s.sayFatal(con, j.ep)
+		m.Close() // nothing more can be delivered: drop what is queued now
+		stoppedBy = "connpipe gave up"
+		fatal = nil
+	}
 	select {
 	case closeErr = <-closed:
 	case <-stopNow:
 		wasIntr = true
 		stoppedBy = "stopped by a second interrupt"
-		if !interrupted {
+		if end != interrupted {
 			stoppedBy = "stopped by an interrupt"
 		}
-		m.Close() // what is queued is dropped now
+		m.Close()
+		closeErr = <-closed
+	case <-fatal:
+		s.sayFatal(con, j.ep)
+		end = gaveUp
+		stoppedBy = "connpipe gave up"
+		m.Close()
 		closeErr = <-closed
 	}
 	s.mu.Lock()
-	s.stopped = true // the pump, if still reading, sends nothing more
+	s.stopped = true // the pump, if still reading, counts nothing more
 	s.mu.Unlock()
 	st := s.w.Stats()
 	ms := m.Stats()
@@ -425,13 +496,16 @@ func (j *sendJob) run(ctx context.Context, e *env) int {
 	code := exitOK
 	if wasIntr {
 		what := "stopped reading the input"
-		if !interrupted {
+		if end != interrupted {
 			what = "stopped the final flush"
 		}
 		con.Printf("%s: interrupted (%s): %s", programName, e.signalName(), what)
 	}
 	if readErr != nil && !errors.Is(readErr, errStopped) {
 		con.Printf("%s: reading the input: %v", programName, readErr)
+		code = exitFailed
+	}
+	if end == gaveUp {
 		code = exitFailed
 	}
 	if dropped > 0 {
@@ -457,7 +531,7 @@ func (j *sendJob) run(ctx context.Context, e *env) int {
 			}
 		}
 		msg := fmt.Sprintf("%s: %s of %s not delivered: %s", programName, count(dropped), plural(read, "line"), strings.Join(why, ", "))
-		if ms.LastError != nil && (closeErr != nil || ms.State != conn.Connected) {
+		if ms.LastError != nil && end != gaveUp && (closeErr != nil || ms.State != conn.Connected) {
 			msg += fmt.Sprintf("; last error: %v", ms.LastError)
 		}
 		con.Printf("%s", msg)
@@ -469,17 +543,31 @@ func (j *sendJob) run(ctx context.Context, e *env) int {
 	return code
 }
 
+// sayFatal reports the error that retrying cannot fix, and that connpipe
+// gives up.
+func (s *sender) sayFatal(con *console, ep endpoint) {
+	<-s.fatal
+	con.ClearStatus()
+	con.Printf("%s: cannot connect to %s: %v", programName, ep, s.fatalErr)
+	msg := "retrying cannot fix this: giving up"
+	if hint := tlsHint(s.fatalErr); hint != "" {
+		msg += "; " + hint
+	}
+	con.Printf("%s: %s", programName, msg)
+}
+
 // status draws the status line 4 times a second, on a terminal, and prints
 // state changes for -v, until stop is closed. It notices when reading has
 // waited for room for a while: a Write under way and no line counted for a
 // whole interval.
-func (s *sender) status(con *console, m *conn.Manager, ep endpoint, cfg sendConfig, flushing *atomic.Bool, stop <-chan struct{}) {
+func (s *sender) status(con *console, m *conn.Manager, ep endpoint, cfg sendConfig, flush *atomic.Pointer[flushState], stop <-chan struct{}) {
 	var (
 		t         = time.NewTicker(statusInterval)
 		meter     meter
 		lastLines = s.lines.Load()
 		waiting   int       // intervals in a row that reading waited for room
 		since     time.Time // when it began to wait, about
+		dnsSaid   bool      // the hint about names that do not resolve was given
 	)
 	defer t.Stop()
 	for {
@@ -490,11 +578,16 @@ func (s *sender) status(con *console, m *conn.Manager, ep endpoint, cfg sendConf
 			if ev.State == conn.Closed {
 				continue // the end of the run, not news
 			}
-			con.Printf("%s: %s", programName, describeEvent(ev, ep))
+			line := describeEvent(ev, ep)
+			if notFound(ev.Err) && !dnsSaid {
+				dnsSaid = true
+				line += "; the name does not resolve: connpipe keeps trying, in case it is registered later"
+			}
+			con.Printf("%s: %s", programName, line)
 		case now := <-t.C:
 			lines := s.lines.Load()
 			switch {
-			case flushing.Load():
+			case flush.Load() != nil:
 				waiting = 0 // reading has stopped
 			case s.inWrite.Load() && lines == lastLines:
 				if waiting == 0 {
@@ -516,22 +609,129 @@ func (s *sender) status(con *console, m *conn.Manager, ep endpoint, cfg sendConf
 			}
 			st := s.w.Stats()
 			lps, bps := meter.rate(now, st.Written, st.WrittenBytes)
-			state := m.Stats().State.String()
-			if flushing.Load() {
-				state = "flushing, " + state
+			ms := m.Stats()
+			v := statusView{
+				now:        now,
+				ep:         ep,
+				state:      ms.State,
+				lastErr:    ms.LastError,
+				event:      s.last.Load(),
+				flush:      flush.Load(),
+				written:    st.Written,
+				bytes:      st.WrittenBytes,
+				lps:        lps,
+				bps:        bps,
+				reconnects: s.reconnects.Load(),
+				dropped:    st.Dropped + s.tooLong.Load(),
+				queued:     st.Queue.Messages,
+				waiting:    waiting > 0,
 			}
-			line := fmt.Sprintf("%s · %s lines %s · %s/s %s/s · %s · %s dropped",
-				state, count(st.Written), bytesize(st.WrittenBytes), rateString(lps), bytesize(bps),
-				plural(s.reconnects.Load(), "reconnect"), count(st.Dropped+s.tooLong.Load()))
-			if q := st.Queue; q.Messages > 0 {
-				line += fmt.Sprintf(" · %s queued", count(q.Messages))
-			}
-			if waiting > 0 {
-				line += " · queue full: reading waits"
-			}
-			con.Status(line)
+			con.Status(v.String())
 		}
 	}
+}
+
+// A statusView is what the status line shows.
+type statusView struct {
+	now        time.Time
+	ep         endpoint
+	state      conn.State
+	lastErr    error      // the Manager's last error
+	event      *seenEvent // the latest state change; nil if none yet
+	flush      *flushState
+	written    uint64
+	bytes      uint64
+	lps, bps   float64
+	reconnects uint64
+	dropped    uint64
+	queued     int
+	waiting    bool // reading waits for room
+}
+
+// String returns the status line: the last phase, if under way; the
+// connection, with the error and the time to the next dial while there is
+// none; whether reading waits; then the counters.
+func (v statusView) String() string {
+	var parts []string
+	if f := v.flush; f != nil {
+		left := countdown(f.deadline.Sub(v.now))
+		switch f.end {
+		case interrupted:
+			parts = append(parts, "interrupted", fmt.Sprintf("flushing %s queued, giving up in %s", plural(v.queued, "line"), left), "Ctrl-C again to stop now")
+		case endOfInput:
+			parts = append(parts, "end of input", fmt.Sprintf("flushing %s queued, giving up in %s", plural(v.queued, "line"), left), "Ctrl-C to stop now")
+		}
+	}
+	switch v.state {
+	case conn.Connecting:
+		parts = append(parts, "connecting to "+v.ep.String())
+	case conn.Disconnected:
+		err := v.lastErr
+		ev := v.event
+		if ev != nil && ev.State != conn.Disconnected {
+			ev = nil // the hook has not seen this change yet
+		}
+		if ev != nil {
+			err = ev.Err
+		}
+		what := "disconnected"
+		if err != nil {
+			what += ": " + shortError(err)
+		}
+		parts = append(parts, what)
+		if ev != nil {
+			next := "dialing"
+			if wait := ev.next().Sub(v.now); wait > 0 {
+				next = "next dial in " + countdown(wait)
+			}
+			if ev.Attempt > 0 {
+				next += fmt.Sprintf(" (attempt %d)", ev.Attempt+1)
+			}
+			parts = append(parts, next)
+		}
+	default:
+		parts = append(parts, v.state.String())
+	}
+	if v.waiting {
+		parts = append(parts, "queue full: reading waits")
+	}
+	parts = append(parts,
+		fmt.Sprintf("%s lines %s", count(v.written), bytesize(v.bytes)),
+		fmt.Sprintf("%s/s %s/s", rateString(v.lps), bytesize(v.bps)),
+		plural(v.reconnects, "reconnect"),
+		count(v.dropped)+" dropped")
+	if v.queued > 0 && v.flush == nil {
+		parts = append(parts, count(v.queued)+" queued")
+	}
+	return strings.Join(parts, " · ")
+}
+
+// countdown formats a time left: "2.4s" under 10 s, else whole seconds
+// rounded up ("12s", "1m5s"); never negative.
+func countdown(d time.Duration) string {
+	switch {
+	case d <= 0:
+		return "0s"
+	case d < 10*time.Second:
+		return fmt.Sprintf("%.1fs", math.Ceil(d.Seconds()*10)/10)
+	}
+	return (d + time.Second - 1).Truncate(time.Second).String()
+}
+
+// shortError is err without the "dial tcp 10.0.0.1:5000: " that every
+// dial error starts with: the status line has little room.
+func shortError(err error) string {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" && op.Err != nil {
+		return op.Err.Error()
+	}
+	return err.Error()
+}
+
+// notFound reports whether err says that a name does not resolve.
+func notFound(err error) bool {
+	var dns *net.DNSError
+	return errors.As(err, &dns) && dns.IsNotFound
 }
 
 // describeEvent says what a state change means, for -v.
@@ -542,7 +742,7 @@ func describeEvent(ev conn.Event, ep endpoint) string {
 	case conn.Disconnected:
 		retry := "redialing at once"
 		if ev.Wait > 0 {
-			retry = "retrying in " + elapsed(ev.Wait)
+			retry = "next dial in " + elapsed(ev.Wait)
 		}
 		if ev.Attempt > 0 {
 			retry += fmt.Sprintf(" (attempt %d)", ev.Attempt+1)

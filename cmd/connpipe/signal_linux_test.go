@@ -61,6 +61,32 @@ func TestSendInterruptDuringFirstDial(t *testing.T) {
 	}
 }
 
+// TestSendInterruptWhileDisconnected: one interrupt while there is no
+// connection gives what is queued the close timeout, then ends by SIGINT.
+func TestSendInterruptWhileDisconnected(t *testing.T) {
+	t.Parallel()
+	cmd := command(t, runTimeout, "send", "-v", "-close-timeout", "300ms", "-backoff-base", "50ms", "-backoff-max", "50ms", "tcp://"+freePort(t))
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stdin.Close()
+	_, stderr := startWatched(t, cmd)
+	feed(t, stdin, []string{"a", "b"})
+	stderr.waitFor(t, 0, regexp.MustCompile(`disconnected: dial tcp \S+: connect: connection refused; next dial in \S+ \(attempt 2\)`), waitTimeout)
+	cmd.Process.Signal(os.Interrupt)
+	code, sig := waitEnd(t, cmd, waitTimeout)
+	out := stderr.wait(t, waitTimeout)
+	wantSignaled(t, code, sig, syscall.SIGINT, out)
+	// The two lines were read before the interrupt, unless the machine is
+	// very slow; the summary must add up either way.
+	if !regexp.MustCompile(`connpipe: (\d) lines? read \(\d B\), 0 written, (\d) dropped, 0 reconnects`).MatchString(out) ||
+		!strings.Contains(out, "still queued when the 300ms close timeout ran out; last error: dial tcp") &&
+			!strings.Contains(out, "connpipe: 0 lines read") {
+		t.Errorf("stderr:\n%s", out)
+	}
+}
+
 // TestSendSIGTERM: SIGTERM is an interrupt too: what is queued is
 // flushed, and the process ends by SIGTERM (a shell shows 143).
 func TestSendSIGTERM(t *testing.T) {

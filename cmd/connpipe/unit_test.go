@@ -3,10 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"math"
+	"net"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/seed44b27a20/conn"
 )
 
 func TestCount(t *testing.T) {
@@ -139,5 +143,55 @@ func TestWaitForRoom(t *testing.T) {
 	}
 	if _, err := fs.parse([]string{"-wait", "2s", "tcp://h:1"}); err != nil || cfg.waitForRoom() != 2*time.Second {
 		t.Errorf("-wait 2s: a line waits %v for room (%v)", cfg.waitForRoom(), err)
+	}
+}
+
+func TestCountdown(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		-time.Second: "0s", 0: "0s", time.Millisecond: "0.1s", 2340 * time.Millisecond: "2.4s", 9950 * time.Millisecond: "10.0s",
+		10 * time.Second: "10s", 10*time.Second + time.Millisecond: "11s", time.Minute: "1m0s", 89500 * time.Millisecond: "1m30s",
+	} {
+		if got := countdown(d); got != want {
+			t.Errorf("countdown(%v) = %q, want %q", d, got, want)
+		}
+	}
+}
+
+// TestStatusLine: what the status line says in each phase.
+func TestStatusLine(t *testing.T) {
+	now := time.Date(2025, 1, 1, 12, 0, 0, 0, time.UTC)
+	ep := endpoint{Scheme: "tcp", Network: "tcp", Address: "logs:5000", Host: "logs", Port: 5000}
+	refused := &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connect: connection refused")}
+	lost := errors.New("write: broken pipe")
+	for _, tt := range []struct {
+		name string
+		v    statusView
+		want string
+	}{
+		{"connecting", statusView{state: conn.Connecting},
+			"connecting to tcp://logs:5000 · 0 lines 0 B · 0/s 0 B/s · 0 reconnects · 0 dropped"},
+		{"connected", statusView{state: conn.Connected, written: 1234, bytes: 2048, lps: 1500, bps: 4096, reconnects: 1, queued: 3},
+			"connected · 1,234 lines 2.0 KiB · 1.5k/s 4.0 KiB/s · 1 reconnect · 0 dropped · 3 queued"},
+		{"disconnected, next dial later", statusView{state: conn.Disconnected, lastErr: refused,
+			event: &seenEvent{Event: conn.Event{State: conn.Disconnected, Err: refused, Attempt: 2, Wait: 4 * time.Second}, at: now.Add(-1500 * time.Millisecond)}, queued: 7, waiting: true},
+			"disconnected: connect: connection refused · next dial in 2.5s (attempt 3) · queue full: reading waits · 0 lines 0 B · 0/s 0 B/s · 0 reconnects · 0 dropped · 7 queued"},
+		{"disconnected, dialing", statusView{state: conn.Disconnected, lastErr: refused,
+			event: &seenEvent{Event: conn.Event{State: conn.Disconnected, Err: refused, Attempt: 1, Wait: time.Second}, at: now.Add(-2 * time.Second)}},
+			"disconnected: connect: connection refused · dialing (attempt 2) · 0 lines 0 B · 0/s 0 B/s · 0 reconnects · 0 dropped"},
+		{"lost, redialing at once", statusView{state: conn.Disconnected, lastErr: lost,
+			event: &seenEvent{Event: conn.Event{State: conn.Disconnected, Err: lost}, at: now}},
+			"disconnected: write: broken pipe · dialing · 0 lines 0 B · 0/s 0 B/s · 0 reconnects · 0 dropped"},
+		{"the hook has not seen the change", statusView{state: conn.Disconnected, lastErr: lost,
+			event: &seenEvent{Event: conn.Event{State: conn.Connected}, at: now}},
+			"disconnected: write: broken pipe · 0 lines 0 B · 0/s 0 B/s · 0 reconnects · 0 dropped"},
+		{"interrupted", statusView{state: conn.Connected, queued: 12, flush: &flushState{end: interrupted, deadline: now.Add(9500 * time.Millisecond)}},
+			"interrupted · flushing 12 lines queued, giving up in 9.5s · Ctrl-C again to stop now · connected · 0 lines 0 B · 0/s 0 B/s · 0 reconnects · 0 dropped"},
+		{"end of input", statusView{state: conn.Connected, queued: 1, flush: &flushState{end: endOfInput, deadline: now.Add(30 * time.Second)}},
+			"end of input · flushing 1 line queued, giving up in 30s · Ctrl-C to stop now · connected · 0 lines 0 B · 0/s 0 B/s · 0 reconnects · 0 dropped"},
+	} {
+		tt.v.now, tt.v.ep = now, ep
+		if got := tt.v.String(); got != tt.want {
+			t.Errorf("%s:\n got %q\nwant %q", tt.name, got, tt.want)
+		}
 	}
 }
