@@ -14,6 +14,10 @@ import (
 // statusInterval is how often the live status line is redrawn.
 const statusInterval = 250 * time.Millisecond
 
+// echoRoom is the room left after the status line, and erased with it, for
+// the "^C" a terminal echoes at Ctrl-C: it neither wraps the line nor stays.
+const echoRoom = 2
+
 // A console prints whole lines (events, summaries) and, when its status
 // writer is a terminal, one status line that is redrawn in place with \r.
 // It keeps the two apart: before a line is printed the status line is
@@ -74,8 +78,11 @@ func (c *console) Status(s string) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	s = truncate(s, c.width-1)
-	pad := utf8.RuneCountInString(c.status) - utf8.RuneCountInString(s)
+	s = truncate(s, c.width-1-echoRoom)
+	pad := 0
+	if c.status != "" {
+		pad = utf8.RuneCountInString(c.status) + echoRoom - utf8.RuneCountInString(s)
+	}
 	fmt.Fprintf(c.w, "\r%s%s", s, strings.Repeat(" ", max(pad, 0)))
 	if pad > 0 {
 		fmt.Fprintf(c.w, "\r%s", s)
@@ -92,7 +99,7 @@ func (c *console) ClearStatus() {
 
 func (c *console) eraseLocked() {
 	if c.status != "" {
-		fmt.Fprintf(c.w, "\r%s\r", strings.Repeat(" ", utf8.RuneCountInString(c.status)))
+		fmt.Fprintf(c.w, "\r%s\r", strings.Repeat(" ", utf8.RuneCountInString(c.status)+echoRoom))
 		c.status = ""
 	}
 }

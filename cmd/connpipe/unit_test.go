@@ -89,9 +89,19 @@ func TestConsole(t *testing.T) {
 	c.Printf("event %d", 1)
 	c.Status("two")
 	c.ClearStatus()
-	want := "\rstatus one" + "\r          \r" + "event 1\n" + "status one" + "\rtwo       \rtwo" + "\r   \r"
+	// Erasing covers two more columns: a "^C" the terminal echoed.
+	want := "\rstatus one" + "\r            \r" + "event 1\n" + "status one" + "\rtwo         \rtwo" + "\r     \r"
 	if b.String() != want {
 		t.Errorf("console wrote %q, want %q", b.String(), want)
+	}
+	// A status line leaves room for "^C" at the end of the terminal's line,
+	// so that the echo does not wrap it.
+	b.Reset()
+	c = newConsole(&b, true)
+	c.width = 20
+	c.Status(strings.Repeat("x", 30))
+	if want := "\r" + strings.Repeat("x", 16) + "…"; b.String() != want {
+		t.Errorf("in 20 columns, console wrote %q, want %q", b.String(), want)
 	}
 	b.Reset()
 	c = newConsole(&b, false)
