@@ -3,12 +3,15 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -21,31 +24,55 @@ import (
 const maxListenLine = 1 << 20
 
 type listenConfig struct {
-	count bool
+	count   bool
+	cert    string
+	key     string
+	ca      string
+	certOut string
 }
 
 func listenFlags(c *listenConfig) *flagSet {
 	fs := newFlagSet("listen", "connpipe listen [flags] ADDRESS", `Listens on ADDRESS and prints to stdout what clients send, like nc -lk: on
-tcp:// and unix:// it accepts any number of clients and prints whole lines
-only, so lines from different clients never mix (a client's unterminated last
-line is printed with a newline when the client closes the connection; a line
-cut short, because the connection was reset or listen was stopped, is not
+tcp://, tls:// and unix:// it accepts any number of clients and prints whole
+lines only, so lines from different clients never mix (a client's unterminated
+last line is printed with a newline when the client closes the connection; a
+line cut short, because the connection was reset or listen was stopped, is not
 printed, and stderr shows its start). On udp:// it prints each datagram. With
 -count it prints, once a second, the lines and bytes received that second and
 the totals instead. It says on stderr where it listens ("listening on
-tcp://127.0.0.1:40123"), so port 0 picks a free port. SIGINT (Ctrl-C) or
-SIGTERM stops it: it closes its sockets, prints what it received on stderr
-and ends by the signal (a shell shows status 130 or 143).
+tcp://127.0.0.1:40123"), so port 0 picks a free port.
 
-ADDRESS: tcp://host:port, udp://host:port, unix:///path or host:port (TCP);
-an empty host means every interface. A unix socket file left behind by a
-server that is gone is replaced.
+tls:// serves the certificate of -cert and -key; without them, a self-signed
+certificate made at start for localhost, 127.0.0.1, ::1 and the host of
+ADDRESS, whose key never leaves the process. Its SHA-256 fingerprint is
+printed, and the certificate is written (for send -ca) to -cert-out, or to a
+temporary file removed at exit, whose name is printed. With -ca, clients
+must present a certificate signed by one of its CAs. To try TLS locally, in
+two terminals:
+  connpipe listen -cert-out cp.pem tls://127.0.0.1:6514
+  connpipe send -ca cp.pem tls://127.0.0.1:6514
+
+SIGINT (Ctrl-C) or SIGTERM stops it: it closes its sockets, prints what it
+received on stderr and ends by the signal (a shell shows status 130 or 143).
+
+ADDRESS: tcp://host:port, tls://host:port, udp://host:port, unix:///path
+(unix://./path if relative) or host:port (TCP); an empty host, as in :5000,
+means every interface. A unix socket file left behind by a server that is
+gone is replaced.
 
 Examples:
   connpipe listen tcp://127.0.0.1:5000
   connpipe listen -count unix:///tmp/connpipe.sock
+  connpipe listen -cert server.pem -key server.key -ca clients.pem tls://:6514
+
+Exit status: 1 on an error (the address is in use, say); 2 bad usage (a
+file that cannot be read too); 130 (SIGINT) or 143 (SIGTERM) when stopped.
 `)
 	fs.BoolVar(&c.count, "count", false, "print lines and bytes per second instead of the data")
+	fs.StringVar(&c.cert, "cert", "", "tls: serve the certificate (chain) in this PEM `FILE` (with -key); without it, a self-signed one")
+	fs.StringVar(&c.key, "key", "", "tls: the private key of -cert, a PEM `FILE`")
+	fs.StringVar(&c.ca, "ca", "", "tls: require client certificates signed by a CA in this PEM `FILE`")
+	fs.StringVar(&c.certOut, "cert-out", "", "tls without -cert: write the self-signed certificate to this `FILE`, for send -ca")
 	return fs
 }
 
@@ -60,14 +87,34 @@ func runListen(ctx context.Context, e *env, args []string) int {
 	if err != nil {
 		return fail(e, &usageError{err.Error()})
 	}
-	if ep.TLS() {
-		return fail(e, usagef("listen does not serve TLS: use tcp://, udp:// or unix://"))
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var tlsFlags []string
+	for _, name := range []string{"cert", "key", "ca", "cert-out"} {
+		if set[name] {
+			tlsFlags = append(tlsFlags, "-"+name)
+		}
+	}
+	switch {
+	case !ep.TLS() && len(tlsFlags) > 0:
+		return fail(e, usagef("%s only to tls:// addresses, not %q", applies(tlsFlags), address))
+	case (cfg.cert == "") != (cfg.key == ""):
+		return fail(e, usagef("-cert and -key go together: the server's certificate and its private key"))
+	case cfg.cert != "" && cfg.certOut != "":
+		return fail(e, usagef("-cert-out writes the self-signed certificate made without -cert; with -cert, give its file to send -ca"))
 	}
 	l := &listener{out: e.stdout, count: cfg.count, udp: ep.Network == "udp", con: newConsole(e.stderr, false)}
+	var ss *selfSigned
+	if ep.TLS() {
+		if l.tls, ss, err = serverTLS(&cfg, ep.Host); err != nil {
+			return fail(e, &usageError{err.Error()})
+		}
+		defer ss.remove()
+	}
 	if ep.Network == "udp" {
 		err = l.serveUDP(ctx, ep)
 	} else {
-		err = l.serveStream(ctx, ep)
+		err = l.serveStream(ctx, ep, ss)
 	}
 	if err != nil {
 		return fail(e, err)
@@ -89,7 +136,8 @@ type listener struct {
 	out   io.Writer
 	outMu sync.Mutex // one write to out at a time: lines never interleave
 	count bool
-	udp   bool // no connections to count
+	udp   bool        // no connections to count
+	tls   *tls.Config // serve TLS; nil for none
 	con   *console
 
 	stopping              atomic.Bool // the sockets are being closed
@@ -155,7 +203,7 @@ func (l *listener) counter(ctx context.Context, wg *sync.WaitGroup) {
 	})
 }
 
-func (l *listener) serveStream(ctx context.Context, ep endpoint) error {
+func (l *listener) serveStream(ctx context.Context, ep endpoint, ss *selfSigned) error {
 	if ep.Network == "unix" {
 		if err := removeStaleSocket(ep.Address); err != nil {
 			return err
@@ -165,7 +213,13 @@ func (l *listener) serveStream(ctx context.Context, ep endpoint) error {
 	if err != nil {
 		return err
 	}
-	l.con.Printf("%s: listening on %s (Ctrl-C to stop)", programName, endpoint{Scheme: ep.Scheme, Address: ln.Addr().String()})
+	at := endpoint{Scheme: ep.Scheme, Address: ln.Addr().String()}
+	l.con.Printf("%s: listening on %s (Ctrl-C to stop)", programName, at)
+	if ss != nil {
+		l.con.Printf("%s: no -cert: serving a certificate made for this run, valid for %s, SHA-256 fingerprint %s",
+			programName, strings.Join(ss.names, ", "), ss.fingerprint)
+		l.con.Printf("%s: to trust it: %s send -ca %s %s", programName, programName, ss.path, dialable(at))
+	}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -227,10 +281,34 @@ func (l *listener) serveStream(ctx context.Context, ep endpoint) error {
 	return acceptErr
 }
 
+// dialable is at as a client would dial it: an unspecified host (every
+// interface) becomes 127.0.0.1.
+func dialable(at endpoint) string {
+	host, port, err := net.SplitHostPort(at.Address)
+	if err != nil {
+		return at.String()
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return at.Scheme + "://" + net.JoinHostPort(host, port)
+}
+
 // serveConn prints the lines received on c, whole lines at a time. A line
 // longer than maxListenLine is printed as it arrives, and keeps the output
 // to itself until its end, so that no other line lands inside it.
-func (l *listener) serveConn(c net.Conn) {
+func (l *listener) serveConn(raw net.Conn) {
+	c := raw
+	if l.tls != nil {
+		tc := tls.Server(raw, l.tls)
+		if err := tc.Handshake(); err != nil {
+			if !l.stopping.Load() {
+				l.con.Printf("%s: TLS handshake with %s failed: %v", programName, raw.RemoteAddr(), err)
+			}
+			return
+		}
+		c = tc
+	}
 	var (
 		buf     = make([]byte, 0, 64<<10)
 		printed int  // bytes of the current line printed already: it is long
@@ -308,10 +386,10 @@ func (l *listener) serveConn(c net.Conn) {
 		if printed > 0 {
 			emit(append(buf, '\n'), true)
 			l.con.Printf("%s: a line from %s was cut short when %s: its first %s had been printed, and a newline ends it there",
-				programName, c.RemoteAddr(), why, bytesize(printed+len(buf)))
+				programName, raw.RemoteAddr(), why, bytesize(printed+len(buf)))
 			return
 		}
-		l.con.Printf("%s: a line from %s was cut short when %s; not printed: %s", programName, c.RemoteAddr(), why, quoteStart(buf, 60))
+		l.con.Printf("%s: a line from %s was cut short when %s; not printed: %s", programName, raw.RemoteAddr(), why, quoteStart(buf, 60))
 		return
 	}
 }

@@ -7,12 +7,18 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/seed44b27a20/conn/internal/testnet"
 )
 
 // TestSendGivesUpOnPermanentErrors: errors that retrying cannot fix end
 // send at once, with status 1, the error, and what to do about it.
 func TestSendGivesUpOnPermanentErrors(t *testing.T) {
 	t.Parallel()
+	server, _ := testnet.SelfSignedTLS(t)
+	sink := testnet.NewSink(t, "tcp", testnet.WithTLS(server))
+	ca := writeCA(t, server)
+
 	// A server that answers in plain text: not TLS.
 	plain, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -35,6 +41,10 @@ func TestSendGivesUpOnPermanentErrors(t *testing.T) {
 		args []string
 		want []string
 	}{
+		{"wrong name", []string{"-ca", ca, "-servername", "collector.example", "tls://" + sink.Addr()}, []string{
+			"connpipe: cannot connect to tls://" + sink.Addr() + ": tls: failed to verify certificate: x509: certificate is valid for localhost, not collector.example\n",
+			`connpipe: retrying cannot fix this: giving up; the server's certificate is not valid for "collector.example": give a name it is valid for with -servername NAME` + "\n",
+		}},
 		{"not TLS", []string{"tls://" + plain.Addr().String()}, []string{
 			"connpipe: cannot connect to tls://" + plain.Addr().String() + ": tls: first record does not look like a TLS handshake\n",
 			"connpipe: retrying cannot fix this: giving up; the server does not speak TLS: for a plain connection use tcp://\n",
@@ -53,6 +63,9 @@ func TestSendGivesUpOnPermanentErrors(t *testing.T) {
 		if r.code != 1 || r.took > 30*time.Second {
 			t.Errorf("%s: exit status %d after %v; want 1, at once", tt.name, r.code, r.took)
 		}
+	}
+	if sink.LineCount() > 0 {
+		t.Errorf("the sink received %q", sink.Lines())
 	}
 }
 

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -45,6 +44,9 @@ type sendConfig struct {
 	wait         time.Duration
 	closeTimeout time.Duration
 	ca           string
+	cert         string
+	key          string
+	serverName   string
 	insecure     bool
 	verbose      bool
 }
@@ -71,12 +73,20 @@ At the end of the input, what is queued gets -close-timeout to go out. The
 first Ctrl-C (SIGINT or SIGTERM) stops reading and does the same, with a
 countdown; a second one stops at once. A summary is printed either way.
 
-ADDRESS: tcp://host:port, udp://host:port, unix:///path, tls://host:port or
-host:port (TCP). Over UDP, lines are packed into datagrams of up to 1432 bytes.
+TLS: tls://host:port verifies the server's certificate against the system's
+CAs, or those of -ca, for the host of ADDRESS or -servername; -cert and -key
+present a client certificate. -insecure-skip-verify turns verification off,
+and says so on stderr. To try TLS locally, in two terminals:
+  connpipe listen -cert-out cp.pem tls://127.0.0.1:6514
+  connpipe send -ca cp.pem tls://127.0.0.1:6514
+
+ADDRESS: tcp://host:port, udp://host:port, unix:///path (unix://./path if
+relative), tls://host:port or host:port (TCP). Over UDP, lines are packed into
+datagrams of up to 1432 bytes.
 
 Examples:
   tail -F app.log | connpipe send tcp://logs.internal:5000
-  connpipe send -file events.log tls://collector:6514
+  connpipe send -file events.log -ca ca.pem tls://collector:6514
   journalctl -f -o json | connpipe send -full drop -buffer 64M unix:///run/collector.sock
 
 Exit status: 0 every line was written to a connection; 1 some lines were
@@ -95,7 +105,10 @@ interrupted, after the summary.
 	fs.DurationVar(&c.wait, "wait", 0, "with -full wait: drop a line that has waited this long for room (0: wait as long as it takes)")
 	fs.DurationVar(&c.closeTimeout, "close-timeout", defaultCloseTimeout, "at the end of the input or the first interrupt, keep trying to deliver what is queued for this long")
 	fs.StringVar(&c.ca, "ca", "", "tls: trust the CA certificates in this PEM `FILE` instead of the system's")
-	fs.BoolVar(&c.insecure, "insecure-skip-verify", false, "tls: do not verify the server's certificate (testing only)")
+	fs.StringVar(&c.cert, "cert", "", "tls: present the client certificate in this PEM `FILE` (with -key)")
+	fs.StringVar(&c.key, "key", "", "tls: the private key of -cert, a PEM `FILE`")
+	fs.StringVar(&c.serverName, "servername", "", "tls: verify the server's certificate for `NAME` (and send it as SNI) instead of the host of ADDRESS")
+	fs.BoolVar(&c.insecure, "insecure-skip-verify", false, "tls: do not verify the server's certificate (testing only; a warning says so)")
 	fs.BoolVar(&c.verbose, "v", false, "print each connection state change on stderr, and when reading waits for room")
 	return fs
 }
@@ -128,13 +141,23 @@ func prepareSend(e *env, fs *flagSet, cfg *sendConfig, address string) (*sendJob
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var tlsFlags []string
+	for _, name := range []string{"ca", "cert", "key", "servername", "insecure-skip-verify"} {
+		if set[name] {
+			tlsFlags = append(tlsFlags, "-"+name)
+		}
+	}
 	switch {
 	case ep.Port == 0 && ep.Scheme != "unix":
 		return nil, usagef("port 0 in %q: give the port to send to", address)
-	case ep.TLS() && ep.Host == "":
-		return nil, usagef("missing host in %q: tls:// needs the server's name to verify its certificate", address)
-	case !ep.TLS() && (set["ca"] || set["insecure-skip-verify"]):
-		return nil, usagef("-ca and -insecure-skip-verify apply only to tls:// addresses, not %q", address)
+	case ep.TLS() && ep.Host == "" && cfg.serverName == "":
+		return nil, usagef("missing host in %q: tls:// needs the server's name to verify its certificate (or give it with -servername)", address)
+	case !ep.TLS() && len(tlsFlags) > 0:
+		return nil, usagef("%s only to tls:// addresses, not %q", applies(tlsFlags), address)
+	case (cfg.cert == "") != (cfg.key == ""):
+		return nil, usagef("-cert and -key go together: the client certificate and its private key")
+	case cfg.insecure && cfg.ca != "":
+		return nil, usagef("-ca and -insecure-skip-verify contradict each other: -ca verifies against FILE, -insecure-skip-verify does not verify")
 	case cfg.full != "drop" && cfg.full != "wait":
 		return nil, usagef("invalid value %q for -full: use -full wait (the default) or -full drop", cfg.full)
 	case set["wait"] && cfg.full != "wait":
@@ -150,17 +173,8 @@ func prepareSend(e *env, fs *flagSet, cfg *sendConfig, address string) (*sendJob
 	}
 	job := &sendJob{cfg: *cfg, ep: ep, input: e.stdin, closeIn: func() error { return nil }}
 	if ep.TLS() {
-		job.tls = &tls.Config{ServerName: ep.Host, InsecureSkipVerify: cfg.insecure, MinVersion: tls.VersionTLS12}
-		if cfg.ca != "" {
-			pem, err := os.ReadFile(cfg.ca)
-			if err != nil {
-				return nil, usagef("cannot read -ca file: %v", err)
-			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return nil, usagef("-ca file %q holds no PEM certificate", cfg.ca)
-			}
-			job.tls.RootCAs = pool
+		if job.tls, err = clientTLS(cfg, ep); err != nil {
+			return nil, &usageError{err.Error()}
 		}
 	}
 	if cfg.file != "" && cfg.file != "-" {
@@ -171,6 +185,14 @@ func prepareSend(e *env, fs *flagSet, cfg *sendConfig, address string) (*sendJob
 		job.input, job.closeIn = f, f.Close
 	}
 	return job, nil
+}
+
+// applies says that flags apply: "-ca applies", "-ca and -key apply".
+func applies(flags []string) string {
+	if len(flags) == 1 {
+		return flags[0] + " applies"
+	}
+	return strings.Join(flags, " and ") + " apply"
 }
 
 func runSend(ctx context.Context, e *env, args []string) int {
@@ -394,10 +416,13 @@ func (j *sendJob) run(ctx context.Context, e *env) int {
 		conn.WithStateHook(s.hook),
 	}
 	if j.tls != nil {
-		opts = append(opts, conn.WithDialer((&tls.Dialer{NetDialer: &net.Dialer{}, Config: j.tls}).DialContext))
+		opts = append(opts, conn.WithDialer((&tlsDialer{config: j.tls}).DialContext))
 	}
 	// A status line redrawn under the lines someone types would garble them.
 	con := newConsole(e.stderr, e.tty && !(e.typing && j.input == e.stdin))
+	if cfg.insecure {
+		con.Printf("%s: warning: -insecure-skip-verify: the server's certificate is not verified; anyone on the way can read and change what is sent", programName)
+	}
 	if cfg.verbose {
 		con.Printf("%s: connecting to %s", programName, j.ep)
 	}
