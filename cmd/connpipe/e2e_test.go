@@ -318,12 +318,6 @@ func TestBadInput(t *testing.T) {
 		{[]string{"send", "127.0.0.1"}, `missing port in "127.0.0.1"`},
 		{[]string{"send", "tcp://127.0.0.1"}, `missing port in "tcp://127.0.0.1"`},
 		{[]string{"send", "unix://tmp/s.sock"}, `relative socket path in "unix://tmp/s.sock": write unix:///tmp/s.sock for /tmp/s.sock, or unix://./tmp/s.sock for a path relative to the current directory`},
-		{[]string{"send", "-ca", missingCA, "tls://" + addr}, "cannot read -ca file: open " + missingCA},
-		{[]string{"send", "-ca", notPEM, "tls://" + addr}, "holds no PEM certificate"},
-		{[]string{"send", "-cert", notPEM, "-key", notPEM, "tls://" + addr}, "cannot load the client certificate"},
-		{[]string{"send", "-file", filepath.Join(t.TempDir(), "nope"), "tcp://" + addr}, "cannot read -file"},
-		{[]string{"listen", "-cert", notPEM, "-key", notPEM, "tls://127.0.0.1:0"}, "cannot load the server certificate"},
-		{[]string{"listen", "-ca", missingCA, "tls://127.0.0.1:0"}, "cannot read -ca file"},
 		{[]string{"send", "-ca", notPEM, "tcp://" + addr}, `-ca applies only to tls:// addresses, not "tcp://`},
 		{[]string{"send", "-servername", "x", "-insecure-skip-verify", "tcp://" + addr}, "-servername and -insecure-skip-verify apply only to tls://"},
 		{[]string{"send", "-cert", notPEM, "tls://" + addr}, "-cert and -key go together"},
@@ -363,6 +357,25 @@ func TestBadInput(t *testing.T) {
 		}
 		if r.stdout != "" {
 			t.Errorf("connpipe %s: stdout %q, want nothing", name, r.stdout)
+		}
+	}
+	// A file that cannot be read is not a mistake on the command line:
+	// status 1, one line, and still nothing sent.
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"send", "-file", filepath.Join(t.TempDir(), "nope"), "tcp://" + addr}, "connpipe: cannot read -file: open "},
+		{[]string{"send", "-ca", missingCA, "tls://" + addr}, "connpipe: cannot read -ca file: open " + missingCA},
+		{[]string{"send", "-ca", notPEM, "tls://" + addr}, "holds no PEM certificate"},
+		{[]string{"send", "-cert", notPEM, "-key", notPEM, "tls://" + addr}, "cannot load the client certificate"},
+		{[]string{"listen", "-cert", notPEM, "-key", notPEM, "tls://127.0.0.1:0"}, "cannot load the server certificate"},
+		{[]string{"listen", "-ca", missingCA, "tls://127.0.0.1:0"}, "cannot read -ca file"},
+	} {
+		r := runBinary(t, runTimeout, strings.NewReader("must not be sent\n"), tt.args...)
+		name := strings.Join(tt.args, " ")
+		if r.code != 1 || strings.Count(r.stderr, "\n") != 1 || !strings.Contains(r.stderr, tt.want) || r.stdout != "" {
+			t.Errorf("connpipe %s: exit status %d, stdout %q, stderr %q; want 1 and one line with %q", name, r.code, r.stdout, r.stderr, tt.want)
 		}
 	}
 	// The processes have exited: a connection they made would have been

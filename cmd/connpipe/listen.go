@@ -65,8 +65,8 @@ Examples:
   connpipe listen -count unix:///tmp/connpipe.sock
   connpipe listen -cert server.pem -key server.key -ca clients.pem tls://:6514
 
-Exit status: 1 on an error (the address is in use, say); 2 bad usage (a
-file that cannot be read too); 130 (SIGINT) or 143 (SIGTERM) when stopped.
+Exit status: 1 on an error (the address is in use, a file cannot be read);
+2 bad usage; 130 (SIGINT) or 143 (SIGTERM) when stopped.
 `)
 	fs.BoolVar(&c.count, "count", false, "print lines and bytes per second instead of the data")
 	fs.StringVar(&c.cert, "cert", "", "tls: serve the certificate (chain) in this PEM `FILE` (with -key); without it, a self-signed one")
@@ -107,7 +107,7 @@ func runListen(ctx context.Context, e *env, args []string) int {
 	var ss *selfSigned
 	if ep.TLS() {
 		if l.tls, ss, err = serverTLS(&cfg, ep.Host); err != nil {
-			return fail(e, &usageError{err.Error()})
+			return fail(e, err)
 		}
 		defer ss.remove()
 	}

@@ -90,9 +90,9 @@ Examples:
   journalctl -f -o json | connpipe send -full drop -buffer 64M unix:///run/collector.sock
 
 Exit status: 0 every line was written to a connection; 1 some lines were
-dropped or not delivered (the summary on stderr says how many), or an error
-that retrying cannot fix; 2 bad usage; 130 (SIGINT) or 143 (SIGTERM)
-interrupted, after the summary.
+dropped or not delivered (the summary on stderr says how many), an error that
+retrying cannot fix, or a file that cannot be read; 2 bad usage; 130 (SIGINT)
+or 143 (SIGTERM) interrupted, after the summary.
 `)
 	c.buffer = conn.DefaultBufferSize
 	fs.StringVar(&c.file, "file", "", "read lines from `PATH` instead of stdin (- is stdin)")
@@ -132,8 +132,9 @@ type sendJob struct {
 	closeIn func() error
 }
 
-// prepareSend validates the command line. Every error it returns is a
-// usage error: nothing has been sent.
+// prepareSend validates the command line, then opens what it names. A
+// mistake on the command line is a usage error; a file that cannot be
+// read is not (exit status 1). Either way nothing has been sent.
 func prepareSend(e *env, fs *flagSet, cfg *sendConfig, address string) (*sendJob, error) {
 	ep, err := parseAddress(address)
 	if err != nil {
@@ -174,13 +175,13 @@ func prepareSend(e *env, fs *flagSet, cfg *sendConfig, address string) (*sendJob
 	job := &sendJob{cfg: *cfg, ep: ep, input: e.stdin, closeIn: func() error { return nil }}
 	if ep.TLS() {
 		if job.tls, err = clientTLS(cfg, ep); err != nil {
-			return nil, &usageError{err.Error()}
+			return nil, err
 		}
 	}
 	if cfg.file != "" && cfg.file != "-" {
 		f, err := os.Open(cfg.file)
 		if err != nil {
-			return nil, usagef("cannot read -file: %v", err)
+			return nil, fmt.Errorf("cannot read -file: %v", err)
 		}
 		job.input, job.closeIn = f, f.Close
 	}
