@@ -7,19 +7,26 @@
 //	connpipe demo [-duration 4s]
 //
 // send reads lines from standard input (or -file) and hands each one, whole,
-// to a conn.BatchWriter over a conn.Manager: reading never waits on the
-// network, the connection is redialed with backoff, and lines queued during
-// an outage go out in order on the next connection. Lines that do not fit in
-// the buffer are dropped and counted, never torn. At the end of the input it
-// keeps trying to deliver what is queued for -close-timeout, then prints a
-// summary on standard error. On a terminal a status line shows rates,
-// totals, the connection state, reconnects and drops as it goes.
+// to a conn.BatchWriter over a conn.Manager: the connection is redialed with
+// backoff, and lines queued during an outage go out in order on the next
+// connection. When the queue (-buffer) is full, reading waits for room, for
+// as long as it takes, so a fast producer is slowed to the pace of the
+// connection and nothing is dropped; -full drop drops and counts the lines
+// that find it full instead, for a producer that must never wait, and -wait
+// bounds the wait. At the end of the input it keeps trying to deliver what
+// is queued for -close-timeout, then prints a summary on standard error. On
+// a terminal a status line shows rates, totals, the connection state and,
+// while there is no connection, the last error and the time to the next
+// dial. Errors that retrying cannot fix (conn.IsPermanent: a certificate
+// that does not verify, a server that does not speak TLS, a malformed
+// address) end it at once; a name that does not resolve is retried.
 //
 // listen is a sink for trying send out: it prints the lines it receives on
-// a TCP or unix socket, from any number of clients, whole lines at a time,
-// or the datagrams it receives on UDP; with -count it prints rates instead.
-// It prints the address it listens on to standard error, so port 0 picks a
-// free port.
+// a TCP, TLS or unix socket, from any number of clients, whole lines at a
+// time, or the datagrams it receives on UDP; with -count it prints rates
+// instead. It prints the address it listens on to standard error, so port 0
+// picks a free port. Over TLS without -cert it makes a self-signed
+// certificate and writes it where send -ca can read it.
 //
 // demo needs nothing else: it streams numbered lines for a few seconds to an
 // in-process server that closes idle connections and keeps restarting, then
@@ -30,14 +37,16 @@
 // unix://./relative/path), tls://host:port, or host:port for TCP.
 //
 // SIGINT (Ctrl-C) and SIGTERM: the first stops a command gracefully (send
-// stops reading and flushes what is queued, within -close-timeout); the
-// second stops it at once, still printing the summary; a third ends the
-// process on the spot. An interrupted command ends by the signal, after its
-// summary, so a shell shows status 130 (SIGINT) or 143 (SIGTERM).
+// stops reading and flushes what is queued, within -close-timeout, with a
+// countdown on a terminal); the second stops it at once, still printing the
+// summary; a third ends the process on the spot. An interrupted command
+// ends by the signal, after its summary, so a shell shows status 130
+// (SIGINT) or 143 (SIGTERM).
 //
 // Exit status: 0 on success; 1 when send could not deliver every line (it
-// says how many), when demo found a line lost or out of order, or on a
-// runtime error; 2 for a usage error; 130 or 143 when interrupted.
+// says how many) or gave up on an error that retrying cannot fix, when demo
+// found a line lost or out of order, or on a runtime error such as a file
+// that cannot be read; 2 for a usage error; 130 or 143 when interrupted.
 package main
 
 import (
@@ -76,20 +85,29 @@ ADDRESS:
 
 Examples:
   tail -F app.log | connpipe send tcp://logs.internal:5000
-  connpipe send -file events.log -full wait -ca ca.pem tls://collector:6514
+  connpipe send -file events.log -ca ca.pem tls://collector:6514
   connpipe listen tcp://127.0.0.1:5000
   connpipe demo
 
-send never waits on the network while reading: lines queue in memory (-buffer)
-and go out whole and in order as soon as there is a connection. It prints a
-summary on stderr, and a live status line when stderr is a terminal.
+Trying TLS locally, in two terminals:
+  connpipe listen -cert-out cp.pem tls://127.0.0.1:6514
+  connpipe send -ca cp.pem tls://127.0.0.1:6514
+
+send queues lines in memory (-buffer) and they go out whole and in order as
+soon as there is a connection. When the queue is full, reading waits for room:
+nothing is dropped unless you ask for it with -full drop. While there is no
+connection, the status line (on a terminal) and -v say why and when the next
+attempt is; an error that retrying cannot fix (a certificate that does not
+verify, say) ends it at once. It prints a summary on stderr.
 
 Ctrl-C (or SIGTERM): the first stops reading and flushes what is queued, within
--close-timeout; the second stops at once. The summary is printed either way.
+-close-timeout, with a countdown; the second stops at once. The summary is
+printed either way.
 
 Exit status: 0 every line was written to a connection; 1 some lines were
-dropped or not delivered (the summary says how many); 2 bad usage; 130
-(SIGINT) or 143 (SIGTERM) interrupted, after the summary.
+dropped or not delivered (the summary says how many), an error that retrying
+cannot fix, or a file that cannot be read; 2 bad usage; 130 (SIGINT) or 143
+(SIGTERM) interrupted, after the summary.
 `
 
 // env is what a command runs with; tests substitute their own. The
