@@ -226,7 +226,7 @@ type sender struct {
 	full         atomic.Uint64 // dropped by Write: the buffer was full (-full drop, -wait)
 	tooLarge     atomic.Uint64 // dropped by Write: larger than the buffer
 	tooLong      atomic.Uint64 // dropped here, not offered to Write: longer than maxLine
-	cut          atomic.Uint64 // waiting for room when the input was stopped
+	cut          atomic.Uint64 // read, and refused by Write as the input was stopped
 
 	// Maintained by the state hook.
 	connects   atomic.Uint64
@@ -303,7 +303,7 @@ func (s *sender) send(line []byte) error {
 		s.full.Add(1)
 	case errors.Is(err, conn.ErrTooLarge):
 		s.tooLarge.Add(1)
-	default: // ErrClosed: the run is ending while the line waited for room
+	default: // ErrClosed: the run is ending: the line waited for room, or came just then
 		s.cut.Add(1)
 		s.count(len(line))
 		return errStopped
@@ -547,7 +547,7 @@ func (j *sendJob) run(ctx context.Context, e *env) int {
 			why = append(why, fmt.Sprintf("%s longer than %s", count(tooLong), bytesize(s.maxLine)))
 		}
 		if cut > 0 {
-			why = append(why, fmt.Sprintf("%s waiting for room when the input was stopped", count(cut)))
+			why = append(why, fmt.Sprintf("%s read but not yet queued when the input was stopped", count(cut)))
 		}
 		if left := dropped - full - tooLong - cut; left > 0 {
 			if stoppedBy != "" {

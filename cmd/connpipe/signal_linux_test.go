@@ -53,7 +53,7 @@ func TestSendInterruptDuringFirstDial(t *testing.T) {
 		fmt.Sprintf("connpipe: %d lines read (", n+1),
 		fmt.Sprintf("), 0 written, %d dropped, 0 reconnects, ", n+1),
 		"connpipe: interrupted (SIGINT): stopped reading the input\n",
-		fmt.Sprintf("connpipe: %d of %d lines not delivered: 1 waiting for room when the input was stopped, %d still queued when stopped by a second interrupt\n", n+1, n+1, n),
+		fmt.Sprintf("connpipe: %d of %d lines not delivered: 1 read but not yet queued when the input was stopped, %d still queued when stopped by a second interrupt\n", n+1, n+1, n),
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("stderr lacks %q:\n%s", want, out)
