@@ -123,6 +123,18 @@ type env struct {
 	// signal returns the signal that interrupted the command; nil, or a
 	// nil function, means SIGINT.
 	signal func() os.Signal
+	// settle, if not nil, makes sure that a signal already received has
+	// ended the command's context when it returns.
+	settle func()
+}
+
+// settled calls e.settle, if any, and reports whether the command was
+// interrupted: whether ctx is done.
+func (e *env) settled(ctx context.Context) bool {
+	if e.settle != nil {
+		e.settle()
+	}
+	return ctx.Err() != nil
 }
 
 // aborted returns a channel closed at the second interrupt.
@@ -173,10 +185,18 @@ func main() {
 		typing: isTerminal(os.Stdin),
 		abort:  in.second,
 		signal: in.signal,
+		settle: in.settle,
 	}
 	code := run(in.first, os.Args[1:], e)
-	if sig := in.signal(); sig != nil && code == exitStatusFor(sig) {
-		dieBy(sig, code) // interrupted: end the way the signal would have
+	in.settle()
+	if sig := in.signal(); sig != nil {
+		// Interrupted, if only as the command was ending by itself (Ctrl-C
+		// ends a producer in the same pipeline too, and its end of input
+		// may come first): end the way the signal would have.
+		if code != exitStatusFor(sig) {
+			fmt.Fprintf(e.stderr, "%s: interrupted (%s) as it was ending\n", programName, e.signalName())
+		}
+		dieBy(sig, exitStatusFor(sig))
 	}
 	os.Exit(code)
 }

@@ -6,10 +6,13 @@ import (
 	"os/exec"
 	"regexp"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 	"unsafe"
+
+	"github.com/seed44b27a20/conn/internal/testnet"
 )
 
 // openPTY opens a pseudo-terminal of 250 columns (room for a whole status line) and returns its master
@@ -193,4 +196,44 @@ func TestTerminalNoSuchHost(t *testing.T) {
 	code, sig := waitEnd(t, r.cmd, waitTimeout)
 	wantSignaled(t, code, sig, syscall.SIGINT, r.screen.wait(t, waitTimeout))
 	r.screen.waitFor(t, at, regexp.MustCompile(`connpipe: 0 lines read \(0 B\), 0 written, 0 dropped, 0 reconnects, `), waitTimeout)
+}
+
+// TestTerminalCtrlCInAPipeline: Ctrl-C on "producer | connpipe send" kills
+// the producer too, so send sees the end of its input as the signal comes,
+// and may see it first. It was interrupted all the same: it ends by
+// SIGINT, so the shell running the pipeline (bash, which waits to see how
+// its child ended) stops there too. It exited 0, and the script went on.
+func TestTerminalCtrlCInAPipeline(t *testing.T) {
+	t.Parallel()
+	bash, err := exec.LookPath("bash")
+	if err != nil {
+		t.Skip("no bash")
+	}
+	sink := testnet.NewSink(t, "tcp")
+	master, slave := openPTY(t)
+	script := `sleep 100 | "$0" send "$1"; echo "the script went on after status $?"`
+	cmd := exec.CommandContext(t.Context(), bash, "-c", script, binary(t), "tcp://"+sink.Addr())
+	cmd.Env = append(os.Environ(), "GORACE="+strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	slave.Close()
+	screen := watch(master)
+	// send dials once it handles signals.
+	if !sink.WaitAccepted(1, waitTimeout) {
+		t.Fatal("send did not connect")
+	}
+	if _, err := master.Write([]byte{3}); err != nil {
+		t.Fatal(err)
+	}
+	code, sig := waitEnd(t, cmd, waitTimeout)
+	out := screen.wait(t, waitTimeout)
+	if sig != syscall.SIGINT || strings.Contains(out, "the script went on") {
+		t.Errorf("bash ended with status %d, signal %v; want it stopped by SIGINT with send; the terminal showed:\n%q", code, sig, out)
+	}
+	if !strings.Contains(out, "connpipe: 0 lines read (0 B), 0 written, 0 dropped, 0 reconnects, ") || !strings.Contains(out, "connpipe: interrupted (SIGINT): ") {
+		t.Errorf("the terminal showed:\n%q", out)
+	}
 }

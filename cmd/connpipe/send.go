@@ -457,6 +457,11 @@ func (j *sendJob) run(ctx context.Context, e *env) int {
 	case <-s.fatal:
 		end = gaveUp
 	}
+	if end == endOfInput && e.settled(ctx) {
+		// Ctrl-C in a pipeline ends the producer too: its end of input
+		// and the signal race. The signal is what the user did.
+		end = interrupted
+	}
 
 	// The flush: what is queued gets -close-timeout, unless there is no
 	// point (gave up) or a further interrupt says to stop now.
@@ -477,30 +482,39 @@ func (j *sendJob) run(ctx context.Context, e *env) int {
 	var (
 		closeErr  error
 		stoppedBy string // why what was queued was dropped before the close timeout
+		cutShort  bool   // an interrupt cut the flush short
 		wasIntr   = end == interrupted
 	)
 	if end == gaveUp {
 		s.sayFatal(con, j.ep)
 		m.Close() // nothing more can be delivered: drop what is queued now
 		stoppedBy = "connpipe gave up"
-		fatal = nil
+		fatal, stopNow = nil, nil
 	}
 	select {
 	case closeErr = <-closed:
 	case <-stopNow:
 		wasIntr = true
-		stoppedBy = "stopped by a second interrupt"
-		if end != interrupted {
-			stoppedBy = "stopped by an interrupt"
+		select {
+		case closeErr = <-closed: // done already: nothing was cut short
+		default:
+			cutShort = true
+			stoppedBy = "stopped by a second interrupt"
+			if end != interrupted {
+				stoppedBy = "stopped by an interrupt"
+			}
+			m.Close()
+			closeErr = <-closed
 		}
-		m.Close()
-		closeErr = <-closed
 	case <-fatal:
 		s.sayFatal(con, j.ep)
 		end = gaveUp
 		stoppedBy = "connpipe gave up"
 		m.Close()
 		closeErr = <-closed
+	}
+	if e.settled(ctx) {
+		wasIntr = true // an interrupt came as the flush ended by itself
 	}
 	s.mu.Lock()
 	s.stopped = true // the pump, if still reading, counts nothing more
@@ -522,8 +536,12 @@ func (j *sendJob) run(ctx context.Context, e *env) int {
 	code := exitOK
 	if wasIntr {
 		what := "stopped reading the input"
-		if end != interrupted {
+		switch {
+		case end == interrupted:
+		case cutShort:
 			what = "stopped the final flush"
+		default:
+			what = "as the run was ending"
 		}
 		con.Printf("%s: interrupted (%s): %s", programName, e.signalName(), what)
 	}

@@ -28,8 +28,10 @@ import (
 
 // interrupts follows the signals that stop connpipe.
 type interrupts struct {
-	first  context.Context // done at the first signal
-	second context.Context // done at the second
+	first   context.Context // done at the first signal
+	second  context.Context // done at the second
+	stopNow func()          // ends first
+	seen    chan os.Signal  // gets the first signal, and keeps it: see settle
 
 	mu  sync.Mutex
 	sig os.Signal // the first signal; nil until then
@@ -42,19 +44,45 @@ func watchSignals() *interrupts {
 	signal.Notify(c, os.Interrupt, syscall.SIGTERM)
 	first, stopNow := context.WithCancel(context.Background())
 	second, stopAtOnce := context.WithCancel(context.Background())
-	in := &interrupts{first: first, second: second}
+	in := &interrupts{first: first, second: second, stopNow: stopNow, seen: make(chan os.Signal, 1)}
+	signal.Notify(in.seen, os.Interrupt, syscall.SIGTERM)
 	go func() {
-		sig := <-c
-		in.mu.Lock()
-		in.sig = sig
-		in.mu.Unlock()
-		stopNow()
+		in.record(<-c)
 		<-c
 		stopAtOnce()
-		sig = <-c
+		sig := <-c
 		dieBy(sig, exitStatusFor(sig))
 	}()
 	return in
+}
+
+// record notes sig as the first signal, unless one was noted already, and
+// ends the first context.
+func (in *interrupts) record(sig os.Signal) {
+	in.mu.Lock()
+	if in.sig == nil {
+		in.sig = sig
+	}
+	in.mu.Unlock()
+	in.stopNow()
+}
+
+// settle makes sure that a signal the process has already received has
+// been noted, and the first context ended, when it returns. A signal goes
+// from the runtime's handler to the channels through goroutines, and a
+// command may end meanwhile: Ctrl-C on "producer | connpipe send" ends the
+// producer too, and send may see the end of its input, and finish, before
+// the signal has reached the watcher. signal.Stop returns only once every
+// signal received has been passed to the channels, seen among them.
+func (in *interrupts) settle() {
+	probe := make(chan os.Signal, 1)
+	signal.Notify(probe, os.Interrupt, syscall.SIGTERM)
+	signal.Stop(probe)
+	select {
+	case sig := <-in.seen:
+		in.record(sig)
+	default:
+	}
 }
 
 // signal returns the first signal received, or nil.
