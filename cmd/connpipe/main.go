@@ -18,8 +18,9 @@
 // a terminal a status line shows rates, totals, the connection state and,
 // while there is no connection, the last error and the time to the next
 // dial. Errors that retrying cannot fix (conn.IsPermanent: a certificate
-// that does not verify, a server that does not speak TLS, a malformed
-// address) end it at once; a name that does not resolve is retried.
+// that does not verify, a server that does not speak TLS or refuses the
+// handshake, a malformed address) end it at once; a name that does not
+// resolve is retried.
 //
 // listen is a sink for trying send out: it prints the lines it receives on
 // a TCP, TLS or unix socket, from any number of clients, whole lines at a

@@ -67,7 +67,8 @@ While there is no connection, the status line (on a terminal) and -v show
 why and when the next attempt is. A name that does not resolve ("no such
 host") is retried like any failure: it may be registered later. Errors that
 retrying cannot fix end send at once with status 1: a server certificate
-that does not verify, a server that does not speak TLS, a malformed address.
+that does not verify, a server that does not speak TLS or refuses the
+handshake (it wants a client certificate, say), a malformed address.
 
 At the end of the input, what is queued gets -close-timeout to go out. The
 first Ctrl-C (SIGINT or SIGTERM) stops reading and does the same, with a
