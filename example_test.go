@@ -3,6 +3,7 @@ package conn_test
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -163,4 +164,87 @@ func ExampleBatchWriter() {
 	// msg="request served" n=1
 	// msg="request served" n=2
 	// 3 3 0
+}
+
+// noTime drops slog's time attribute, to keep the examples' output stable.
+func noTime(groups []string, a slog.Attr) slog.Attr {
+	if a.Key == slog.TimeKey && len(groups) == 0 {
+		return slog.Attr{}
+	}
+	return a
+}
+
+// A slog JSON handler over a BatchWriter over a Manager: logging never
+// waits on the network. Close the BatchWriter first: it writes what is
+// still queued through the Manager, which must still be open.
+func ExampleNewBatchWriter_slog() {
+	ln, _ := net.Listen("tcp", "127.0.0.1:0") // the collector
+	defer ln.Close()
+	received := make(chan []string)
+	go func() {
+		var lines []string
+		defer func() { received <- lines }()
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		s := bufio.NewScanner(c)
+		for s.Scan() { // until the Manager closes the connection
+			lines = append(lines, s.Text())
+		}
+	}()
+
+	m := conn.New("tcp", ln.Addr().String())
+	w := conn.NewBatchWriter(m)
+	logger := slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{ReplaceAttr: noTime}))
+
+	logger.Info("started", "version", "1.4.2")
+	logger.Warn("disk almost full", "free_mb", 512)
+
+	if err := w.Close(); err != nil { // writes what is queued, within 5 s
+		fmt.Println(err)
+	}
+	m.Close()
+	for _, line := range <-received {
+		fmt.Println(line)
+	}
+	// Output:
+	// {"level":"INFO","msg":"started","version":"1.4.2"}
+	// {"level":"WARN","msg":"disk almost full","free_mb":512}
+}
+
+// WithDropHook hears about drops as they happen, since slog discards the
+// error of the Write that dropped a line: here the collector is down, the
+// queue holds four lines and refuses the fifth, and Close discards the
+// four when its time is up.
+func ExampleWithDropHook() {
+	down := func(context.Context, string, string) (net.Conn, error) {
+		return nil, errors.New("connection refused")
+	}
+	m := conn.New("tcp", "logs.example:5000", conn.WithDialer(down))
+	defer m.Close()
+	reports := make(chan conn.DropReport, 2)
+	w := conn.NewBatchWriter(m,
+		conn.WithBufferSize(256),
+		conn.WithCloseTimeout(50*time.Millisecond),
+		conn.WithDropHook(func(r conn.DropReport) { reports <- r }),
+	)
+	logger := slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{ReplaceAttr: noTime}))
+
+	for i := range 5 {
+		logger.Info("request served", "n", i) // 46 bytes, 54 of the buffer
+	}
+	r := <-reports // the first drop is reported at once
+	fmt.Println("rejected:", r.Rejected, r.Err)
+	fmt.Println(w.Close())
+	r = <-reports // the last report comes from Close
+	fmt.Println("discarded:", r.Discarded, r.Err)
+	st := w.Stats()
+	fmt.Println("accepted:", st.Accepted, "dropped:", st.Dropped)
+	// Output:
+	// rejected: 1 conn: buffer full
+	// conn: messages left unwritten: 4 dropped
+	// discarded: 4 conn: messages left unwritten
+	// accepted: 4 dropped: 5
 }
