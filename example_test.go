@@ -8,6 +8,9 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/go-kit/log"
@@ -247,4 +250,106 @@ func ExampleWithDropHook() {
 	// conn: messages left unwritten: 4 dropped
 	// discarded: 4 conn: messages left unwritten
 	// accepted: 4 dropped: 5
+}
+
+// A test of code that uses a Manager can fake the network and the clock:
+// WithDialer hands out one end of a net.Pipe (or fails, as a collector
+// that is down), and WithAfterFunc turns each backoff wait into a channel
+// the test fires when it chooses.
+func ExampleWithAfterFunc() {
+	var dials atomic.Int32
+	peers := make(chan net.Conn, 1)
+	dial := func(context.Context, string, string) (net.Conn, error) {
+		if dials.Add(1) == 1 {
+			return nil, errors.New("connection refused") // the first dial fails
+		}
+		c, peer := net.Pipe()
+		peers <- peer
+		return c, nil
+	}
+	waits := make(chan time.Duration, 1)
+	fire := make(chan time.Time)
+	after := func(d time.Duration) <-chan time.Time {
+		waits <- d
+		return fire
+	}
+	connected := make(chan struct{}, 1)
+	hook := func(ev conn.Event) {
+		if ev.State == conn.Connected {
+			connected <- struct{}{}
+		}
+	}
+	m := conn.New("tcp", "collector.test:5000",
+		conn.WithDialer(dial), conn.WithAfterFunc(after), conn.WithStateHook(hook))
+	defer m.Close()
+
+	d := <-waits // the Manager backs off: 1 s ±50% after the first failure
+	fmt.Println("asked to wait 0.5-1.5 s:", d >= 500*time.Millisecond && d <= 1500*time.Millisecond)
+	fire <- time.Now() // the wait is over, at once
+	<-connected
+	peer := <-peers
+	defer peer.Close()
+
+	go m.Write([]byte("hello\n")) // a net.Pipe Write waits for the peer to read
+	line, _ := bufio.NewReader(peer).ReadString('\n')
+	fmt.Print(line)
+	// Output:
+	// asked to wait 0.5-1.5 s: true
+	// hello
+}
+
+// TestFakeTimeRecipe is the README's recipe for testing code that uses a
+// Manager in fake time: inside a synctest bubble, a net.Pipe's deadlines
+// and the Manager's timers and backoff run on the bubble's clock, so a
+// 5 s write timeout and a 1 s backoff take no real time and are measured
+// exactly.
+func TestFakeTimeRecipe(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		peers := make(chan net.Conn, 2)
+		dial := func(context.Context, string, string) (net.Conn, error) {
+			c, peer := net.Pipe()
+			peers <- peer
+			return c, nil
+		}
+		m := conn.New("tcp", "collector.test:5000",
+			conn.WithDialer(dial), conn.WithWriteTimeout(5*time.Second))
+		defer m.Close()
+
+		// The collector accepts and never reads: the Write fails once the
+		// write timeout has passed (up to twice it on a connection without
+		// a file descriptor, as here: see WithWriteTimeout).
+		stuck := <-peers
+		defer stuck.Close()
+		start := time.Now()
+		_, err := m.Write([]byte("never read\n"))
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("Write: %v, want a timeout", err)
+		}
+		if took := time.Since(start); took < 5*time.Second*7/8 || took > 10*time.Second {
+			t.Fatalf("Write failed after %v of fake time, want 5 s to 10 s", took)
+		}
+
+		// The connection never carried a Write, so the Manager redials on
+		// the backoff schedule: 1 s ±50%. Two seconds of fake time later
+		// there is a new connection, and it works.
+		time.Sleep(2 * time.Second)
+		var peer net.Conn
+		select {
+		case peer = <-peers:
+		default:
+			t.Fatal("no redial within 2 s of fake time")
+		}
+		defer peer.Close()
+		got := make(chan string)
+		go func() {
+			line, _ := bufio.NewReader(peer).ReadString('\n')
+			got <- line
+		}()
+		if _, err := m.Write([]byte("hello\n")); err != nil {
+			t.Fatalf("Write on the new connection: %v", err)
+		}
+		if line := <-got; line != "hello\n" {
+			t.Fatalf("the peer read %q", line)
+		}
+	})
 }
