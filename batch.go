@@ -57,6 +57,7 @@ type BatchWriter struct {
 	wake     chan struct{}                 // nudges the background writer; capacity 1
 	abort    chan struct{}                 // closed when Close's time is up
 	done     chan struct{}                 // closed when run returns
+	closed   chan struct{}                 // closed when the first Close returns
 
 	// Written by refused Writes.
 	_             cacheLinePad
@@ -113,6 +114,8 @@ func NewBatchWriter(m *Manager, opts ...BatchOption) *BatchWriter {
 		wake:  make(chan struct{}, 1),
 		abort: make(chan struct{}),
 		done:  make(chan struct{}),
+
+		closed: make(chan struct{}),
 	}
 	w.drops.since = time.Now()
 	w.drops.last = w.drops.since.Add(-cfg.dropInterval) // the first drop is reported at once
@@ -300,16 +303,17 @@ func (w *BatchWriter) noteDiscardsLocked(n uint64) {
 // timeout (WithCloseTimeout), and stops the background writer. Messages
 // still queued then are dropped, counted, and reported by an error matching
 // ErrUnflushed. It does not close the Manager. Close is idempotent; later
-// calls return nil.
+// calls wait for the first to finish and return nil.
 func (w *BatchWriter) Close() error {
 	w.mu.Lock()
 	if w.closing.Load() {
 		w.mu.Unlock()
-		<-w.done
+		<-w.closed
 		return nil
 	}
 	w.closing.Store(true)
 	w.mu.Unlock()
+	defer close(w.closed)
 	w.q.close()
 	w.makeRoom() // waiting Writes give up
 	w.nudge()

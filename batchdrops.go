@@ -29,9 +29,11 @@ type DropReport struct {
 // warn through the Manager's logger ("batch writer dropped messages"),
 // with or without a hook. The hook is called from a goroutine of its own,
 // one call at a time; it may write into the same BatchWriter (a message
-// it drops is in the next report). The last call, with what Close itself
-// dropped, comes from Close; none come after Close returns. A hook that
-// panics is logged and not called again.
+// it drops is in the next report) but must not call Close. The last call,
+// with what Close itself dropped, comes from Close; none come after Close
+// returns. A Write refused once that last report has begun (the hook's
+// own, say) is counted in Stats, not reported. A hook that panics is
+// logged and not called again.
 func WithDropHook(hook func(DropReport)) BatchOption {
 	return batchOptionFunc(func(c *batchConfig) {
 		c.dropHook = hook
@@ -101,7 +103,8 @@ func dropCause(err error) *error {
 	case ErrUnflushed:
 		return &ErrUnflushed
 	}
-	return &err
+	e := err // only this case moves to the heap
+	return &e
 }
 
 // reportDrops reports the drops since the previous report, if any.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -200,5 +201,75 @@ func TestPanickingDropHookIsDisabled(t *testing.T) {
 			t.Errorf("%d calls; lines %q", calls, lines)
 		}
 		w.Close()
+	})
+}
+
+// A second Close of a BatchWriter waits for the first, last drop report
+// included: no report comes after a Close has returned (found by review).
+func TestSecondCloseWaitsForTheLastDropReport(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeNet{dialErr: errors.New("down")}
+		m := newFake(t, f, conn.WithAfterFunc(instantAfter(0)))
+		gate := make(chan struct{})
+		var calls atomic.Int64
+		w := conn.NewBatchWriter(m, conn.WithCloseTimeout(time.Second),
+			conn.WithDropHook(func(conn.DropReport) { <-gate; calls.Add(1) }))
+		w.Write([]byte("queued, never written"))
+		go w.Close() // discards after 1 s, then reports
+		time.Sleep(2 * time.Second)
+		synctest.Wait() // the last report is under way, in the hook
+		returned := make(chan int64, 1)
+		go func() {
+			w.Close()
+			returned <- calls.Load()
+		}()
+		synctest.Wait()
+		select {
+		case <-returned:
+			t.Fatal("a second Close returned while the first was still reporting")
+		default:
+		}
+		close(gate)
+		if n := <-returned; n != 1 {
+			t.Errorf("%d reports when the second Close returned, want 1", n)
+		}
+	})
+}
+
+// The Manager's logger may write into a BatchWriter over the same
+// Manager: a drop warning the full buffer refuses is reported in the next
+// interval's warning, one line per interval, never a storm.
+func TestDropWarningsIntoTheirOwnFullWriterStayRateLimited(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var (
+			w     *conn.BatchWriter
+			mu    sync.Mutex
+			lines int
+		)
+		ready := make(chan struct{})
+		logger := log.LoggerFunc(func(kv ...any) error {
+			<-ready
+			mu.Lock()
+			lines++
+			mu.Unlock()
+			return log.NewLogfmtLogger(w).Log(kv...)
+		})
+		f := &fakeNet{dialErr: errors.New("down")}
+		m := newFake(t, f, conn.WithLogger(logger), conn.WithBackoff(time.Hour, time.Hour))
+		w = conn.NewBatchWriter(m, conn.WithBufferSize(64), conn.WithDropReportInterval(time.Second), conn.WithCloseTimeout(time.Second))
+		close(ready)
+		w.Write(make([]byte, 64)) // too large: the first drop
+		time.Sleep(10500 * time.Millisecond)
+		synctest.Wait()
+		mu.Lock()
+		n := lines
+		mu.Unlock()
+		// "dial failed", then one drop warning at 0 s and one per second
+		// for the warning before it, refused by the full buffer.
+		if n != 1+11 {
+			t.Errorf("%d log lines in 10.5 s, want 12: one per interval", n)
+		}
+		w.Close()
+		m.Close()
 	})
 }

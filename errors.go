@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"net"
+	"strings"
 )
 
 // ErrConnectionUnavailable is returned by the Manager's Write method when the
@@ -13,29 +14,58 @@ import (
 //
 // A Manager made by NewManager or NewDefaultManager returns exactly this
 // value, as go-kit's does, so that code comparing with == keeps working.
-// A Manager made by New returns an error that matches it with errors.Is
-// and carries the cause: the latest dial failure or loss ("connection
-// unavailable: dial tcp: address localhost: missing port in address"),
-// reachable with errors.Unwrap and errors.As.
+// A Manager made by New returns an *UnavailableError, which matches it
+// with errors.Is and carries the cause.
 var ErrConnectionUnavailable = errors.New("connection unavailable")
 
-// unavailableError is ErrConnectionUnavailable with its cause.
-type unavailableError struct{ cause error }
+// An UnavailableError is what Write returns, for a Manager made by New,
+// when it had no connection to write on: nothing was written. It matches
+// ErrConnectionUnavailable with errors.Is, and its text names the cause
+// ("connection unavailable: dial tcp: address localhost: missing port in
+// address"). Get the cause with errors.As:
+//
+//	var ue *conn.UnavailableError
+//	if errors.As(err, &ue) { ... ue.Cause ... }
+//
+// The cause is not wrapped (there is no Unwrap): a Write that wrote
+// nothing must not match the errors of one that timed out partway, say
+// os.ErrDeadlineExceeded, because an earlier connection died of one.
+type UnavailableError struct {
+	// Cause is the latest dial failure or loss of a connection before the
+	// Write; for a Write that found its connection dead before writing,
+	// what the liveness check found.
+	Cause error
+}
 
-func (e *unavailableError) Error() string        { return "connection unavailable: " + e.cause.Error() }
-func (e *unavailableError) Is(target error) bool { return target == ErrConnectionUnavailable }
-func (e *unavailableError) Unwrap() error        { return e.cause }
+func (e *UnavailableError) Error() string {
+	if e.Cause == nil {
+		return ErrConnectionUnavailable.Error()
+	}
+	return "connection unavailable: " + e.Cause.Error()
+}
 
-// IsPermanent reports whether err, a dial failure or what Write returned,
-// is one that dialing again will not fix without a change of configuration
-// or of the peer: a malformed address, an unknown network, or a TLS peer
-// whose certificate does not verify or that does not speak TLS. A name
-// that does not resolve is not permanent (it may be registered later),
-// nor is a refused or timed-out connection. The Manager logs permanent
-// dial failures at level error and keeps retrying on its backoff;
-// connpipe gives up on them at once.
+// Is reports whether target is ErrConnectionUnavailable.
+func (e *UnavailableError) Is(target error) bool { return target == ErrConnectionUnavailable }
+
+// IsPermanent reports whether err, a dial failure or what Write returned
+// (an UnavailableError is judged by its cause), is one that dialing again
+// will not fix without a change of configuration, of the clock or of the
+// peer: a malformed address, an unknown network or service name, a TLS
+// peer whose certificate does not verify (expired or not yet valid
+// included), that does not speak TLS, or that refuses the handshake with
+// an alert (a protocol version or cipher suite in common missing, a
+// client certificate required). A name that does not resolve is not
+// permanent (it may be registered later), nor is a refused or timed-out
+// connection, nor a peer's "internal error" alert. The Manager logs
+// permanent dial failures at level error and keeps retrying on its
+// backoff; connpipe gives up on them at once.
 func IsPermanent(err error) bool {
+	if ue, ok := err.(*UnavailableError); ok {
+		err = ue.Cause
+	}
 	var (
+		dns      *net.DNSError
+		op       *net.OpError
 		addr     *net.AddrError
 		parse    *net.ParseError
 		network  net.UnknownNetworkError
@@ -46,6 +76,15 @@ func IsPermanent(err error) bool {
 		record   tls.RecordHeaderError
 		alert    tls.AlertError
 	)
+	if errors.As(err, &op) && op.Op == "remote error" && op.Err != nil {
+		// crypto/tls reports an alert from the peer so; the alert's type
+		// is unexported. These two may pass.
+		msg := op.Err.Error()
+		return !strings.HasSuffix(msg, "internal error") && !strings.HasSuffix(msg, "user canceled")
+	}
+	if errors.As(err, &dns) && dns.Err == "unknown port" {
+		return true
+	}
 	return errors.As(err, &addr) || errors.As(err, &parse) || errors.As(err, &network) ||
 		errors.As(err, &verify) || errors.As(err, &unknown) || errors.As(err, &hostname) ||
 		errors.As(err, &invalid) || errors.As(err, &record) || errors.As(err, &alert)

@@ -11,6 +11,7 @@ import (
 	stdlog "log"
 	"log/slog"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"syscall"
@@ -155,7 +156,8 @@ func TestWriteSaysWhyNoConnectionCanBeMade(t *testing.T) {
 			m := conn.New(tc.network, tc.address, conn.WithLogger(log.NewLogfmtLogger(&out)))
 			defer m.Close()
 			_, err := m.Write([]byte("x"))
-			if !errors.Is(err, conn.ErrConnectionUnavailable) || !errors.As(err, tc.cause) ||
+			var ue *conn.UnavailableError
+			if !errors.Is(err, conn.ErrConnectionUnavailable) || !errors.As(err, &ue) || !errors.As(ue.Cause, tc.cause) ||
 				!strings.Contains(err.Error(), "connection unavailable: ") || !strings.Contains(err.Error(), tc.text) {
 				t.Errorf("Write: %v, want ErrConnectionUnavailable caused by %q", err, tc.text)
 			}
@@ -190,8 +192,11 @@ func TestUnverifiedCertificateIsPermanent(t *testing.T) {
 	m := conn.New("tcp", sink.Addr(), conn.WithDialer(d.DialContext), conn.WithLogger(log.NewLogfmtLogger(&out)))
 	defer m.Close()
 	_, err := m.Write([]byte("x"))
-	var verify *tls.CertificateVerificationError
-	if !errors.Is(err, conn.ErrConnectionUnavailable) || !errors.As(err, &verify) || !conn.IsPermanent(err) {
+	var (
+		ue     *conn.UnavailableError
+		verify *tls.CertificateVerificationError
+	)
+	if !errors.Is(err, conn.ErrConnectionUnavailable) || !errors.As(err, &ue) || !errors.As(ue.Cause, &verify) || !conn.IsPermanent(err) {
 		t.Fatalf("Write: %v, want ErrConnectionUnavailable caused by a verification error", err)
 	}
 	m.Close() // delivers the log lines
@@ -219,9 +224,89 @@ func TestIsPermanent(t *testing.T) {
 		{&net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}, false},
 		{context.DeadlineExceeded, false},
 		{conn.ErrConnectionUnavailable, false},
+		{&conn.UnavailableError{Cause: net.UnknownNetworkError("x")}, true},
+		{&conn.UnavailableError{}, false},
+		{&net.OpError{Op: "dial", Net: "tcp", Err: &net.DNSError{Err: "unknown port", Name: "tcp/nosuchsvc"}}, true},
+		{&net.OpError{Op: "remote error", Err: errors.New("tls: internal error")}, false},
+		{&net.OpError{Op: "remote error", Err: errors.New("tls: handshake failure")}, true},
 	} {
 		if got := conn.IsPermanent(tc.err); got != tc.want {
 			t.Errorf("IsPermanent(%v) = %v, want %v", tc.err, got, tc.want)
 		}
+	}
+}
+
+// A Write that wrote nothing because the last dial timed out matches
+// ErrConnectionUnavailable, not the timeout identities that a Write timed
+// out while writing has: the cause is a field, not wrapped (found by
+// review: it unwrapped to context.DeadlineExceeded).
+func TestUnavailableDoesNotLookLikeATimeout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeNet{hang: true}
+		m := newFake(t, f, conn.WithDialTimeout(100*time.Millisecond), conn.WithAfterFunc(instantAfter(0)))
+		time.Sleep(time.Second)
+		_, err := m.Write([]byte("x"))
+		var (
+			ne net.Error
+			ue *conn.UnavailableError
+		)
+		if !errors.Is(err, conn.ErrConnectionUnavailable) || !errors.As(err, &ue) || !errors.Is(ue.Cause, context.DeadlineExceeded) {
+			t.Fatalf("Write: %v, want ErrConnectionUnavailable caused by the dial's deadline", err)
+		}
+		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) {
+			t.Errorf("a Write that wrote nothing matches a timeout: %v", err)
+		}
+	})
+}
+
+// A TLS peer that refuses the handshake answers with an alert, which
+// crypto/tls reports as a *net.OpError "remote error" with an unexported
+// type: permanent, since the configuration must change (found by review).
+func TestTLSRefusalsArePermanent(t *testing.T) {
+	serverTLS, clientTLS := testnet.SelfSignedTLS(t)
+	for _, tc := range []struct {
+		name           string
+		server, client func(*tls.Config)
+	}{
+		{"protocol version", func(c *tls.Config) { c.MaxVersion = tls.VersionTLS12 }, func(c *tls.Config) { c.MinVersion = tls.VersionTLS13 }},
+		{"client certificate required", func(c *tls.Config) {
+			c.MaxVersion = tls.VersionTLS12
+			c.ClientAuth = tls.RequireAnyClientCert
+		}, func(*tls.Config) {}},
+		{"no cipher suite in common", func(c *tls.Config) {
+			c.MaxVersion = tls.VersionTLS12
+			c.CipherSuites = []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256}
+		}, func(c *tls.Config) {
+			c.MaxVersion = tls.VersionTLS12
+			c.CipherSuites = []uint16{tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sc, cc := serverTLS.Clone(), clientTLS.Clone()
+			tc.server(sc)
+			tc.client(cc)
+			ln, err := tls.Listen("tcp", "127.0.0.1:0", sc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			served := make(chan struct{})
+			go func() {
+				defer close(served)
+				for {
+					c, err := ln.Accept()
+					if err != nil {
+						return
+					}
+					c.(*tls.Conn).Handshake()
+					c.Close()
+				}
+			}()
+			defer func() { ln.Close(); <-served }()
+			m := conn.New("tcp", ln.Addr().String(), conn.WithDialer((&tls.Dialer{Config: cc}).DialContext))
+			defer m.Close()
+			if _, err := m.Write([]byte("x")); !errors.Is(err, conn.ErrConnectionUnavailable) || !conn.IsPermanent(err) {
+				t.Errorf("Write: %v; want ErrConnectionUnavailable, permanent", err)
+			}
+		})
 	}
 }

@@ -153,7 +153,7 @@ func (m *Manager) enter(msg string, ev Event) {
 	if ev.Err != nil {
 		m.stats.LastError = ev.Err
 		if !m.cfg.bareErrors {
-			m.unavail.Store(&unavailableError{ev.Err})
+			m.unavail.Store(&UnavailableError{ev.Err})
 		}
 	}
 	if m.changed != nil {
@@ -162,8 +162,15 @@ func (m *Manager) enter(msg string, ev Event) {
 	}
 	m.mu.Unlock()
 
-	lvl := level.InfoValue()
-	kv := []any{level.Key(), lvl, "msg", msg, "network", m.network, "address", m.address}
+	if m.listened() {
+		m.announce(msg, ev)
+	}
+}
+
+// announce queues a change of state for the logger and the hook. Apart
+// from enter, so that ev moves to the heap only when someone listens.
+func (m *Manager) announce(msg string, ev Event) {
+	kv := []any{level.Key(), level.InfoValue(), "msg", msg, "network", m.network, "address", m.address}
 	if ev.State == Disconnected {
 		kv[1] = level.WarnValue()
 		if IsPermanent(ev.Err) {
@@ -171,7 +178,7 @@ func (m *Manager) enter(msg string, ev Event) {
 		}
 		kv = append(kv, "err", ev.Err, "attempt", ev.Attempt, "retry_in", ev.Wait.String())
 	}
-	m.notify(note{kv: kv, ev: &ev})
+	m.notify(note{kv: kv, ev: &ev}, true)
 }
 
 // callHook passes ev to the state hook. A hook that panics is logged and
@@ -183,7 +190,8 @@ func (m *Manager) callHook(ev Event) {
 	defer func() {
 		if p := recovered("state hook", recover()); p != nil {
 			m.hookOff = true
-			m.log(level.ErrorValue(), "state hook panicked; it is called no more", "err", p, "stack", string(p.(*panicError).stack))
+			// On the delivering goroutine: log in place, in order.
+			m.logLine([]any{level.Key(), level.ErrorValue(), "msg", "state hook panicked; it is called no more", "err", p, "stack", string(p.(*panicError).stack)})
 		}
 	}()
 	m.cfg.hook(ev)

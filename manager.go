@@ -30,7 +30,7 @@ import (
 // goroutine and its connection.
 type Manager struct {
 	cur     atomic.Pointer[link]             // the latest link; nil until the first dial succeeds
-	unavail atomic.Pointer[unavailableError] // what Write returns without a connection; nil: ErrConnectionUnavailable
+	unavail atomic.Pointer[UnavailableError] // what Write returns without a connection; nil: ErrConnectionUnavailable
 
 	network, address string
 	cfg              config

@@ -26,20 +26,30 @@ type note struct {
 	ev *Event
 }
 
-// log queues a line for the logger, at lvl.
+// log queues a line for the logger, at lvl. It never waits: the lines it
+// queues are rare (a recovered panic, a BatchWriter's drop report, at most
+// once per interval) and may come from the delivering goroutine itself.
 func (m *Manager) log(lvl level.Value, msg string, kv ...any) {
-	m.notify(note{kv: append([]any{level.Key(), lvl, "msg", msg}, kv...)})
+	if !m.listened() {
+		return
+	}
+	m.notify(note{kv: append([]any{level.Key(), lvl, "msg", msg}, kv...)}, false)
 }
 
-// notify queues n for delivery, waiting while maxNotes are queued. After
-// Close has delivered the last notes, n is dropped: nobody is listening.
-func (m *Manager) notify(n note) {
-	if m.cfg.hook == nil && m.cfg.logger == nopLogger {
-		return // nobody listens: no goroutine, no queue
-	}
+// listened reports whether anyone hears the notes: without a logger or a
+// hook there is no goroutine, no queue and no allocation.
+func (m *Manager) listened() bool {
+	return m.cfg.hook != nil || m.cfg.logger != nopLogger
+}
+
+// notify queues n for delivery. With wait, it first waits while maxNotes
+// are queued: the Manager's goroutine waits so for a logger that does not
+// keep up. After Close has delivered the last notes, n is dropped: nobody
+// is listening.
+func (m *Manager) notify(n note, wait bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for len(m.notes) >= maxNotes && !m.notesOver {
+	for wait && len(m.notes) >= maxNotes && !m.notesOver {
 		if m.noteTaken == nil {
 			m.noteTaken = make(chan struct{})
 		}

@@ -118,7 +118,8 @@ func withDialerFunc(d Dialer) Option {
 // Write waits for the Manager's dial as any other Write does, never for
 // itself. A Manager changing state faster than its logger keeps up waits
 // once 64 lines are queued. Lines logged after Close returns are dropped.
-// A logger that panics is not called again.
+// The logger must not call Close. A logger that panics is not called
+// again.
 func WithLogger(logger log.Logger) Option {
 	return optionFunc(func(c *config) {
 		if logger == nil {

@@ -86,7 +86,8 @@ func (m *Manager) failed(l *link, b []byte, n int, err error, retry, checked boo
 		if m.cfg.bareErrors {
 			return 0, ErrConnectionUnavailable
 		}
-		return 0, &unavailableError{l.cause}
+		<-l.dead // retire, here or elsewhere, has recorded the cause
+		return 0, &UnavailableError{l.cause}
 	}
 	return n, err
 }
