@@ -3,10 +3,14 @@ package conn_test
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/go-kit/log"
@@ -163,4 +167,189 @@ func ExampleBatchWriter() {
 	// msg="request served" n=1
 	// msg="request served" n=2
 	// 3 3 0
+}
+
+// noTime drops slog's time attribute, to keep the examples' output stable.
+func noTime(groups []string, a slog.Attr) slog.Attr {
+	if a.Key == slog.TimeKey && len(groups) == 0 {
+		return slog.Attr{}
+	}
+	return a
+}
+
+// A slog JSON handler over a BatchWriter over a Manager: logging never
+// waits on the network. Close the BatchWriter first: it writes what is
+// still queued through the Manager, which must still be open.
+func ExampleNewBatchWriter_slog() {
+	ln, _ := net.Listen("tcp", "127.0.0.1:0") // the collector
+	defer ln.Close()
+	received := make(chan []string)
+	go func() {
+		var lines []string
+		defer func() { received <- lines }()
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		s := bufio.NewScanner(c)
+		for s.Scan() { // until the Manager closes the connection
+			lines = append(lines, s.Text())
+		}
+	}()
+
+	m := conn.New("tcp", ln.Addr().String())
+	w := conn.NewBatchWriter(m)
+	logger := slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{ReplaceAttr: noTime}))
+
+	logger.Info("started", "version", "1.4.2")
+	logger.Warn("disk almost full", "free_mb", 512)
+
+	if err := w.Close(); err != nil { // writes what is queued, within 5 s
+		fmt.Println(err)
+	}
+	m.Close()
+	for _, line := range <-received {
+		fmt.Println(line)
+	}
+	// Output:
+	// {"level":"INFO","msg":"started","version":"1.4.2"}
+	// {"level":"WARN","msg":"disk almost full","free_mb":512}
+}
+
+// WithDropHook hears about drops as they happen, since slog discards the
+// error of the Write that dropped a line: here the collector is down, the
+// queue holds four lines and refuses the fifth, and Close discards the
+// four when its time is up.
+func ExampleWithDropHook() {
+	down := func(context.Context, string, string) (net.Conn, error) {
+		return nil, errors.New("connection refused")
+	}
+	m := conn.New("tcp", "logs.example:5000", conn.WithDialer(down))
+	defer m.Close()
+	reports := make(chan conn.DropReport, 2)
+	w := conn.NewBatchWriter(m,
+		conn.WithBufferSize(256),
+		conn.WithCloseTimeout(50*time.Millisecond),
+		conn.WithDropHook(func(r conn.DropReport) { reports <- r }),
+	)
+	logger := slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{ReplaceAttr: noTime}))
+
+	for i := range 5 {
+		logger.Info("request served", "n", i) // 46 bytes, 54 of the buffer
+	}
+	r := <-reports // the first drop is reported at once
+	fmt.Println("rejected:", r.Rejected, r.Err)
+	fmt.Println(w.Close())
+	r = <-reports // the last report comes from Close
+	fmt.Println("discarded:", r.Discarded, r.Err)
+	st := w.Stats()
+	fmt.Println("accepted:", st.Accepted, "dropped:", st.Dropped)
+	// Output:
+	// rejected: 1 conn: buffer full
+	// conn: messages left unwritten: 4 dropped
+	// discarded: 4 conn: messages left unwritten
+	// accepted: 4 dropped: 5
+}
+
+// A test of code that uses a Manager can fake the network and the clock:
+// WithDialer hands out one end of a net.Pipe (or fails, as a collector
+// that is down), and WithAfterFunc turns each backoff wait into a channel
+// the test fires when it chooses.
+func ExampleWithAfterFunc() {
+	var dials atomic.Int32
+	peers := make(chan net.Conn, 1)
+	dial := func(context.Context, string, string) (net.Conn, error) {
+		if dials.Add(1) == 1 {
+			return nil, errors.New("connection refused") // the first dial fails
+		}
+		c, peer := net.Pipe()
+		peers <- peer
+		return c, nil
+	}
+	waits := make(chan time.Duration, 1)
+	fire := make(chan time.Time)
+	after := func(d time.Duration) <-chan time.Time {
+		waits <- d
+		return fire
+	}
+	connected := make(chan struct{}, 1)
+	hook := func(ev conn.Event) {
+		if ev.State == conn.Connected {
+			connected <- struct{}{}
+		}
+	}
+	m := conn.New("tcp", "collector.test:5000",
+		conn.WithDialer(dial), conn.WithAfterFunc(after), conn.WithStateHook(hook))
+	defer m.Close()
+
+	d := <-waits // the Manager backs off: 1 s ±50% after the first failure
+	fmt.Println("asked to wait 0.5-1.5 s:", d >= 500*time.Millisecond && d <= 1500*time.Millisecond)
+	fire <- time.Now() // the wait is over, at once
+	<-connected
+	peer := <-peers
+	defer peer.Close()
+
+	go m.Write([]byte("hello\n")) // a net.Pipe Write waits for the peer to read
+	line, _ := bufio.NewReader(peer).ReadString('\n')
+	fmt.Print(line)
+	// Output:
+	// asked to wait 0.5-1.5 s: true
+	// hello
+}
+
+// TestFakeTimeRecipe is the README's recipe for testing code that uses a
+// Manager in fake time: inside a synctest bubble, a net.Pipe's deadlines
+// and the Manager's timers and backoff run on the bubble's clock, so a
+// 5 s write timeout and a 1 s backoff take no real time and are measured
+// exactly.
+func TestFakeTimeRecipe(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		peers := make(chan net.Conn, 2)
+		dial := func(context.Context, string, string) (net.Conn, error) {
+			c, peer := net.Pipe()
+			peers <- peer
+			return c, nil
+		}
+		m := conn.New("tcp", "collector.test:5000",
+			conn.WithDialer(dial), conn.WithWriteTimeout(5*time.Second))
+		defer m.Close()
+
+		// The collector accepts and never reads: the Write fails once the
+		// write timeout has passed (up to twice it on a connection without
+		// a file descriptor, as here: see WithWriteTimeout).
+		stuck := <-peers
+		defer stuck.Close()
+		start := time.Now()
+		_, err := m.Write([]byte("never read\n"))
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("Write: %v, want a timeout", err)
+		}
+		if took := time.Since(start); took < 5*time.Second*7/8 || took > 10*time.Second {
+			t.Fatalf("Write failed after %v of fake time, want 5 s to 10 s", took)
+		}
+
+		// The connection never carried a Write, so the Manager redials on
+		// the backoff schedule: 1 s ±50%. Two seconds of fake time later
+		// there is a new connection, and it works.
+		time.Sleep(2 * time.Second)
+		var peer net.Conn
+		select {
+		case peer = <-peers:
+		default:
+			t.Fatal("no redial within 2 s of fake time")
+		}
+		defer peer.Close()
+		got := make(chan string)
+		go func() {
+			line, _ := bufio.NewReader(peer).ReadString('\n')
+			got <- line
+		}()
+		if _, err := m.Write([]byte("hello\n")); err != nil {
+			t.Fatalf("Write on the new connection: %v", err)
+		}
+		if line := <-got; line != "hello\n" {
+			t.Fatalf("the peer read %q", line)
+		}
+	})
 }
