@@ -7,8 +7,9 @@
 //
 // It is a module of its own so that go-kit is a dependency of the
 // benchmarks only, never of the library. The loopback servers it needs are
-// written here: the repository's internal/testnet cannot be imported from
-// another module.
+// written here, kept minimal so that what they cost is plain; the nested
+// modules may import the repository's internal/testnet (Go's internal rule
+// goes by import path), as e2e/ does.
 //
 // Run everything, with benchstat and the ratios the README's claims rest
 // on, with the script beside this file:

@@ -2,7 +2,10 @@
 // project's own test sinks do not imitate: rsyslog's TCP input, restarted
 // mid-stream. It is a module of its own so that `go test ./...` in the main
 // module passes on a machine without rsyslog; here a missing rsyslogd fails
-// the test with a message saying how to install it.
+// the test with a message saying how to install it. It also holds the
+// README's go-kit metrics recipe (graphite and dogstatsd over a
+// BatchWriter), which needs go-kit/kit, with a test through collector
+// restarts.
 //
 // Run it with: cd e2e && go test -v ./...   (needs rsyslogd on the PATH or
 // in /usr/sbin; Debian: apt-get install rsyslog).
