@@ -273,3 +273,70 @@ func TestDropWarningsIntoTheirOwnFullWriterStayRateLimited(t *testing.T) {
 		m.Close()
 	})
 }
+
+// Reports come at most every DefaultDropReportInterval (10 s) unless told
+// otherwise; a zero or negative interval keeps the default. Close's report
+// sums what Write refused and what Close discarded, both in its log line.
+func TestDropReportsDefaultInterval(t *testing.T) {
+	for _, interval := range []conn.BatchOption{nil, conn.WithDropReportInterval(0), conn.WithDropReportInterval(-time.Second)} {
+		synctest.Test(t, func(t *testing.T) {
+			var d dropLog
+			f := &fakeNet{dialErr: errors.New("down")}
+			m := newFake(t, f, conn.WithLogger(&d))
+			w := conn.NewBatchWriter(m, conn.WithBufferSize(10+conn.MessageOverhead), conn.WithDropHook(d.hook),
+				conn.WithCloseTimeout(time.Second), interval)
+			w.Write([]byte("0123456789")) // accepted
+			w.Write([]byte("0123456789")) // refused: reported at once
+			time.Sleep(time.Second)
+			w.Write([]byte("0123456789")) // refused: reported 10 s after the first
+			time.Sleep(conn.DefaultDropReportInterval - time.Second - time.Millisecond)
+			synctest.Wait()
+			if r, _ := d.snapshot(); len(r) != 1 {
+				t.Fatalf("reports before the interval: %+v, want 1", r)
+			}
+			time.Sleep(time.Millisecond)
+			synctest.Wait()
+			if r, _ := d.snapshot(); len(r) != 2 {
+				t.Fatalf("reports at the interval: %+v, want 2", r)
+			}
+			w.Write([]byte("0123456789")) // refused, reported by Close
+			w.Close()                     // discards the accepted one
+			m.Close()
+			r, lines := d.snapshot()
+			want := conn.DropReport{Rejected: 1, Discarded: 1, Bytes: 20, Err: conn.ErrUnflushed, Period: time.Second}
+			if len(r) != 3 || r[2] != want {
+				t.Fatalf("reports: %+v, want a third from Close: %+v", r, want)
+			}
+			if l := dropLines(lines); len(l) != 3 || !strings.Contains(l[2], "dropped=2 rejected=1 discarded=1 bytes=20 ") {
+				t.Errorf("drop warnings %q", l)
+			}
+		})
+	}
+}
+
+// Messages discarded because the Manager closed are reported, and the
+// Writes refused afterwards are reported apart, bytes included.
+func TestDropsAfterTheManagerClosed(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var d dropLog
+		f := &fakeNet{dialErr: errors.New("down")}
+		m := newFake(t, f)
+		w := conn.NewBatchWriter(m, conn.WithDropHook(d.hook), conn.WithDropReportInterval(time.Second))
+		w.Write([]byte("queued"))
+		m.Close() // the writer discards what is queued
+		synctest.Wait()
+		time.Sleep(2 * time.Second)
+		w.Write([]byte("refused"))
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		w.Close()
+		r, _ := d.snapshot()
+		want := []conn.DropReport{
+			{Discarded: 1, Bytes: 6, Err: conn.ErrUnflushed},
+			{Rejected: 1, Bytes: 7, Err: conn.ErrClosed, Period: 2 * time.Second},
+		}
+		if len(r) != 2 || r[0] != want[0] || r[1] != want[1] {
+			t.Errorf("reports %+v, want %+v", r, want)
+		}
+	})
+}
