@@ -108,13 +108,12 @@ func NewBatchWriter(m *Manager, opts ...BatchOption) *BatchWriter {
 	seg := min(max(2*cfg.maxBatch, 64<<10), max(cfg.size, 4<<10), maxSegment)
 	q, head := newQueue(cfg.size, (seg+7)&^7)
 	w := &BatchWriter{
-		m:     m,
-		cfg:   cfg,
-		q:     q,
-		wake:  make(chan struct{}, 1),
-		abort: make(chan struct{}),
-		done:  make(chan struct{}),
-
+		m:      m,
+		cfg:    cfg,
+		q:      q,
+		wake:   make(chan struct{}, 1),
+		abort:  make(chan struct{}),
+		done:   make(chan struct{}),
 		closed: make(chan struct{}),
 	}
 	w.drops.since = time.Now()
