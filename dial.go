@@ -3,46 +3,136 @@ package conn
 import (
 	"context"
 	"net"
+	"time"
 )
 
-// dial makes one attempt. It returns a link, or why there is none. The
-// attempt ends when it succeeds, fails, the dial timeout passes, or the
-// Manager is closed.
-func (m *Manager) dial() (*link, error) {
-	// The context is not derived from one that Close cancels: a parent would
-	// keep a map of children for the Manager's lifetime. Close calls
+// dialRound makes one round of dials over order, the endpoints in the
+// order of the policy, and returns a link to the first that connects, or
+// why none did. One endpoint is dialed in the Manager's goroutine, as it
+// always was. Several are dialed staggered (see WithDialStagger): each in
+// a goroutine of its own, the next when the previous fails or has hung for
+// the stagger; the round returns when all have ended, the losers closed.
+// The round ends early when the Manager is closed.
+func (m *Manager) dialRound(order []string) (*link, error) {
+	// The contexts are not derived from one that Close cancels: a parent
+	// would keep a map of children for the Manager's lifetime. Close calls
 	// m.cancelDial instead.
 	ctx, cancel := context.WithCancel(context.Background())
-	if m.cfg.dialTimeout > 0 {
-		ctx, cancel = context.WithTimeout(context.Background(), m.cfg.dialTimeout)
-	}
-	m.mu.Lock()
-	if m.isClosed() {
-		m.mu.Unlock()
+	if !m.setCancel(cancel) {
 		cancel()
 		return nil, ErrClosed
 	}
-	m.cancelDial = cancel
-	m.mu.Unlock()
 	defer func() {
-		m.mu.Lock()
-		m.cancelDial = nil
-		m.mu.Unlock()
+		m.setCancel(nil)
 		cancel()
 	}()
+	if len(order) == 1 {
+		return m.dial(ctx, order[0])
+	}
+	type result struct {
+		i   int
+		l   *link
+		err error
+	}
+	var (
+		results = make(chan result, len(order))
+		errs    = make([]error, len(order))
+		started int
+		pending int
+		won     *link
+		stagger *time.Timer
+	)
+	next := func() {
+		i := started
+		started, pending = started+1, pending+1
+		go func() {
+			l, err := m.dial(ctx, order[i])
+			results <- result{i, l, err}
+		}()
+		if m.cfg.stagger > 0 && started < len(order) {
+			if stagger == nil {
+				stagger = time.NewTimer(m.cfg.stagger)
+			} else {
+				stagger.Reset(m.cfg.stagger)
+			}
+		}
+	}
+	next()
+	for pending > 0 && won == nil {
+		var staggered <-chan time.Time
+		if stagger != nil && started < len(order) {
+			staggered = stagger.C
+		}
+		select {
+		case r := <-results:
+			pending--
+			if r.err == nil {
+				won = r.l
+				break
+			}
+			errs[r.i] = r.err
+			if started < len(order) {
+				next()
+			}
+		case <-staggered:
+			next()
+		}
+	}
+	if stagger != nil {
+		stagger.Stop()
+	}
+	cancel()
+	for ; pending > 0; pending-- {
+		if r := <-results; r.l != nil {
+			closeConn(r.l.conn) // connected after the winner
+		}
+	}
+	if won != nil {
+		return won, nil
+	}
+	if m.isClosed() {
+		return nil, ErrClosed
+	}
+	return nil, &EndpointsError{Endpoints: order, Errs: errs}
+}
+
+// setCancel records the function that ends the dial under way, for
+// Close; nil when it has ended. It reports false if the Manager is
+// closed: do not dial.
+func (m *Manager) setCancel(cancel context.CancelFunc) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if cancel != nil && m.isClosed() {
+		return false
+	}
+	m.cancelDial = cancel
+	return true
+}
+
+// dial makes one attempt on address. It returns a link, or why there is
+// none. The attempt ends when it succeeds, fails, the dial timeout passes,
+// or ctx ends.
+func (m *Manager) dial(ctx context.Context, address string) (*link, error) {
+	if m.cfg.dialTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, m.cfg.dialTimeout)
+		defer cancel()
+	}
 	start := m.now()
-	c, err := m.connect(ctx)
+	c, err := m.connect(ctx, address)
 	if err != nil {
 		return nil, sane(err)
 	}
-	return m.newLink(c, start), nil
+	l := m.newLink(c, start)
+	l.endpoint = address
+	return l, nil
 }
 
 // connect calls the Dialer and completes the TLS handshake of what it
 // returns, so that Write never handshakes: a tls.Client that was not yet
 // used would otherwise handshake inside the first Write, whose reads have no
 // deadline. A panic of the Dialer or of the connection is a failed dial.
-func (m *Manager) connect(ctx context.Context) (c net.Conn, err error) {
+func (m *Manager) connect(ctx context.Context, address string) (c net.Conn, err error) {
 	defer func() {
 		if p := recovered("Dialer", recover()); p != nil {
 			if !isNil(c) {
@@ -51,7 +141,7 @@ func (m *Manager) connect(ctx context.Context) (c net.Conn, err error) {
 			c, err = nil, p
 		}
 	}()
-	c, err = m.cfg.dial(ctx, m.network, m.address)
+	c, err = m.cfg.dial(ctx, m.network, address)
 	if err != nil {
 		if !isNil(c) {
 			closeConn(c)

@@ -56,12 +56,23 @@ func (e *UnavailableError) Is(target error) bool { return target == ErrConnectio
 // an alert (a protocol version or cipher suite in common missing, a
 // client certificate required). A name that does not resolve is not
 // permanent (it may be registered later), nor is a refused or timed-out
-// connection, nor a peer's "internal error" alert. The Manager logs
+// connection, nor a peer's "internal error" alert. A round over several
+// endpoints (an *EndpointsError) is permanent only if each failure is. The
+// Manager logs
 // permanent dial failures at level error and keeps retrying on its
 // backoff; connpipe gives up on them at once.
 func IsPermanent(err error) bool {
 	if ue, ok := err.(*UnavailableError); ok {
 		err = ue.Cause
+	}
+	if ee, ok := err.(*EndpointsError); ok {
+		// Another endpoint may yet accept: permanent only if none can.
+		for _, e := range ee.Errs {
+			if !IsPermanent(e) {
+				return false
+			}
+		}
+		return len(ee.Errs) > 0
 	}
 	var (
 		dns      *net.DNSError

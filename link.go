@@ -23,6 +23,8 @@ const (
 // Manager.cur, dead, until the next link replaces it.
 type link struct {
 	conn     net.Conn
+	counted  bool    // Writes count themselves in inflight: the link may be switched out
+	endpoint string  // the address dialed
 	probe    *prober // the kernel's view of the socket; nil without one
 	watched  bool    // the liveness check applies: a stream socket
 	born     int64   // when the dial finished, ns since the Manager's epoch
@@ -56,6 +58,14 @@ type link struct {
 	next       chan struct{} // closed when the first dial after retire has finished
 	redialSlow atomic.Bool   // a wait for next timed out: wait no more
 
+	// Switching (switch.go). inflight counts the Writes under way; once
+	// draining is set, drained is closed when none is left.
+	inflight    atomic.Int64
+	draining    atomic.Bool
+	drainedOnce atomic.Bool
+	drained     chan struct{}
+	switched    atomic.Bool // another link replaced this working one
+
 	// Set by retire before dead is closed.
 	cause  error
 	redial bool // the Manager redials at once, without backoff
@@ -65,6 +75,7 @@ func (m *Manager) newLink(c net.Conn, dialStart int64) *link {
 	now := m.now()
 	l := &link{
 		conn:     c,
+		counted:  m.cfg.switches(),
 		probe:    newProber(c),
 		born:     now,
 		proofAge: max(int64(minProofAge), 4*(now-dialStart)),

@@ -1,23 +1,31 @@
 package conn
 
 import (
+	"strings"
 	"time"
 
 	"github.com/go-kit/log/level"
 )
 
 // run is the Manager's goroutine: it dials, waits for the connection to be
-// lost, and dials again after the backoff, until Close. It is the only
-// goroutine that makes links current, logs and calls the state hook.
+// lost, and dials again after the backoff, until Close. With several
+// endpoints or a maximum age it also replaces working connections
+// (switch.go). It is the only goroutine that makes links current, logs and
+// calls the state hook.
 func (m *Manager) run() {
 	defer close(m.done)
+	defer m.drainers.Wait()
 	defer m.enter("closed", Event{State: Closed})
 	var (
 		attempt int   // consecutive failures
 		lost    *link // the link whose loss this dial answers
+		fresh   = true
 	)
 	for {
-		l, err := m.dial()
+		m.refresh()
+		order := m.order(fresh)
+		l, err := m.dialRound(order)
+		fresh = false
 		if m.isClosed() {
 			if l != nil {
 				closeConn(l.conn)
@@ -34,9 +42,9 @@ func (m *Manager) run() {
 		if err != nil {
 			attempt++
 			wait = m.cfg.backoff.next(attempt)
-			m.enter("dial failed", Event{State: Disconnected, Err: err, Attempt: attempt, Wait: wait})
+			m.enter("dial failed", Event{State: Disconnected, Err: err, Attempt: attempt, Wait: wait, Endpoint: sole(order)})
 		} else {
-			m.enter("connected", Event{State: Connected, Attempt: attempt})
+			m.enter("connected", Event{State: Connected, Attempt: attempt, Endpoint: l.endpoint})
 		}
 		if lost == nil {
 			select {
@@ -55,8 +63,7 @@ func (m *Manager) run() {
 			continue
 		}
 
-		if !m.watch(l) {
-			m.retire(l, ErrClosed)
+		if l = m.serve(l); l == nil {
 			return
 		}
 		lost = l
@@ -67,35 +74,103 @@ func (m *Manager) run() {
 			attempt++
 			wait = m.cfg.backoff.next(attempt)
 		}
-		m.enter("connection lost", Event{State: Disconnected, Err: l.cause, Attempt: attempt, Wait: wait})
+		m.enter("connection lost", Event{State: Disconnected, Err: l.cause, Attempt: attempt, Wait: wait, Endpoint: l.endpoint})
 		if wait > 0 && !m.sleep(wait) {
 			return
 		}
 	}
 }
 
-// watch waits until l is lost (true) or the Manager is closed (false).
-// Once l has lived its proof age, it notes whether the peer's FIN had come
-// by then (see checkPeer).
-func (m *Manager) watch(l *link) bool {
-	if l.watched {
+// What ends a watch.
+type watchEnd int
+
+const (
+	watchLost    watchEnd = iota // the link was retired
+	watchClosed                  // the Manager was closed
+	watchAged                    // the maximum age passed: rotate, or resolve a datagram endpoint
+	watchProbing                 // time to probe the endpoints above (Priority)
+)
+
+// serve keeps l, the current link, until it is lost, replacing it by
+// another when a switch is due. It returns the link lost, or nil when the
+// Manager was closed.
+func (m *Manager) serve(l *link) *link {
+	var ageAt, probeAt int64 // when the next rotation and probe are due; 0: never
+	schedule := func(l *link, aged, probed bool) {
+		now := m.now()
+		if m.cfg.maxAge > 0 && aged {
+			ageAt = now + int64(spread10(m.cfg.maxAge))
+		}
+		if m.probes() && probed {
+			probeAt = now + int64(spread10(m.cfg.probeInterval))
+		}
+	}
+	schedule(l, true, true)
+	for {
+		why := m.watch(l, ageAt, probeAt)
+		switch why {
+		case watchLost:
+			return l
+		case watchClosed:
+			m.retire(l, ErrClosed)
+			return nil
+		}
+		nl, sw := m.replacement(l, why)
+		if m.isClosed() {
+			if nl != nil {
+				closeConn(nl.conn)
+			}
+			m.retire(l, ErrClosed)
+			return nil
+		}
+		if nl == nil {
+			schedule(l, why == watchAged, why == watchProbing)
+			continue
+		}
+		m.switchTo(l, nl, sw)
+		l = nl
+		schedule(l, true, true)
+	}
+}
+
+// watch waits until l is lost, the Manager is closed, or a switch is due:
+// at ageAt or probeAt (ns since the epoch; 0: never). Once l has lived its
+// proof age, it notes whether the peer's FIN had come by then (see
+// checkPeer).
+func (m *Manager) watch(l *link, ageAt, probeAt int64) watchEnd {
+	if l.watched && !l.classified.Load() {
 		// From the dial, not from now: the logger and hook have run since.
 		t := time.NewTimer(time.Duration(l.born + l.proofAge - m.now()))
 		defer t.Stop()
 		select {
 		case <-l.dead:
-			return true
+			return watchLost
 		case <-m.closing:
-			return false
+			return watchClosed
 		case <-t.C:
 			m.classifyFIN(l)
 		}
 	}
+	var aged, probing <-chan time.Time
+	if ageAt != 0 {
+		t := time.NewTimer(time.Duration(ageAt - m.now()))
+		defer t.Stop()
+		aged = t.C
+	}
+	if probeAt != 0 {
+		t := time.NewTimer(time.Duration(probeAt - m.now()))
+		defer t.Stop()
+		probing = t.C
+	}
 	select {
 	case <-l.dead:
-		return true
+		return watchLost
 	case <-m.closing:
-		return false
+		return watchClosed
+	case <-aged:
+		return watchAged
+	case <-probing:
+		return watchProbing
 	}
 }
 
@@ -150,6 +225,13 @@ func (m *Manager) enter(msg string, ev Event) {
 	}
 	m.stats.State = ev.State
 	m.stats.Since = time.Now()
+	m.stats.Endpoint = ""
+	if ev.State == Connected {
+		m.stats.Endpoint = ev.Endpoint
+	}
+	if ev.Switch != NoSwitch {
+		m.stats.Switches++
+	}
 	if ev.Err != nil {
 		m.stats.LastError = ev.Err
 		if !m.cfg.bareErrors {
@@ -170,7 +252,19 @@ func (m *Manager) enter(msg string, ev Event) {
 // announce queues a change of state for the logger and the hook. Apart
 // from enter, so that ev moves to the heap only when someone listens.
 func (m *Manager) announce(msg string, ev Event) {
-	kv := []any{level.Key(), level.InfoValue(), "msg", msg, "network", m.network, "address", m.address}
+	addr := m.address
+	switch e := ev.Err.(type) {
+	case *EndpointsError:
+		addr = strings.Join(e.Endpoints, ",")
+	default:
+		if ev.Endpoint != "" {
+			addr = ev.Endpoint
+		}
+	}
+	kv := []any{level.Key(), level.InfoValue(), "msg", msg, "network", m.network, "address", addr}
+	if ev.Switch != NoSwitch {
+		kv = append(kv, "switch", ev.Switch.String())
+	}
 	if ev.State == Disconnected {
 		kv[1] = level.WarnValue()
 		if IsPermanent(ev.Err) {

@@ -2,7 +2,9 @@ package conn
 
 import (
 	"context"
+	"math/rand/v2"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,6 +36,9 @@ type Manager struct {
 
 	network, address string
 	cfg              config
+	eps              endpoints      // belongs to the Manager's goroutine
+	drainers         sync.WaitGroup // goroutines closing switched-out links
+	lookup           func(ctx context.Context, host string) ([]netip.Addr, error)
 	epoch            time.Time     // the origin of m.now
 	refreshBelow     int64         // refresh the write deadline when less than this is left
 	expiryGrace      time.Duration // see armDeadline
@@ -90,7 +95,21 @@ func New(network, address string, opts ...Option) *Manager {
 		m.connectWait = min(connectWait, cfg.writeTimeout)
 	}
 	m.stats.Since = m.epoch
-	for _, p := range cfg.problems {
+	list, empty, repeats := dedupe(append([]string{address}, cfg.endpoints...))
+	if len(list) == 0 {
+		list = []string{address}
+	}
+	if empty -= boolInt(address == ""); empty > 0 {
+		m.cfg.problems = append(m.cfg.problems, "empty endpoint ignored")
+	}
+	if repeats > 0 {
+		m.cfg.problems = append(m.cfg.problems, "repeated endpoint ignored")
+	}
+	m.eps = endpoints{list: list, seed: rand.Uint64()}
+	m.lookup = func(ctx context.Context, host string) ([]netip.Addr, error) {
+		return net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	}
+	for _, p := range m.cfg.problems {
 		m.log(level.WarnValue(), "invalid option", "problem", p)
 	}
 	go m.run()
@@ -193,20 +212,14 @@ func (m *Manager) Put(err error) {
 func (m *Manager) Write(b []byte) (int, error) {
 	l := m.cur.Load()
 	if l != nil && !l.retired.Load() {
-		return m.write(l, b, true)
-	}
-	if l == nil {
-		l = m.awaitFirst()
-	} else {
-		l = m.awaitReplacement(l)
-	}
-	if l == nil {
-		if m.isClosed() {
-			return 0, ErrClosed
+		if !l.counted {
+			return m.write(l, b, true)
 		}
-		return 0, m.unavailable()
+		if l.enter() {
+			return m.writeEntered(l, b, true)
+		}
 	}
-	return m.write(l, b, true)
+	return m.writeOn(l, b, true)
 }
 
 // live returns the current link, or nil if it is dead or there is none.

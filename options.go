@@ -54,6 +54,14 @@ type config struct {
 	backoff      backoff
 	problems     []string // invalid option values, logged by New
 	bareErrors   bool     // Write returns ErrConnectionUnavailable itself, as go-kit's does
+
+	// Several endpoints (endpoints.go).
+	endpoints     []string // after New's address
+	discover      func(context.Context) ([]string, error)
+	policy        Policy
+	probeInterval time.Duration
+	stagger       time.Duration
+	maxAge        time.Duration
 }
 
 // defaultDial is shared by every Manager: a net.Dialer is safe for
@@ -68,6 +76,9 @@ func defaultConfig() config {
 		dialTimeout:  DefaultDialTimeout,
 		writeTimeout: DefaultWriteTimeout,
 		backoff:      backoff{base: DefaultBackoffBase, max: DefaultBackoffMax},
+
+		probeInterval: DefaultProbeInterval,
+		stagger:       DefaultDialStagger,
 	}
 }
 

@@ -49,6 +49,48 @@ type Event struct {
 	// Wait is how long the Manager waits before the next dial (Disconnected).
 	// Zero means at once.
 	Wait time.Duration
+	// Endpoint is the endpoint connected to (Connected), or the one whose
+	// connection was lost or whose dial failed (Disconnected). After a
+	// failed round over several endpoints it is empty: Err, an
+	// *EndpointsError, names each. It is empty for Closed.
+	Endpoint string
+	// Switch says why a Connected event replaced a working connection
+	// (rotation, fail-back, a change of address); NoSwitch when it follows
+	// the first dial or a loss.
+	Switch Switch
+}
+
+// A Switch is why a Manager replaced a working connection by another. The
+// old one is closed only once the Writes under way on it have returned:
+// a switch loses nothing and tears nothing (see WithMaxConnectionAge).
+type Switch int
+
+const (
+	// NoSwitch: the connection followed the first dial or a loss (a
+	// failover to another endpoint included).
+	NoSwitch Switch = iota
+	// Rotation: the connection reached its maximum age
+	// (WithMaxConnectionAge).
+	Rotation
+	// Failback: an endpoint of higher priority accepted again (Priority).
+	Failback
+	// Move: on a datagram network, the endpoint's addresses changed, or
+	// discovery no longer lists it.
+	Move
+)
+
+func (s Switch) String() string {
+	switch s {
+	case NoSwitch:
+		return "none"
+	case Rotation:
+		return "rotation"
+	case Failback:
+		return "failback"
+	case Move:
+		return "move"
+	}
+	return fmt.Sprintf("Switch(%d)", int(s))
 }
 
 // Stats is a snapshot of a Manager's counters, returned by Manager.Stats.
@@ -57,6 +99,8 @@ type Stats struct {
 	Dials        uint64    // dial attempts finished
 	DialFailures uint64    // dial attempts that failed
 	Lost         uint64    // connections invalidated: by a failed Write, a Put, or the liveness check
+	Switches     uint64    // working connections replaced by another: rotations, fail-backs, moves
 	LastError    error     // the most recent dial failure or loss cause; nil if none yet
 	Since        time.Time // when State was entered
+	Endpoint     string    // the endpoint of the current connection; empty while there is none
 }

@@ -22,6 +22,9 @@ func (m *Manager) awaitReplacement(l *link) *link {
 	case <-m.closing:
 		return nil
 	}
+	if l.switched.Load() {
+		return m.live() // made current before l was switched out
+	}
 	if !l.redial {
 		return nil
 	}

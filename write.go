@@ -6,6 +6,41 @@ import (
 	"time"
 )
 
+// writeOn writes b on l, the link last seen current (nil: none yet), or
+// on the link that replaced it: it waits, within bounds, for the first
+// dial, or for the redial that replaces a proven link, and moves on from a
+// link being switched out. retry allows one write on a successor if the
+// write fails.
+func (m *Manager) writeOn(l *link, b []byte, retry bool) (int, error) {
+	for {
+		switch {
+		case l == nil:
+			l = m.awaitFirst()
+		case l.retired.Load():
+			l = m.awaitReplacement(l)
+		}
+		if l == nil {
+			if m.isClosed() {
+				return 0, ErrClosed
+			}
+			return 0, m.unavailable()
+		}
+		if !l.counted {
+			return m.write(l, b, retry)
+		}
+		if l.enter() {
+			return m.writeEntered(l, b, retry)
+		}
+		l = m.cur.Load() // made current before l was switched out
+	}
+}
+
+// writeEntered is write on a link the Write has entered (see link.enter).
+func (m *Manager) writeEntered(l *link, b []byte, retry bool) (int, error) {
+	defer l.leave() // also if the connection panics
+	return m.write(l, b, retry)
+}
+
 // write is Write on a given link; retry allows one write on its successor.
 func (m *Manager) write(l *link, b []byte, retry bool) (int, error) {
 	if l.clocked {
@@ -76,7 +111,7 @@ func (m *Manager) failed(l *link, b []byte, n int, err error, retry, checked boo
 	m.retire(l, err)
 	if n == 0 && retry && !isTimeout(err) {
 		if next := m.awaitReplacement(l); next != nil {
-			return m.write(next, b, false)
+			return m.writeOn(next, b, false)
 		}
 	}
 	if m.isClosed() {
@@ -141,13 +176,20 @@ func (m *Manager) forceDeadline(l *link, d int64) {
 // the wait short. It runs in the BatchWriter's goroutine, so a panic of the
 // connection is recovered there: the connection is lost, nothing written.
 func (m *Manager) writeNow(b []byte) (n int, err error) {
-	if l := m.live(); l != nil {
+	l := m.live()
+	for l != nil && l.counted && !l.enter() {
+		l = m.live() // made current before l was switched out
+	}
+	if l != nil {
 		defer func() {
 			if p := recovered("connection", recover()); p != nil {
 				m.retire(l, p)
 				n, err = 0, p
 			}
 		}()
+		if l.counted {
+			defer l.leave()
+		}
 		return m.write(l, b, false)
 	}
 	if m.isClosed() {

@@ -1,0 +1,339 @@
+package conn
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-kit/log/level"
+)
+
+// Defaults of the options for several endpoints.
+const (
+	DefaultProbeInterval = 30 * time.Second
+	DefaultDialStagger   = 250 * time.Millisecond
+)
+
+// A Policy orders the endpoints of a Manager that has several (see
+// WithEndpoints and WithDiscovery).
+type Policy int
+
+const (
+	// Priority uses the endpoints in the order given: the first that
+	// accepts. When the connection is lost the Manager moves down the list
+	// at once, without backing off between endpoints; it backs off only
+	// after a round over all of them failed. While on a lower endpoint it
+	// probes the higher ones every probe interval (WithProbeInterval) and
+	// moves back, gracefully, to the first that accepts. This is
+	// active-standby failover with fail-back.
+	Priority Policy = iota
+	// Spread gives each Manager its own order, so that a fleet of clients
+	// spreads its connections evenly: the Managers of one process take
+	// their first endpoint in turn from a process-wide rotation that starts
+	// at a random place, and order the rest by a hash of their own, so that
+	// the clients of a failed endpoint scatter over the others. A Manager
+	// picks its first endpoint anew at each rotation
+	// (WithMaxConnectionAge), so added endpoints get their share. There is
+	// no fail-back: rotation rebalances.
+	Spread
+)
+
+func (p Policy) String() string {
+	switch p {
+	case Priority:
+		return "priority"
+	case Spread:
+		return "spread"
+	}
+	return fmt.Sprintf("Policy(%d)", int(p))
+}
+
+// WithEndpoints adds endpoints after New's address, in the order of
+// priority: New("tcp", "primary:514", WithEndpoints("standby:514")) fails
+// over to the standby and back (see Priority, and WithPolicy for Spread).
+// Each endpoint is an address as for net.Dial, host:port or a socket path;
+// a host name may resolve to several addresses, which the Dialer tries as
+// net.Dialer does. Empty addresses are invalid and ignored, as are repeats.
+// With WithDiscovery, these are the endpoints used until discovery first
+// answers.
+func WithEndpoints(more ...string) Option {
+	more = slices.Clone(more)
+	return optionFunc(func(c *config) {
+		c.endpoints = append(c.endpoints, more...)
+	})
+}
+
+// WithDiscovery makes the Manager ask discover for its endpoints before
+// each round of dials, a fail-back probe included, and at each resolution
+// of a datagram connection (WithMaxConnectionAge): from a name, a file or
+// an API. The answer replaces New's address and WithEndpoints, in the
+// order of priority. The context ends with the dial timeout or Close. An
+// error or an empty answer keeps the previous endpoints (New's address and
+// WithEndpoints at first) and is logged at level warn; discover is called
+// from the Manager's goroutine, one call at a time, and a panic is
+// recovered as an error. A nil discover is ignored.
+func WithDiscovery(discover func(ctx context.Context) ([]string, error)) Option {
+	return optionFunc(func(c *config) {
+		if discover != nil {
+			c.discover = discover
+		}
+	})
+}
+
+// WithPolicy sets how a Manager with several endpoints orders them:
+// Priority (the default) or Spread. An unknown policy is invalid and keeps
+// the default.
+func WithPolicy(p Policy) Option {
+	return optionFunc(func(c *config) {
+		if p != Priority && p != Spread {
+			c.problems = append(c.problems, "unknown policy "+p.String()+" ignored")
+			return
+		}
+		c.policy = p
+	})
+}
+
+// WithProbeInterval sets how often a Manager connected to an endpoint
+// other than the first (Priority) dials the ones above it, to move back to
+// the first that accepts (DefaultProbeInterval by default). Each interval
+// is spread by ±10%. On a datagram network a dial proves nothing, so the
+// Manager moves back at the first probe, and away again when a Write is
+// refused. Non-positive values are invalid and keep the default.
+func WithProbeInterval(d time.Duration) Option {
+	return optionFunc(func(c *config) {
+		if d <= 0 {
+			c.problems = append(c.problems, "non-positive probe interval "+d.String()+" ignored")
+			return
+		}
+		c.probeInterval = d
+	})
+}
+
+// WithDialStagger sets how long a dial of one endpoint may hang before
+// the next endpoint is dialed alongside it (DefaultDialStagger by default),
+// as Happy Eyeballs (RFC 8305) and gRPC (gRFC A61) do: a primary that
+// neither accepts nor refuses does not hold up the standby for the whole
+// dial timeout. A dial that fails starts the next at once. The first to
+// connect wins; the others are cancelled, and closed if they connect
+// anyway. Zero means one endpoint at a time, each for up to the dial
+// timeout; a negative d is invalid and keeps the default.
+func WithDialStagger(d time.Duration) Option {
+	return optionFunc(func(c *config) {
+		if d < 0 {
+			c.problems = append(c.problems, "negative dial stagger "+d.String()+" ignored")
+			return
+		}
+		c.stagger = d
+	})
+}
+
+// WithMaxConnectionAge makes the Manager replace each connection once it
+// has lived d, spread by ±10% so that a fleet does not rotate in step, as
+// gRPC's MaxConnectionAge does (gRFC A9): long-lived connections that an
+// L4 load balancer or a DNS name pinned to one backend spread again, and
+// since each dial resolves names anew, rotation follows DNS changes.
+//
+// Rotation is graceful: the Manager dials the replacement first, moves new
+// Writes to it, and closes the old connection only when the Writes under
+// way on it, the Manager's and the BatchWriter's, have returned, so it
+// loses nothing and tears nothing. A connection handed out by Take is
+// closed under its user; Put of the error it then returns is ignored. If
+// the replacement cannot be dialed, the old connection stays and the next
+// rotation is tried after another d.
+//
+// On a datagram network (udp, unixgram) there is nothing to rebalance:
+// every d the Manager resolves the endpoint's name, and asks discovery,
+// off the hot path, and switches only when the address in use is no
+// longer in the answer. Write never waits for DNS. Zero, the default,
+// means no maximum; a negative d is invalid and ignored.
+func WithMaxConnectionAge(d time.Duration) Option {
+	return optionFunc(func(c *config) {
+		if d < 0 {
+			c.problems = append(c.problems, "negative maximum connection age "+d.String()+" ignored")
+			return
+		}
+		c.maxAge = d
+	})
+}
+
+// An EndpointsError reports a round of dials over several endpoints in
+// which each failed. It unwraps to each failure, so errors.Is matches any
+// of them; IsPermanent holds only if it holds for each.
+type EndpointsError struct {
+	Endpoints []string
+	Errs      []error // Errs[i] is why Endpoints[i] failed
+}
+
+func (e *EndpointsError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "all %d endpoints failed: ", len(e.Endpoints))
+	for i, err := range e.Errs {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(e.Endpoints[i])
+		b.WriteString(": ")
+		b.WriteString(err.Error())
+	}
+	return b.String()
+}
+
+// Unwrap returns the failure of each endpoint.
+func (e *EndpointsError) Unwrap() []error { return e.Errs }
+
+// spreadNext is the process-wide rotation from which Spread Managers take
+// their first endpoint: in turn, so that those of one process spread
+// exactly; from a random start, so that processes do not all begin with
+// the same endpoint. Independent random choices would not do: 64 clients
+// over 4 endpoints would leave one with 20% more or less than its share
+// more often than not.
+var spreadNext atomic.Uint64
+
+func init() { spreadNext.Store(rand.Uint64()) }
+
+// endpoints is the Manager's list and the order it tries it in. It
+// belongs to the Manager's goroutine.
+type endpoints struct {
+	list []string // in the order of priority, without repeats
+	seed uint64   // this Manager's hash for Spread
+	pick uint64   // Spread: the rotation's number for the first endpoint
+}
+
+// several reports whether the Manager may switch connections, and so
+// counts the Writes under way on each (see link.inflight).
+func (c *config) switches() bool {
+	return len(c.endpoints) > 1 || c.discover != nil || c.maxAge > 0
+}
+
+// dedupe returns list without empty addresses and repeats, in order, and
+// how many of each it dropped.
+func dedupe(list []string) (out []string, empty, repeats int) {
+	for _, a := range list {
+		switch {
+		case a == "":
+			empty++
+		case slices.Contains(out, a):
+			repeats++
+		default:
+			out = append(out, a)
+		}
+	}
+	return out, empty, repeats
+}
+
+// refresh asks discovery, if any, for the endpoints, keeping the previous
+// ones when it fails or answers nothing.
+func (m *Manager) refresh() {
+	if m.cfg.discover == nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	if m.cfg.dialTimeout > 0 {
+		ctx, cancel = context.WithTimeout(context.Background(), m.cfg.dialTimeout)
+	}
+	if !m.setCancel(cancel) {
+		cancel()
+		return
+	}
+	list, err := m.discover(ctx)
+	m.setCancel(nil)
+	cancel()
+	if err == nil {
+		if list, _, _ = dedupe(list); len(list) == 0 {
+			err = errors.New("no endpoints")
+		}
+	}
+	if err != nil {
+		if !m.isClosed() {
+			m.log(level.WarnValue(), "discovery failed; keeping the endpoints", "err", err, "endpoints", strings.Join(m.eps.list, ","))
+		}
+		return
+	}
+	m.eps.list = list
+}
+
+// discover calls the discovery function, recovering a panic.
+func (m *Manager) discover(ctx context.Context) (list []string, err error) {
+	defer func() {
+		if p := recovered("discovery", recover()); p != nil {
+			list, err = nil, p
+		}
+	}()
+	return m.cfg.discover(ctx)
+}
+
+// order returns the endpoints in the order a round of dials tries them:
+// for Priority the list; for Spread the endpoint the rotation gave this
+// Manager, then the others by this Manager's hash. Pass fresh to take the
+// next endpoint from the rotation (the first dial, and rotations).
+func (m *Manager) order(fresh bool) []string {
+	list := m.eps.list
+	if m.cfg.policy != Spread || len(list) < 2 {
+		return list
+	}
+	if fresh {
+		m.eps.pick = spreadNext.Add(1)
+	}
+	first := list[m.eps.pick%uint64(len(list))]
+	rest := make([]string, 0, len(list)-1)
+	for _, a := range list {
+		if a != first {
+			rest = append(rest, a)
+		}
+	}
+	slices.SortFunc(rest, func(a, b string) int {
+		ha, hb := mix(m.eps.seed, a), mix(m.eps.seed, b)
+		switch {
+		case ha < hb:
+			return -1
+		case ha > hb:
+			return 1
+		}
+		return strings.Compare(a, b)
+	})
+	return append([]string{first}, rest...)
+}
+
+// mix hashes s with seed (FNV-1a, then a finalizer): a stable order per
+// Manager that changes little when endpoints come and go.
+func mix(seed uint64, s string) uint64 {
+	h := seed ^ 0xcbf29ce484222325
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
+		h *= 0x100000001b3
+	}
+	h ^= h >> 33
+	h *= 0xff51afd7ed558ccd
+	h ^= h >> 33
+	return h
+}
+
+// above returns the endpoints listed before e (Priority), the ones a
+// fail-back probe dials; nil for the first, or one no longer listed.
+func (m *Manager) above(e string) []string {
+	if m.cfg.policy != Priority {
+		return nil
+	}
+	i := slices.Index(m.eps.list, e)
+	if i <= 0 {
+		return nil
+	}
+	return m.eps.list[:i]
+}
+
+// spread10 spreads d by ±10%.
+func spread10(d time.Duration) time.Duration {
+	return d - d/10 + time.Duration(rand.Int64N(int64(d/5)+1))
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}

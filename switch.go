@@ -1,0 +1,182 @@
+package conn
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"slices"
+)
+
+// A Manager with several endpoints or a maximum age replaces working
+// connections: it rotates them (WithMaxConnectionAge), moves back to a
+// higher endpoint (Priority), and follows a datagram endpoint whose
+// address changed. Each switch dials the replacement first, makes it
+// current, and closes the old link once the Writes under way on it have
+// returned. Writes count themselves in and out of their link
+// (link.enter), so that the switch knows when that is; a Write that finds
+// its link switched out moves to the current one.
+
+// errSwitched is the cause recorded for a link closed by a switch.
+var errSwitched = errors.New("conn: connection replaced by another")
+
+// sole returns the endpoint of a round over one, or "" for several.
+func sole(order []string) string {
+	if len(order) == 1 {
+		return order[0]
+	}
+	return ""
+}
+
+// probes reports whether a Manager on a lower endpoint probes the ones
+// above it.
+func (m *Manager) probes() bool {
+	return m.cfg.policy == Priority && (len(m.eps.list) > 1 || m.cfg.discover != nil)
+}
+
+// replacement dials the link to replace l with, for why, and returns it
+// with the kind of switch; nil when none is due or none connected.
+func (m *Manager) replacement(l *link, why watchEnd) (*link, Switch) {
+	m.refresh()
+	var (
+		order []string
+		sw    Switch
+	)
+	switch {
+	case why == watchProbing:
+		order, sw = m.above(l.endpoint), Failback
+	case isDatagram(m.network):
+		if !m.moved(l) {
+			return nil, NoSwitch
+		}
+		order, sw = m.order(false), Move
+	default:
+		order, sw = m.order(true), Rotation
+	}
+	if len(order) == 0 {
+		return nil, NoSwitch
+	}
+	nl, err := m.dialRound(order)
+	m.count(err)
+	if err != nil {
+		return nil, NoSwitch
+	}
+	return nl, sw
+}
+
+// switchTo makes nl current in place of l, and closes l once the Writes
+// under way on it have returned. If l was lost while nl was dialed, nl
+// simply replaces it, as a redial would.
+func (m *Manager) switchTo(l, nl *link, sw Switch) {
+	m.cur.Store(nl)
+	l.switched.Store(true)
+	if l.retired.Load() {
+		<-l.dead
+		m.enter("connection lost", Event{State: Disconnected, Err: l.cause, Endpoint: l.endpoint})
+		m.enter("connected", Event{State: Connected, Endpoint: nl.endpoint})
+		close(l.next)
+		return
+	}
+	l.drain()
+	m.enter("switched", Event{State: Connected, Endpoint: nl.endpoint, Switch: sw})
+	close(l.next)
+	m.drainers.Add(1)
+	go func() {
+		defer m.drainers.Done()
+		select {
+		case <-l.drained:
+		case <-l.dead: // lost meanwhile
+		case <-m.closing:
+		}
+		m.retire(l, errSwitched)
+	}()
+}
+
+// enter counts a Write under way on l. It reports false, counting
+// nothing, once l is being switched out: write on the current link.
+func (l *link) enter() bool {
+	l.inflight.Add(1)
+	if !l.draining.Load() {
+		return true
+	}
+	l.leave()
+	return false
+}
+
+// leave counts a Write on l out.
+func (l *link) leave() {
+	// enter adds, then reads draining; drain sets draining, then reads
+	// the count: one of the two sees the other.
+	if l.inflight.Add(-1) == 0 && l.draining.Load() {
+		l.signalDrained()
+	}
+}
+
+// drain marks l as being switched out; l.drained is closed once no Write
+// is under way on it.
+func (l *link) drain() {
+	l.drained = make(chan struct{}) // before draining: leave reads it after
+	l.draining.Store(true)
+	if l.inflight.Load() == 0 {
+		l.signalDrained()
+	}
+}
+
+func (l *link) signalDrained() {
+	if l.drainedOnce.CompareAndSwap(false, true) {
+		close(l.drained)
+	}
+}
+
+// moved reports whether the datagram link l should move: discovery no
+// longer lists its endpoint, or the endpoint's name no longer resolves to
+// the address l sends to. A lookup that fails changes nothing.
+func (m *Manager) moved(l *link) bool {
+	if !slices.Contains(m.eps.list, l.endpoint) {
+		return true
+	}
+	host, _, err := net.SplitHostPort(l.endpoint)
+	if err != nil || host == "" {
+		return false // a socket path, or no host: nothing to resolve
+	}
+	if _, err := netip.ParseAddr(host); err == nil {
+		return false
+	}
+	remote, ok := remoteIP(l.conn)
+	if !ok {
+		return false
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	if m.cfg.dialTimeout > 0 {
+		ctx, cancel = context.WithTimeout(context.Background(), m.cfg.dialTimeout)
+	}
+	defer cancel()
+	if !m.setCancel(cancel) {
+		return false
+	}
+	defer m.setCancel(nil)
+	addrs, err := m.lookup(ctx, host)
+	if err != nil || len(addrs) == 0 {
+		return false
+	}
+	for _, a := range addrs {
+		if a.Unmap() == remote {
+			return false
+		}
+	}
+	return true
+}
+
+// remoteIP returns the IP address a connection sends to, if it has one.
+func remoteIP(c net.Conn) (ip netip.Addr, ok bool) {
+	defer func() {
+		if recover() != nil {
+			ok = false
+		}
+	}()
+	ap, err := netip.ParseAddrPort(c.RemoteAddr().String())
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	return ap.Addr().Unmap(), true
+}
