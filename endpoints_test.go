@@ -1,0 +1,447 @@
+package conn_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/go-kit/log"
+	"github.com/seed44b27a20/conn"
+)
+
+// hosts is an in-memory network of several endpoints, each a fakeNet, that
+// records when each was dialed.
+type hosts struct {
+	mu    sync.Mutex
+	nets  map[string]*fakeNet
+	dials []dialed
+}
+
+type dialed struct {
+	address string
+	at      time.Time
+}
+
+func newHosts(addrs ...string) *hosts {
+	h := &hosts{nets: map[string]*fakeNet{}}
+	for _, a := range addrs {
+		h.nets[a] = &fakeNet{}
+	}
+	return h
+}
+
+func (h *hosts) Dial(ctx context.Context, network, address string) (net.Conn, error) {
+	h.mu.Lock()
+	f := h.nets[address]
+	h.dials = append(h.dials, dialed{address, time.Now()})
+	h.mu.Unlock()
+	if f == nil {
+		return nil, &net.OpError{Op: "dial", Net: network, Err: errors.New("no such fake host " + address)}
+	}
+	return f.Dial(ctx, network, address)
+}
+
+func (h *hosts) at(address string) *fakeNet { return h.nets[address] }
+
+// dialsOf returns when address was dialed.
+func (h *hosts) dialsOf(address string) []time.Time {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var ts []time.Time
+	for _, d := range h.dials {
+		if d.address == address {
+			ts = append(ts, d.at)
+		}
+	}
+	return ts
+}
+
+var errRefused = errors.New("connection refused (fake)")
+
+func TestStaggeredDialStartsTheNextEndpointAfterTheStagger(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHosts("a:1", "b:1", "c:1")
+		h.at("a:1").hang = true
+		h.at("b:1").hang = true
+		start := time.Now()
+		m := conn.New("tcp", "a:1", conn.WithDialer(h.Dial), conn.WithEndpoints("b:1", "c:1"))
+		defer m.Close()
+		if _, err := m.Write([]byte("x")); err != nil {
+			t.Fatalf("Write: %v", err)
+		}
+		if took := time.Since(start); took != 2*conn.DefaultDialStagger {
+			t.Errorf("first Write after %v, want two staggers (%v)", took, 2*conn.DefaultDialStagger)
+		}
+		for i, a := range []string{"a:1", "b:1", "c:1"} {
+			if d := h.dialsOf(a); len(d) != 1 || d[0].Sub(start) != time.Duration(i)*conn.DefaultDialStagger {
+				t.Errorf("%s dialed at %v, want once at %v", a, d, time.Duration(i)*conn.DefaultDialStagger)
+			}
+		}
+		if st := m.Stats(); st.Endpoint != "c:1" || st.Dials != 1 || st.DialFailures != 0 {
+			t.Errorf("Stats() = %+v, want one round, connected to c:1", st)
+		}
+		// The losers' dials were cancelled: no goroutine is left (goleak
+		// checks at the end) and nothing connected to them.
+		synctest.Wait()
+		if h.at("a:1").Dials() != 1 || len(h.at("a:1").conns) != 0 {
+			t.Error("a:1 connected")
+		}
+	})
+}
+
+func TestFailedDialStartsTheNextEndpointAtOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHosts("a:1", "b:1")
+		h.at("a:1").dialErr = errRefused
+		start := time.Now()
+		m := conn.New("tcp", "a:1", conn.WithDialer(h.Dial), conn.WithEndpoints("b:1"))
+		defer m.Close()
+		if _, err := m.Write([]byte("x")); err != nil {
+			t.Fatalf("Write: %v", err)
+		}
+		if d := h.dialsOf("b:1"); len(d) != 1 || d[0] != start {
+			t.Errorf("b:1 dialed at %v, want at once", d)
+		}
+		if got := h.at("b:1").Conn(0).data(); got != "x" {
+			t.Errorf("b:1 received %q", got)
+		}
+	})
+}
+
+func TestStaggerZeroDialsOneEndpointAtATime(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHosts("a:1", "b:1")
+		h.at("a:1").hang = true
+		start := time.Now()
+		m := conn.New("tcp", "a:1", conn.WithDialer(h.Dial), conn.WithEndpoints("b:1"),
+			conn.WithDialStagger(0), conn.WithDialTimeout(3*time.Second))
+		defer m.Close()
+		time.Sleep(5 * time.Second)
+		if d := h.dialsOf("b:1"); len(d) != 1 || d[0].Sub(start) != 3*time.Second {
+			t.Errorf("b:1 dialed at %v, want once, when a:1's dial timed out (3s)", d)
+		}
+	})
+}
+
+func TestFailedRoundBacksOffOnceAndNamesEachEndpoint(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHosts("a:1", "b:1")
+		h.at("a:1").dialErr = errRefused
+		h.at("b:1").dialErr = &net.AddrError{Err: "missing port in address", Addr: "b"}
+		after := &afterRecorder{}
+		var evs events
+		m := conn.New("tcp", "a:1", conn.WithDialer(h.Dial), conn.WithEndpoints("b:1"),
+			conn.WithAfterFunc(after.After), conn.WithStateHook(evs.hook))
+		defer m.Close()
+		synctest.Wait()
+		if w := after.Waits(); len(w) != 1 {
+			t.Fatalf("waits %v after one round, want one backoff wait", w)
+		}
+		_, err := m.Write([]byte("x"))
+		var ee *conn.EndpointsError
+		if !errors.As(err, new(*conn.UnavailableError)) || !errors.As(m.Stats().LastError, &ee) {
+			t.Fatalf("Write: %v; LastError %v: want unavailable, and an EndpointsError", err, m.Stats().LastError)
+		}
+		if !slices.Equal(ee.Endpoints, []string{"a:1", "b:1"}) || !errors.Is(ee, errRefused) || len(ee.Errs) != 2 {
+			t.Errorf("EndpointsError %+v: want both endpoints and their errors", ee)
+		}
+		if want := "all 2 endpoints failed: a:1: connection refused (fake); b:1: address b: missing port in address"; ee.Error() != want {
+			t.Errorf("Error() = %q, want %q", ee.Error(), want)
+		}
+		if conn.IsPermanent(err) {
+			t.Error("IsPermanent: a refused endpoint may accept later")
+		}
+		if !conn.IsPermanent(&conn.EndpointsError{Endpoints: []string{"b:1", "b:1"}, Errs: []error{ee.Errs[1], ee.Errs[1]}}) {
+			t.Error("IsPermanent: false for a round in which every failure is permanent")
+		}
+		if conn.IsPermanent(&conn.EndpointsError{}) {
+			t.Error("IsPermanent: true for an empty round")
+		}
+		evs.mu.Lock()
+		defer evs.mu.Unlock()
+		if len(evs.evs) == 0 || evs.evs[0].State != conn.Disconnected || evs.evs[0].Endpoint != "" {
+			t.Errorf("events %+v, want a Disconnected event with no single endpoint", evs.evs)
+		}
+	})
+}
+
+func TestPriorityMovesDownAtOnceAndBackAfterAProbe(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const probe = 10 * time.Second
+		h := newHosts("a:1", "b:1")
+		var evs events
+		var lines syncBuffer
+		m := conn.New("tcp", "a:1", conn.WithDialer(h.Dial), conn.WithEndpoints("b:1"),
+			conn.WithProbeInterval(probe), conn.WithStateHook(evs.hook), conn.WithLogger(log.NewLogfmtLogger(&lines)))
+		defer m.Close()
+		if _, err := m.Write([]byte("1")); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Second) // proven
+		h.at("a:1").set(func(f *fakeNet) { f.dialErr = errRefused })
+		h.at("a:1").Conn(0).fail(errBroken)
+		lost := time.Now()
+		if _, err := m.Write([]byte("2")); err != nil {
+			t.Fatalf("Write after a:1 failed: %v, want it redialed and written on b:1", err)
+		}
+		if time.Since(lost) != 0 || h.at("b:1").Conn(0).data() != "2" {
+			t.Errorf("the failover took %v and b:1 has %q: want at once", time.Since(lost), h.at("b:1").Conn(0).data())
+		}
+		// a:1 stays down for a first probe, then comes back.
+		time.Sleep(probe * 11 / 10)
+		if n := len(h.dialsOf("a:1")); n != 3 {
+			t.Fatalf("a:1 dialed %d times, want 3: the first, the failover round, one probe", n)
+		}
+		h.at("a:1").set(func(f *fakeNet) { f.dialErr = nil })
+		up := time.Now()
+		synctest.Wait()
+		for h.at("a:1").Dials() < 4 {
+			time.Sleep(time.Millisecond)
+			synctest.Wait()
+		}
+		if took := time.Since(up); took < probe*9/10-probe*2/10 || took > probe*11/10 {
+			t.Errorf("the next probe came %v after a:1 was up, want within one interval (±10%%) of the last", took)
+		}
+		if _, err := m.Write([]byte("3")); err != nil {
+			t.Fatal(err)
+		}
+		if got := h.at("a:1").Conn(1).data(); got != "3" {
+			t.Errorf("after the fail-back a:1 received %q, want %q", got, "3")
+		}
+		synctest.Wait()
+		if !h.at("b:1").Conn(0).closed.Load() {
+			t.Error("b:1's connection was not closed after the fail-back")
+		}
+		if st := m.Stats(); st.Switches != 1 || st.Endpoint != "a:1" || st.Lost != 1 {
+			t.Errorf("Stats() = %+v, want one switch, one loss, on a:1", st)
+		}
+		if evs.find(up, func(ev conn.Event) bool { return ev.Switch == conn.Failback && ev.Endpoint == "a:1" }).IsZero() {
+			t.Error("no Failback event")
+		}
+		synctest.Wait()
+		if !strings.Contains(lines.String(), `msg=switched network=tcp address=a:1 switch=failback`) {
+			t.Errorf("log lacks the switch:\n%s", lines.String())
+		}
+	})
+}
+
+func TestRotationClosesTheOldConnectionOnlyAfterTheWritesUnderWay(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const age = 10 * time.Second
+		f := &fakeNet{}
+		m := conn.New("tcp", "a:1", conn.WithDialer(f.Dial), conn.WithMaxConnectionAge(age), conn.WithWriteTimeout(0))
+		defer m.Close()
+		if _, err := m.Write([]byte("a")); err != nil {
+			t.Fatal(err)
+		}
+		old := f.Conn(0)
+		gate := make(chan struct{})
+		old.gate = gate // the next Write on it blocks
+		blocked := make(chan error)
+		go func() {
+			_, err := m.Write([]byte("b"))
+			blocked <- err
+		}()
+		time.Sleep(age * 11 / 10)
+		synctest.Wait()
+		if f.Dials() != 2 {
+			t.Fatalf("%d dials after the maximum age, want the rotation's", f.Dials())
+		}
+		if _, err := m.Write([]byte("c")); err != nil {
+			t.Fatalf("Write after the rotation: %v", err)
+		}
+		if got := f.Conn(1).data(); got != "c" {
+			t.Errorf("the new connection received %q, want the Write after the rotation", got)
+		}
+		if old.closed.Load() {
+			t.Fatal("the old connection was closed while a Write was under way on it")
+		}
+		close(gate)
+		if err := <-blocked; err != nil {
+			t.Errorf("the Write under way at the rotation: %v", err)
+		}
+		synctest.Wait()
+		if !old.closed.Load() || old.data() != "ab" {
+			t.Errorf("old connection: closed %v, data %q: want closed once its Write returned, with a and b", old.closed.Load(), old.data())
+		}
+		if st := m.Stats(); st.Switches != 1 || st.Lost != 0 {
+			t.Errorf("Stats() = %+v: want one switch and no loss", st)
+		}
+	})
+}
+
+func TestFailedRotationKeepsTheConnectionAndRetriesAfterTheAge(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const age = 10 * time.Second
+		f := &fakeNet{}
+		m := conn.New("tcp", "a:1", conn.WithDialer(f.Dial), conn.WithMaxConnectionAge(age))
+		defer m.Close()
+		if _, err := m.Write([]byte("a")); err != nil {
+			t.Fatal(err)
+		}
+		f.set(func(f *fakeNet) { f.dialErr = errRefused })
+		time.Sleep(age * 11 / 10)
+		if f.Dials() != 2 {
+			t.Fatalf("%d dials, want the failed rotation's", f.Dials())
+		}
+		if _, err := m.Write([]byte("b")); err != nil || f.Conn(0).data() != "ab" {
+			t.Errorf("Write after a failed rotation: %v, data %q: want it on the old connection", err, f.Conn(0).data())
+		}
+		f.set(func(f *fakeNet) { f.dialErr = nil })
+		time.Sleep(age * 11 / 10)
+		synctest.Wait()
+		if st := m.Stats(); f.Dials() != 3 || st.Switches != 1 || st.DialFailures != 1 {
+			t.Errorf("%d dials, Stats() = %+v: want the rotation retried after another age", f.Dials(), st)
+		}
+	})
+}
+
+func TestDiscoveryReplacesTheEndpointsAndItsFailuresKeepThem(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHosts("a:1", "b:1", "c:1")
+		var (
+			mu     sync.Mutex
+			answer []string
+			err    error
+			panics bool
+		)
+		discover := func(context.Context) ([]string, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			if panics {
+				panic("discovery exploded")
+			}
+			return answer, err
+		}
+		set := func(a []string, e error, p bool) {
+			mu.Lock()
+			answer, err, panics = a, e, p
+			mu.Unlock()
+		}
+		var lines syncBuffer
+		set(nil, errors.New("registry down"), false)
+		m := conn.New("tcp", "a:1", conn.WithDialer(h.Dial), conn.WithDiscovery(discover),
+			conn.WithMaxConnectionAge(10*time.Second), conn.WithLogger(log.NewLogfmtLogger(&lines)))
+		defer m.Close()
+		synctest.Wait()
+		if st := m.Stats(); st.Endpoint != "a:1" {
+			t.Fatalf("Stats() = %+v: want New's address while discovery fails", st)
+		}
+		set([]string{"", "b:1", "b:1"}, nil, false)
+		time.Sleep(11 * time.Second)
+		synctest.Wait()
+		if st := m.Stats(); st.Endpoint != "b:1" {
+			t.Fatalf("Stats() = %+v: want the rotation to go to discovery's b:1", st)
+		}
+		set(nil, nil, true)
+		time.Sleep(11 * time.Second)
+		set([]string{}, nil, false)
+		time.Sleep(11 * time.Second)
+		synctest.Wait()
+		if st := m.Stats(); st.Endpoint != "b:1" || st.Switches != 3 {
+			t.Errorf("Stats() = %+v: want b:1 kept through a panic and an empty answer, rotated each time", st)
+		}
+		log := lines.String()
+		for _, want := range []string{"registry down", "discovery panicked: discovery exploded", "no endpoints"} {
+			if !strings.Contains(log, want) {
+				t.Errorf("log lacks %q:\n%s", want, log)
+			}
+		}
+	})
+}
+
+func TestSpreadManagersTakeTheirFirstEndpointInTurn(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		addrs := []string{"a:1", "b:1", "c:1", "d:1"}
+		h := newHosts(addrs...)
+		count := map[string]int{}
+		for range 3 * len(addrs) {
+			m := conn.New("tcp", addrs[0], conn.WithDialer(h.Dial), conn.WithEndpoints(addrs[1:]...), conn.WithPolicy(conn.Spread))
+			m.Take()
+			count[m.Stats().Endpoint]++
+			m.Close()
+		}
+		for _, a := range addrs {
+			if count[a] != 3 {
+				t.Errorf("first endpoints %v, want 3 each", count)
+				break
+			}
+		}
+	})
+}
+
+func TestSpreadFailsOverAlongItsOwnOrder(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		addrs := []string{"a:1", "b:1", "c:1", "d:1"}
+		h := newHosts(addrs...)
+		// Managers whose first endpoint is down scatter over the others.
+		h.at("a:1").dialErr = errRefused
+		second := map[string]int{}
+		for range 64 {
+			m := conn.New("tcp", addrs[0], conn.WithDialer(h.Dial), conn.WithEndpoints(addrs[1:]...), conn.WithPolicy(conn.Spread))
+			m.Take()
+			second[m.Stats().Endpoint]++
+			m.Close()
+		}
+		if len(second) != 3 || second["a:1"] != 0 {
+			t.Errorf("endpoints %v: want b, c and d all used", second)
+		}
+	})
+}
+
+func TestInvalidEndpointOptionsAreLoggedAndIgnored(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var lines syncBuffer
+		f := &fakeNet{}
+		m := conn.New("tcp", "a:1", conn.WithDialer(f.Dial), conn.WithLogger(log.NewLogfmtLogger(&lines)),
+			conn.WithEndpoints("", "a:1"), conn.WithPolicy(conn.Policy(7)), conn.WithProbeInterval(0),
+			conn.WithDialStagger(-time.Second), conn.WithMaxConnectionAge(-time.Second), conn.WithDiscovery(nil))
+		m.Take()
+		m.Close()
+		for _, want := range []string{"empty endpoint ignored", "repeated endpoint ignored", "unknown policy Policy(7) ignored",
+			"non-positive probe interval 0s ignored", "negative dial stagger -1s ignored", "negative maximum connection age -1s ignored"} {
+			if !strings.Contains(lines.String(), want) {
+				t.Errorf("log lacks %q:\n%s", want, lines.String())
+			}
+		}
+		if f.Dials() != 1 {
+			t.Errorf("%d dials, want 1: one endpoint, no rotation", f.Dials())
+		}
+	})
+}
+
+func TestCloseEndsAStaggeredRound(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHosts("a:1", "b:1")
+		h.at("a:1").hang = true
+		h.at("b:1").hang = true
+		m := conn.New("tcp", "a:1", conn.WithDialer(h.Dial), conn.WithEndpoints("b:1"))
+		time.Sleep(time.Second)
+		start := time.Now()
+		m.Close()
+		if took := time.Since(start); took != 0 {
+			t.Errorf("Close took %v during a round", took)
+		}
+		if st := m.Stats(); st.State != conn.Closed {
+			t.Errorf("state %v", st.State)
+		}
+	})
+}
+
+func TestPolicyAndSwitchNames(t *testing.T) {
+	for v, want := range map[fmt.Stringer]string{
+		conn.Priority: "priority", conn.Spread: "spread", conn.Policy(9): "Policy(9)",
+		conn.NoSwitch: "none", conn.Rotation: "rotation", conn.Failback: "failback", conn.Move: "move", conn.Switch(9): "Switch(9)",
+	} {
+		if v.String() != want {
+			t.Errorf("%#v.String() = %q, want %q", v, v.String(), want)
+		}
+	}
+}
