@@ -24,6 +24,15 @@
 //   - survives user code that panics in its background goroutines (a
 //     Dialer, a hook, a logger): see the options.
 //
+// A Manager may also have several endpoints (WithEndpoints, WithDiscovery):
+// it fails over down a priority list and back (Priority), or spreads a
+// fleet of clients evenly over them (Spread); a dial that hangs does not
+// hold up the next endpoint (WithDialStagger); and connections can be
+// rotated to rebalance and follow DNS (WithMaxConnectionAge). Every such
+// switch is graceful: the old connection is closed only once the Writes
+// under way on it have returned, so a switch loses nothing and tears
+// nothing. Only the loss of an endpoint can lose what was in flight to it.
+//
 // See RELIABILITY.md in the repository for what a nil error from Write
 // promises and what can still be lost.
 package conn

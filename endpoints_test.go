@@ -445,3 +445,26 @@ func TestPolicyAndSwitchNames(t *testing.T) {
 		}
 	}
 }
+
+func TestBatchWriterCloseInterruptsAWriteStalledOnASwitchedOutConnection(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const age = 10 * time.Second
+		s := &stallNet{}
+		m := conn.New("tcp", "a:1", conn.WithDialer(contextFree(s.Dial)), conn.WithMaxConnectionAge(age), conn.WithWriteTimeout(0))
+		defer m.Close()
+		w := conn.NewBatchWriter(m, conn.WithCloseTimeout(time.Second))
+		m.Take()
+		fmt.Fprintln(w, "stalls") // the peer does not read: the batch blocks
+		time.Sleep(age * 11 / 10) // rotated meanwhile
+		synctest.Wait()
+		if st := m.Stats(); st.Switches != 1 {
+			t.Fatalf("Stats() = %+v, want a rotation", st)
+		}
+		s.Conn(1).flow(true)
+		start := time.Now()
+		w.Close()
+		if took := time.Since(start); took > time.Second {
+			t.Errorf("Close took %v with a write stalled on the old connection, want within its timeout", took)
+		}
+	})
+}

@@ -353,3 +353,55 @@ func TestFakeTimeRecipe(t *testing.T) {
 		}
 	})
 }
+
+// A primary and a standby: the primary is down, so the Manager connects to
+// the standby at once, and moves back to the primary when a probe finds it
+// up again. Lines go to whichever is up; the switch loses none.
+func ExampleWithEndpoints() {
+	standby, _ := net.Listen("tcp", "127.0.0.1:0")
+	defer standby.Close()
+	down, _ := net.Listen("tcp", "127.0.0.1:0")
+	primary := down.Addr().String()
+	down.Close() // nothing listens: dials are refused
+
+	m := conn.New("tcp", primary, conn.WithEndpoints(standby.Addr().String()),
+		conn.WithProbeInterval(100*time.Millisecond))
+	defer m.Close()
+	fmt.Fprintln(m, "first line")
+	fmt.Println("writing to the standby:", m.Stats().Endpoint == standby.Addr().String())
+
+	up, err := net.Listen("tcp", primary) // the primary is back
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer up.Close()
+	c, _ := up.Accept() // a fail-back probe
+	defer c.Close()
+	for m.Stats().Switches == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	fmt.Fprintln(m, "second line")
+	line, _ := bufio.NewReader(c).ReadString('\n')
+	fmt.Printf("the primary received %q; switch: %v\n", line, m.Stats().Switches)
+	// Output:
+	// writing to the standby: true
+	// the primary received "second line\n"; switch: 1
+}
+
+// Rotation: every connection is replaced after about a minute (±10%), so
+// that clients pinned by a load balancer or an old DNS answer spread
+// again; Spread gives each client of a fleet its own order over the
+// endpoints that discovery returns.
+func ExampleWithMaxConnectionAge() {
+	discover := func(ctx context.Context) ([]string, error) {
+		// A name, a file or an API: asked before each dial.
+		return []string{"collector-1.internal:514", "collector-2.internal:514"}, nil
+	}
+	m := conn.New("tcp", "", conn.WithDiscovery(discover), conn.WithPolicy(conn.Spread),
+		conn.WithMaxConnectionAge(time.Minute))
+	defer m.Close()
+	w := conn.NewBatchWriter(m)
+	defer w.Close()
+	fmt.Fprintln(w, "a log line")
+}

@@ -26,6 +26,12 @@ import (
 // and redials at once to send on a fresh connection when a connection that
 // had been working turns out to be dead before anything was sent on it.
 //
+// With several endpoints (WithEndpoints, WithDiscovery) the Manager holds
+// one connection at a time, to one of them, and may replace a working
+// connection by another (WithMaxConnectionAge, Priority's fail-back):
+// Take then returns the new connection, and the old one is closed once the
+// Writes under way on it have returned.
+//
 // All methods are safe for concurrent use. Make a Manager with New,
 // NewManager or NewDefaultManager; the zero value is not usable, and a
 // Manager must not be copied. Close it when done: until then it keeps one
@@ -66,6 +72,7 @@ type Manager struct {
 	notifying  bool               // a goroutine delivers notes
 	notesOver  bool               // Close has delivered the last notes
 	noteTaken  chan struct{}      // closed when a note is taken; nil if nobody waits for room
+	draining   []*link            // links switched out, until closed
 }
 
 // New returns a Manager for the given network and address (as for

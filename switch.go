@@ -6,6 +6,8 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+
+	"github.com/go-kit/log/level"
 )
 
 // A Manager with several endpoints or a maximum age replaces working
@@ -59,6 +61,9 @@ func (m *Manager) replacement(l *link, why watchEnd) (*link, Switch) {
 	nl, err := m.dialRound(order)
 	m.count(err)
 	if err != nil {
+		if sw != Failback && !m.isClosed() { // a failed probe is the expected case
+			m.log(level.WarnValue(), "switch failed; keeping the connection", "switch", sw.String(), "address", l.endpoint, "err", err)
+		}
 		return nil, NoSwitch
 	}
 	return nl, sw
@@ -78,6 +83,9 @@ func (m *Manager) switchTo(l, nl *link, sw Switch) {
 		return
 	}
 	l.drain()
+	m.mu.Lock()
+	m.draining = append(m.draining, l)
+	m.mu.Unlock()
 	m.enter("switched", Event{State: Connected, Endpoint: nl.endpoint, Switch: sw})
 	close(l.next)
 	m.drainers.Add(1)
@@ -89,6 +97,9 @@ func (m *Manager) switchTo(l, nl *link, sw Switch) {
 		case <-m.closing:
 		}
 		m.retire(l, errSwitched)
+		m.mu.Lock()
+		m.draining = slices.DeleteFunc(m.draining, func(d *link) bool { return d == l })
+		m.mu.Unlock()
 	}()
 }
 

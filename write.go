@@ -2,6 +2,7 @@ package conn
 
 import (
 	"errors"
+	"slices"
 	"syscall"
 	"time"
 )
@@ -139,19 +140,26 @@ func (m *Manager) retire(l *link, cause error) {
 	close(l.dead)
 }
 
-// interruptWrites makes Writes blocked on the current connection fail now,
-// by expiring its write deadline; the next Write sets a fresh one. Call the
-// function it returns once they have returned: without a write timeout it
-// clears the expired deadline.
+// interruptWrites makes Writes blocked on the current connection, and on
+// those switched out and not yet closed, fail now, by expiring their write
+// deadlines; the next Write sets a fresh one. Call the function it returns
+// once they have returned: without a write timeout it clears the expired
+// deadlines.
 func (m *Manager) interruptWrites() (restore func()) {
-	l := m.live()
-	if l == nil {
-		return func() {}
+	m.mu.Lock()
+	links := slices.Clone(m.draining)
+	m.mu.Unlock()
+	if l := m.live(); l != nil {
+		links = append(links, l)
 	}
-	m.forceDeadline(l, max(m.now(), 1)) // a deadline that has just passed; 0 would mean none
+	for _, l := range links {
+		m.forceDeadline(l, max(m.now(), 1)) // a deadline that has just passed; 0 would mean none
+	}
 	return func() {
 		if m.cfg.writeTimeout == 0 {
-			m.forceDeadline(l, 0)
+			for _, l := range links {
+				m.forceDeadline(l, 0)
+			}
 		}
 	}
 }
