@@ -99,6 +99,11 @@ func BenchmarkWriteMem(b *testing.B) {
 	b.Run("conn-notimeout", func(b *testing.B) {
 		benchWrite(b, newConnMem(b, conn.WithWriteTimeout(0)))
 	})
+	// Two endpoints: the Manager may switch, so each Write counts itself
+	// in and out of its connection (two atomic additions).
+	b.Run("conn-endpoints", func(b *testing.B) {
+		benchWrite(b, newConnMem(b, conn.WithEndpoints("standby")))
+	})
 }
 
 func benchWrite(b *testing.B, w io.Writer) {
@@ -150,6 +155,57 @@ func BenchmarkWriteMemParallel(b *testing.B) {
 			b.Run("conn", func(b *testing.B) {
 				benchWriteParallel(b, p, newConnMem(b))
 			})
+			b.Run("conn-endpoints", func(b *testing.B) {
+				benchWriteParallel(b, p, newConnMem(b, conn.WithEndpoints("standby")))
+			})
+		})
+	}
+}
+
+// BenchmarkWriteUDP: 51-byte datagrams to a loopback UDP socket that
+// reads and discards. conn-resolving names its peer "localhost:port" and
+// has a maximum age of 10 ms: every 10 ms the Manager's goroutine resolves
+// the name again, off the hot path; Write must neither wait for it nor
+// allocate.
+func BenchmarkWriteUDP(b *testing.B) {
+	for _, kind := range []string{"raw", "conn", "conn-resolving"} {
+		b.Run(kind, func(b *testing.B) {
+			pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+			if err != nil {
+				b.Fatal(err)
+			}
+			go func() {
+				buf := make([]byte, 2048)
+				for {
+					// Read, not ReadFrom: it allocates no address, so
+					// that allocs/op counts the writer's.
+					if _, err := pc.(*net.UDPConn).Read(buf); err != nil {
+						return
+					}
+				}
+			}()
+			b.Cleanup(func() { pc.Close() })
+			_, port, _ := net.SplitHostPort(pc.LocalAddr().String())
+			var w io.Writer
+			switch kind {
+			case "raw":
+				c, err := net.Dial("udp", pc.LocalAddr().String())
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.Cleanup(func() { c.Close() })
+				w = c
+			case "conn":
+				m := conn.New("udp", pc.LocalAddr().String())
+				b.Cleanup(func() { m.Close() })
+				w = m
+			case "conn-resolving":
+				m := conn.New("udp", "localhost:"+port, conn.WithMaxConnectionAge(10*time.Millisecond))
+				b.Cleanup(func() { m.Close() })
+				w = m
+			}
+			writeUntil(b, w, 5*time.Second)
+			benchWrite(b, w)
 		})
 	}
 }
