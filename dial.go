@@ -49,11 +49,11 @@ func (m *Manager) dialRound(order []string) (*link, error) {
 			l, err := m.dial(ctx, order[i])
 			results <- result{i, l, err}
 		}()
-		if m.cfg.stagger > 0 && started < len(order) {
+		if m.sw.stagger > 0 && started < len(order) {
 			if stagger == nil {
-				stagger = time.NewTimer(m.cfg.stagger)
+				stagger = time.NewTimer(m.sw.stagger)
 			} else {
-				stagger.Reset(m.cfg.stagger)
+				stagger.Reset(m.sw.stagger)
 			}
 		}
 	}

@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
+	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -64,7 +67,7 @@ func (p Policy) String() string {
 func WithEndpoints(more ...string) Option {
 	more = slices.Clone(more)
 	return optionFunc(func(c *config) {
-		c.endpoints = append(c.endpoints, more...)
+		c.several().endpoints = append(c.several().endpoints, more...)
 	})
 }
 
@@ -80,7 +83,7 @@ func WithEndpoints(more ...string) Option {
 func WithDiscovery(discover func(ctx context.Context) ([]string, error)) Option {
 	return optionFunc(func(c *config) {
 		if discover != nil {
-			c.discover = discover
+			c.several().discover = discover
 		}
 	})
 }
@@ -94,7 +97,7 @@ func WithPolicy(p Policy) Option {
 			c.problems = append(c.problems, "unknown policy "+p.String()+" ignored")
 			return
 		}
-		c.policy = p
+		c.several().policy = p
 	})
 }
 
@@ -110,7 +113,7 @@ func WithProbeInterval(d time.Duration) Option {
 			c.problems = append(c.problems, "non-positive probe interval "+d.String()+" ignored")
 			return
 		}
-		c.probeInterval = d
+		c.several().probeInterval = d
 	})
 }
 
@@ -128,7 +131,7 @@ func WithDialStagger(d time.Duration) Option {
 			c.problems = append(c.problems, "negative dial stagger "+d.String()+" ignored")
 			return
 		}
-		c.stagger = d
+		c.several().stagger = d
 	})
 }
 
@@ -157,7 +160,7 @@ func WithMaxConnectionAge(d time.Duration) Option {
 			c.problems = append(c.problems, "negative maximum connection age "+d.String()+" ignored")
 			return
 		}
-		c.maxAge = d
+		c.several().maxAge = d
 	})
 }
 
@@ -196,18 +199,70 @@ var spreadNext atomic.Uint64
 
 func init() { spreadNext.Store(rand.Uint64()) }
 
-// endpoints is the Manager's list and the order it tries it in. It
-// belongs to the Manager's goroutine.
-type endpoints struct {
-	list []string // in the order of priority, without repeats
-	seed uint64   // this Manager's hash for Spread
-	pick uint64   // Spread: the rotation's number for the first endpoint
+// multiConfig is what the options for several endpoints set. A Manager
+// without any of them has none, and no switcher: one endpoint costs
+// nothing for the others.
+type multiConfig struct {
+	endpoints     []string // after New's address
+	discover      func(context.Context) ([]string, error)
+	policy        Policy
+	probeInterval time.Duration
+	stagger       time.Duration
+	maxAge        time.Duration
 }
 
-// several reports whether the Manager may switch connections, and so
-// counts the Writes under way on each (see link.inflight).
-func (c *config) switches() bool {
-	return len(c.endpoints) > 1 || c.discover != nil || c.maxAge > 0
+// several returns c's multiConfig, made with the defaults on first use.
+func (c *config) several() *multiConfig {
+	if c.multi == nil {
+		c.multi = &multiConfig{probeInterval: DefaultProbeInterval, stagger: DefaultDialStagger}
+	}
+	return c.multi
+}
+
+// switches reports whether a Manager so configured may switch
+// connections, and so counts the Writes under way on each (see
+// link.enter).
+func (c *multiConfig) switches() bool {
+	return c != nil && (len(c.endpoints) > 0 || c.discover != nil || c.maxAge > 0)
+}
+
+// A switcher is the state of a Manager with several endpoints.
+type switcher struct {
+	multiConfig
+	list   []string // the endpoints in the order of priority, without repeats; the Manager's goroutine's
+	seed   uint64   // this Manager's hash for Spread
+	pick   uint64   // Spread: the rotation's number for the first endpoint
+	lookup func(ctx context.Context, host string) ([]netip.Addr, error)
+
+	drainers sync.WaitGroup // goroutines closing switched-out links
+	mu       sync.Mutex
+	draining []*link // links switched out, until closed
+}
+
+// newSwitcher returns the switcher of a Manager for address and cfg, and
+// the problems of the endpoints; nil for a Manager without the options.
+func newSwitcher(address string, cfg *multiConfig) (sw *switcher, problems []string) {
+	if cfg == nil {
+		return nil, nil
+	}
+	list, empty, repeats := dedupe(append([]string{address}, cfg.endpoints...))
+	if len(list) == 0 {
+		list = []string{address}
+	}
+	if address == "" {
+		empty--
+	}
+	if empty > 0 {
+		problems = append(problems, "empty endpoint ignored")
+	}
+	if repeats > 0 {
+		problems = append(problems, "repeated endpoint ignored")
+	}
+	sw = &switcher{multiConfig: *cfg, list: list, seed: rand.Uint64()}
+	sw.lookup = func(ctx context.Context, host string) ([]netip.Addr, error) {
+		return net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	}
+	return sw, problems
 }
 
 // dedupe returns list without empty addresses and repeats, in order, and
@@ -229,7 +284,7 @@ func dedupe(list []string) (out []string, empty, repeats int) {
 // refresh asks discovery, if any, for the endpoints, keeping the previous
 // ones when it fails or answers nothing.
 func (m *Manager) refresh() {
-	if m.cfg.discover == nil {
+	if m.sw == nil || m.sw.discover == nil {
 		return
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -250,11 +305,11 @@ func (m *Manager) refresh() {
 	}
 	if err != nil {
 		if !m.isClosed() {
-			m.log(level.WarnValue(), "discovery failed; keeping the endpoints", "err", err, "endpoints", strings.Join(m.eps.list, ","))
+			m.log(level.WarnValue(), "discovery failed; keeping the endpoints", "err", err, "endpoints", strings.Join(m.sw.list, ","))
 		}
 		return
 	}
-	m.eps.list = list
+	m.sw.list = list
 }
 
 // discover calls the discovery function, recovering a panic.
@@ -264,7 +319,7 @@ func (m *Manager) discover(ctx context.Context) (list []string, err error) {
 			list, err = nil, p
 		}
 	}()
-	return m.cfg.discover(ctx)
+	return m.sw.discover(ctx)
 }
 
 // order returns the endpoints in the order a round of dials tries them:
@@ -272,14 +327,17 @@ func (m *Manager) discover(ctx context.Context) (list []string, err error) {
 // Manager, then the others by this Manager's hash. Pass fresh to take the
 // next endpoint from the rotation (the first dial, and rotations).
 func (m *Manager) order(fresh bool) []string {
-	list := m.eps.list
-	if m.cfg.policy != Spread || len(list) < 2 {
+	if m.sw == nil {
+		return []string{m.address}
+	}
+	list := m.sw.list
+	if m.sw.policy != Spread || len(list) < 2 {
 		return list
 	}
 	if fresh {
-		m.eps.pick = spreadNext.Add(1)
+		m.sw.pick = spreadNext.Add(1)
 	}
-	first := list[m.eps.pick%uint64(len(list))]
+	first := list[m.sw.pick%uint64(len(list))]
 	rest := make([]string, 0, len(list)-1)
 	for _, a := range list {
 		if a != first {
@@ -287,7 +345,7 @@ func (m *Manager) order(fresh bool) []string {
 		}
 	}
 	slices.SortFunc(rest, func(a, b string) int {
-		ha, hb := mix(m.eps.seed, a), mix(m.eps.seed, b)
+		ha, hb := mix(m.sw.seed, a), mix(m.sw.seed, b)
 		switch {
 		case ha < hb:
 			return -1
@@ -314,26 +372,20 @@ func mix(seed uint64, s string) uint64 {
 }
 
 // above returns the endpoints listed before e (Priority), the ones a
-// fail-back probe dials; nil for the first, or one no longer listed.
+// fail-back probe dials; nil for the first. An endpoint discovery no
+// longer lists is below them all.
 func (m *Manager) above(e string) []string {
-	if m.cfg.policy != Priority {
+	if m.sw == nil || m.sw.policy != Priority {
 		return nil
 	}
-	i := slices.Index(m.eps.list, e)
-	if i <= 0 {
-		return nil
+	i := slices.Index(m.sw.list, e)
+	if i < 0 {
+		i = len(m.sw.list)
 	}
-	return m.eps.list[:i]
+	return m.sw.list[:i]
 }
 
 // spread10 spreads d by ±10%.
 func spread10(d time.Duration) time.Duration {
 	return d - d/10 + time.Duration(rand.Int64N(int64(d/5)+1))
-}
-
-func boolInt(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
 }

@@ -468,3 +468,42 @@ func TestBatchWriterCloseInterruptsAWriteStalledOnASwitchedOutConnection(t *test
 		}
 	})
 }
+
+func TestFailbackClosesTheStandbyOnlyAfterTheWritesUnderWay(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const probe = 10 * time.Second
+		h := newHosts("a:1", "b:1")
+		h.at("a:1").dialErr = errRefused
+		m := conn.New("tcp", "a:1", conn.WithDialer(h.Dial), conn.WithEndpoints("b:1"),
+			conn.WithProbeInterval(probe), conn.WithWriteTimeout(0))
+		defer m.Close()
+		if _, err := m.Write([]byte("a")); err != nil {
+			t.Fatal(err)
+		}
+		standby := h.at("b:1").Conn(0)
+		gate := make(chan struct{})
+		standby.gate = gate
+		blocked := make(chan error)
+		go func() {
+			_, err := m.Write([]byte("b"))
+			blocked <- err
+		}()
+		h.at("a:1").set(func(f *fakeNet) { f.dialErr = nil })
+		time.Sleep(probe * 11 / 10)
+		synctest.Wait()
+		if st := m.Stats(); st.Endpoint != "a:1" || st.Switches != 1 {
+			t.Fatalf("Stats() = %+v, want failed back to a:1", st)
+		}
+		if standby.closed.Load() {
+			t.Fatal("the standby's connection was closed while a Write was under way on it")
+		}
+		close(gate)
+		if err := <-blocked; err != nil {
+			t.Errorf("the Write under way at the fail-back: %v", err)
+		}
+		synctest.Wait()
+		if !standby.closed.Load() || standby.data() != "ab" {
+			t.Errorf("standby: closed %v, data %q: want closed once its Write returned, with a and b", standby.closed.Load(), standby.data())
+		}
+	})
+}

@@ -75,7 +75,7 @@ func (m *Manager) newLink(c net.Conn, dialStart int64) *link {
 	now := m.now()
 	l := &link{
 		conn:     c,
-		counted:  m.cfg.switches(),
+		counted:  m.cfg.multi.switches(),
 		probe:    newProber(c),
 		born:     now,
 		proofAge: max(int64(minProofAge), 4*(now-dialStart)),

@@ -14,7 +14,9 @@ import (
 // calls the state hook.
 func (m *Manager) run() {
 	defer close(m.done)
-	defer m.drainers.Wait()
+	if m.sw != nil {
+		defer m.sw.drainers.Wait()
+	}
 	defer m.enter("closed", Event{State: Closed})
 	var (
 		attempt int   // consecutive failures
@@ -98,11 +100,14 @@ func (m *Manager) serve(l *link) *link {
 	var ageAt, probeAt int64 // when the next rotation and probe are due; 0: never
 	schedule := func(l *link, aged, probed bool) {
 		now := m.now()
-		if m.cfg.maxAge > 0 && aged {
-			ageAt = now + int64(spread10(m.cfg.maxAge))
+		if m.sw == nil {
+			return
+		}
+		if m.sw.maxAge > 0 && aged {
+			ageAt = now + int64(spread10(m.sw.maxAge))
 		}
 		if m.probes() && probed {
-			probeAt = now + int64(spread10(m.cfg.probeInterval))
+			probeAt = now + int64(spread10(m.sw.probeInterval))
 		}
 	}
 	schedule(l, true, true)

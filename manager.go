@@ -2,9 +2,7 @@ package conn
 
 import (
 	"context"
-	"math/rand/v2"
 	"net"
-	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -42,9 +40,7 @@ type Manager struct {
 
 	network, address string
 	cfg              config
-	eps              endpoints      // belongs to the Manager's goroutine
-	drainers         sync.WaitGroup // goroutines closing switched-out links
-	lookup           func(ctx context.Context, host string) ([]netip.Addr, error)
+	sw               *switcher     // several endpoints; nil without their options
 	epoch            time.Time     // the origin of m.now
 	refreshBelow     int64         // refresh the write deadline when less than this is left
 	expiryGrace      time.Duration // see armDeadline
@@ -72,7 +68,6 @@ type Manager struct {
 	notifying  bool               // a goroutine delivers notes
 	notesOver  bool               // Close has delivered the last notes
 	noteTaken  chan struct{}      // closed when a note is taken; nil if nobody waits for room
-	draining   []*link            // links switched out, until closed
 }
 
 // New returns a Manager for the given network and address (as for
@@ -102,21 +97,9 @@ func New(network, address string, opts ...Option) *Manager {
 		m.connectWait = min(connectWait, cfg.writeTimeout)
 	}
 	m.stats.Since = m.epoch
-	list, empty, repeats := dedupe(append([]string{address}, cfg.endpoints...))
-	if len(list) == 0 {
-		list = []string{address}
-	}
-	if empty -= boolInt(address == ""); empty > 0 {
-		m.cfg.problems = append(m.cfg.problems, "empty endpoint ignored")
-	}
-	if repeats > 0 {
-		m.cfg.problems = append(m.cfg.problems, "repeated endpoint ignored")
-	}
-	m.eps = endpoints{list: list, seed: rand.Uint64()}
-	m.lookup = func(ctx context.Context, host string) ([]netip.Addr, error) {
-		return net.DefaultResolver.LookupNetIP(ctx, "ip", host)
-	}
-	for _, p := range m.cfg.problems {
+	var problems []string
+	m.sw, problems = newSwitcher(address, cfg.multi)
+	for _, p := range append(cfg.problems, problems...) {
 		m.log(level.WarnValue(), "invalid option", "problem", p)
 	}
 	go m.run()

@@ -52,16 +52,9 @@ type config struct {
 	dialTimeout  time.Duration
 	writeTimeout time.Duration
 	backoff      backoff
-	problems     []string // invalid option values, logged by New
-	bareErrors   bool     // Write returns ErrConnectionUnavailable itself, as go-kit's does
-
-	// Several endpoints (endpoints.go).
-	endpoints     []string // after New's address
-	discover      func(context.Context) ([]string, error)
-	policy        Policy
-	probeInterval time.Duration
-	stagger       time.Duration
-	maxAge        time.Duration
+	problems     []string     // invalid option values, logged by New
+	bareErrors   bool         // Write returns ErrConnectionUnavailable itself, as go-kit's does
+	multi        *multiConfig // several endpoints (endpoints.go); nil: none of their options
 }
 
 // defaultDial is shared by every Manager: a net.Dialer is safe for
@@ -76,9 +69,6 @@ func defaultConfig() config {
 		dialTimeout:  DefaultDialTimeout,
 		writeTimeout: DefaultWriteTimeout,
 		backoff:      backoff{base: DefaultBackoffBase, max: DefaultBackoffMax},
-
-		probeInterval: DefaultProbeInterval,
-		stagger:       DefaultDialStagger,
 	}
 }
 

@@ -33,7 +33,7 @@ func sole(order []string) string {
 // probes reports whether a Manager on a lower endpoint probes the ones
 // above it.
 func (m *Manager) probes() bool {
-	return m.cfg.policy == Priority && (len(m.eps.list) > 1 || m.cfg.discover != nil)
+	return m.sw != nil && m.sw.policy == Priority && (len(m.sw.list) > 1 || m.sw.discover != nil)
 }
 
 // replacement dials the link to replace l with, for why, and returns it
@@ -83,23 +83,23 @@ func (m *Manager) switchTo(l, nl *link, sw Switch) {
 		return
 	}
 	l.drain()
-	m.mu.Lock()
-	m.draining = append(m.draining, l)
-	m.mu.Unlock()
+	m.sw.mu.Lock()
+	m.sw.draining = append(m.sw.draining, l)
+	m.sw.mu.Unlock()
 	m.enter("switched", Event{State: Connected, Endpoint: nl.endpoint, Switch: sw})
 	close(l.next)
-	m.drainers.Add(1)
+	m.sw.drainers.Add(1)
 	go func() {
-		defer m.drainers.Done()
+		defer m.sw.drainers.Done()
 		select {
 		case <-l.drained:
 		case <-l.dead: // lost meanwhile
 		case <-m.closing:
 		}
 		m.retire(l, errSwitched)
-		m.mu.Lock()
-		m.draining = slices.DeleteFunc(m.draining, func(d *link) bool { return d == l })
-		m.mu.Unlock()
+		m.sw.mu.Lock()
+		m.sw.draining = slices.DeleteFunc(m.sw.draining, func(d *link) bool { return d == l })
+		m.sw.mu.Unlock()
 	}()
 }
 
@@ -143,7 +143,7 @@ func (l *link) signalDrained() {
 // longer lists its endpoint, or the endpoint's name no longer resolves to
 // the address l sends to. A lookup that fails changes nothing.
 func (m *Manager) moved(l *link) bool {
-	if !slices.Contains(m.eps.list, l.endpoint) {
+	if !slices.Contains(m.sw.list, l.endpoint) {
 		return true
 	}
 	host, _, err := net.SplitHostPort(l.endpoint)
@@ -166,7 +166,7 @@ func (m *Manager) moved(l *link) bool {
 		return false
 	}
 	defer m.setCancel(nil)
-	addrs, err := m.lookup(ctx, host)
+	addrs, err := m.sw.lookup(ctx, host)
 	if err != nil || len(addrs) == 0 {
 		return false
 	}

@@ -146,9 +146,12 @@ func (m *Manager) retire(l *link, cause error) {
 // once they have returned: without a write timeout it clears the expired
 // deadlines.
 func (m *Manager) interruptWrites() (restore func()) {
-	m.mu.Lock()
-	links := slices.Clone(m.draining)
-	m.mu.Unlock()
+	var links []*link
+	if m.sw != nil {
+		m.sw.mu.Lock()
+		links = slices.Clone(m.sw.draining)
+		m.sw.mu.Unlock()
+	}
 	if l := m.live(); l != nil {
 		links = append(links, l)
 	}
