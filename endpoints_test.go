@@ -507,3 +507,23 @@ func TestFailbackClosesTheStandbyOnlyAfterTheWritesUnderWay(t *testing.T) {
 		}
 	})
 }
+
+func TestAnEndpointThatDropsUnprovenConnectionsIsTriedLast(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHosts("a:1", "b:1")
+		h.at("a:1").prepare = func(c *fakeConn) { c.fail(errBroken) } // accepts, then breaks
+		m := conn.New("tcp", "a:1", conn.WithDialer(h.Dial), conn.WithEndpoints("b:1"))
+		defer m.Close()
+		if _, err := m.Write([]byte("x")); !errors.Is(err, errBroken) {
+			t.Fatalf("Write on the broken primary: %v, want its error", err)
+		}
+		time.Sleep(2 * conn.DefaultBackoffBase) // the backoff after an unproven loss
+		synctest.Wait()
+		if _, err := m.Write([]byte("y")); err != nil {
+			t.Fatalf("Write after the backoff: %v, want it on the standby", err)
+		}
+		if n := len(h.dialsOf("a:1")); n != 1 || m.Stats().Endpoint != "b:1" {
+			t.Errorf("a:1 dialed %d times, endpoint %q: want the standby dialed first after a:1 dropped an unproven connection", n, m.Stats().Endpoint)
+		}
+	})
+}

@@ -1,6 +1,7 @@
 package conn
 
 import (
+	"slices"
 	"strings"
 	"time"
 
@@ -22,10 +23,11 @@ func (m *Manager) run() {
 		attempt int   // consecutive failures
 		lost    *link // the link whose loss this dial answers
 		fresh   = true
+		shunned string // the endpoint of a connection lost before it proved itself
 	)
 	for {
 		m.refresh()
-		order := m.order(fresh)
+		order := last(m.order(fresh), shunned)
 		l, err := m.dialRound(order)
 		fresh = false
 		if m.isClosed() {
@@ -70,9 +72,11 @@ func (m *Manager) run() {
 		}
 		lost = l
 		wait = 0
+		shunned = ""
 		if l.redial {
 			attempt = 0
 		} else {
+			shunned = l.endpoint
 			attempt++
 			wait = m.cfg.backoff.next(attempt)
 		}
@@ -81,6 +85,18 @@ func (m *Manager) run() {
 			return
 		}
 	}
+}
+
+// last returns order with e moved to the end: an endpoint that accepted a
+// connection and lost it before it proved itself (a broken service behind
+// a port that accepts) is tried after the others, so that it does not keep
+// the Manager from a working standby.
+func last(order []string, e string) []string {
+	i := slices.Index(order, e)
+	if i < 0 || len(order) < 2 {
+		return order
+	}
+	return append(slices.Delete(slices.Clone(order), i, i+1), e)
 }
 
 // What ends a watch.
@@ -98,7 +114,7 @@ const (
 // Manager was closed.
 func (m *Manager) serve(l *link) *link {
 	var ageAt, probeAt int64 // when the next rotation and probe are due; 0: never
-	schedule := func(l *link, aged, probed bool) {
+	schedule := func(aged, probed bool) {
 		now := m.now()
 		if m.sw == nil {
 			return
@@ -110,7 +126,7 @@ func (m *Manager) serve(l *link) *link {
 			probeAt = now + int64(spread10(m.sw.probeInterval))
 		}
 	}
-	schedule(l, true, true)
+	schedule(true, true)
 	for {
 		why := m.watch(l, ageAt, probeAt)
 		switch why {
@@ -129,12 +145,12 @@ func (m *Manager) serve(l *link) *link {
 			return nil
 		}
 		if nl == nil {
-			schedule(l, why == watchAged, why == watchProbing)
+			schedule(why == watchAged, why == watchProbing)
 			continue
 		}
 		m.switchTo(l, nl, sw)
 		l = nl
-		schedule(l, true, true)
+		schedule(true, true)
 	}
 }
 

@@ -96,8 +96,8 @@ func (s Switch) String() string {
 // Stats is a snapshot of a Manager's counters, returned by Manager.Stats.
 type Stats struct {
 	State        State
-	Dials        uint64    // dial attempts finished
-	DialFailures uint64    // dial attempts that failed
+	Dials        uint64    // dial attempts finished (with several endpoints: rounds, probes included)
+	DialFailures uint64    // dial attempts (rounds) that failed
 	Lost         uint64    // connections invalidated: by a failed Write, a Put, or the liveness check
 	Switches     uint64    // working connections replaced by another: rotations, fail-backs, moves
 	LastError    error     // the most recent dial failure or loss cause; nil if none yet
