@@ -33,7 +33,10 @@ const (
 	// after a round over all of them failed. While on a lower endpoint it
 	// probes the higher ones every probe interval (WithProbeInterval) and
 	// moves back, gracefully, to the first that accepts. This is
-	// active-standby failover with fail-back.
+	// active-standby failover with fail-back. An endpoint whose connection
+	// was lost before it proved itself (it accepts, then drops) is tried
+	// last in the next round, so that it does not keep the Manager from a
+	// working standby.
 	Priority Policy = iota
 	// Spread gives each Manager its own order, so that a fleet of clients
 	// spreads its connections evenly: the Managers of one process take
