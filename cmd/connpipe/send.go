@@ -175,7 +175,7 @@ func prepareSend(e *env, fs *flagSet, cfg *sendConfig, address string) (*sendJob
 	}
 	job := &sendJob{cfg: *cfg, ep: ep, input: e.stdin, closeIn: func() error { return nil }}
 	if ep.TLS() {
-		if job.tls, err = clientTLS(cfg, ep); err != nil {
+		if job.tls, err = clientTLS(cfg); err != nil {
 			return nil, err
 		}
 	}
