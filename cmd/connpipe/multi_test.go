@@ -510,6 +510,8 @@ func TestDescribeSeveral(t *testing.T) {
 			"connected to tcp://a:514 · 0 lines 0 B · 0/s 0 B/s · 1 reconnect · 2 switches · 0 dropped"},
 		{statusView{state: conn.Disconnected, lastErr: round, event: &seenEvent{Event: conn.Event{State: conn.Disconnected, Err: round, Attempt: 1, Wait: time.Second}, at: now}},
 			"disconnected: a:514: connect: connection refused; b:514: connect: connection refused · next dial in 1.0s (attempt 2) · 0 lines 0 B · 0/s 0 B/s · 0 reconnects · 0 dropped"},
+		{statusView{state: conn.Disconnected, lastErr: lost, event: &seenEvent{Event: conn.Event{State: conn.Disconnected, Err: lost, Endpoint: "a:514"}, at: now}},
+			"disconnected from tcp://a:514: conn: peer closed the connection · dialing · 0 lines 0 B · 0/s 0 B/s · 0 reconnects · 0 dropped"},
 	} {
 		tt.v.now, tt.v.ep, tt.v.eps = now, a, targets{a, b}
 		if got := tt.v.String(); got != tt.want {

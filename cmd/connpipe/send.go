@@ -886,6 +886,9 @@ func (v statusView) String() string {
 			err = ev.Err
 		}
 		what := "disconnected"
+		if ev != nil && ev.Endpoint != "" && v.eps.several() {
+			what += " from " + v.eps.name(ev.Endpoint)
+		}
 		if err != nil {
 			what += ": " + shortError(err)
 		}
