@@ -2,7 +2,7 @@
 // to a network address over a connection that survives server restarts,
 // idle timeouts and resets, and shows what the library does meanwhile.
 //
-//	connpipe send [flags] ADDRESS
+//	connpipe send [flags] ADDRESS [ADDRESS...]
 //	connpipe listen [flags] ADDRESS
 //	connpipe demo [-duration 4s]
 //
@@ -20,7 +20,11 @@
 // dial. Errors that retrying cannot fix (conn.IsPermanent: a certificate
 // that does not verify, a server that does not speak TLS or refuses the
 // handshake, a malformed address) end it at once; a name that does not
-// resolve is retried.
+// resolve is retried. Several ADDRESSes are endpoints for the same lines:
+// -policy priority (the default) fails over down the list and back to the
+// first (probing every -probe), -policy spread spreads many senders over
+// them; send then gives up only when each fails in a way retrying cannot
+// fix.
 //
 // listen is a sink for trying send out: it prints the lines it receives on
 // a TCP, TLS or unix socket, from any number of clients, whole lines at a
@@ -75,7 +79,8 @@ const usage = `connpipe ships lines to a network address over a connection that
 reconnects by itself (github.com/seed44b27a20/conn).
 
 Usage:
-  connpipe send [flags] ADDRESS     send stdin (or -file) to ADDRESS, one message per line
+  connpipe send [flags] ADDRESS...  send stdin (or -file) to ADDRESS, one message per line
+                                    (several: the first that accepts; -policy spread spreads)
   connpipe listen [flags] ADDRESS   print the lines received on ADDRESS
   connpipe demo [-duration 4s]      watch the library ride out a flaky server
   connpipe help [COMMAND]           this text, or the flags of COMMAND
@@ -86,6 +91,7 @@ ADDRESS:
 
 Examples:
   tail -F app.log | connpipe send tcp://logs.internal:5000
+  tail -F app.log | connpipe send tcp://primary:514 tcp://standby:514
   connpipe send -file events.log -ca ca.pem tls://collector:6514
   connpipe listen tcp://127.0.0.1:5000
   connpipe demo
@@ -311,4 +317,21 @@ func parseCommand(fs *flagSet, e *env, args []string) (address string, code int,
 		return "", fail(e, usagef("unexpected argument %q after ADDRESS %q: %s", positional[1], positional[0], fs.synopsis)), true
 	}
 	return positional[0], exitOK, false
+}
+
+// parseAddresses parses the flags and the ADDRESSes of a command that
+// takes one or more, the first being the primary. It returns done when
+// the command should end at once with code, as parseCommand does.
+func parseAddresses(fs *flagSet, e *env, args []string) (addresses []string, code int, done bool) {
+	positional, err := fs.parse(args)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		fs.Usage(e.stdout)
+		return nil, exitOK, true
+	case err != nil:
+		return nil, fail(e, err), true
+	case len(positional) == 0:
+		return nil, fail(e, usagef("missing ADDRESS: %s [flags] ADDRESS, e.g. %s tcp://localhost:5000", fs.Name(), fs.Name())), true
+	}
+	return positional, exitOK, false
 }

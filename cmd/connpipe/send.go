@@ -49,13 +49,25 @@ type sendConfig struct {
 	serverName   string
 	insecure     bool
 	verbose      bool
+	policy       string        // with several ADDRESSes: "priority" or "spread"
+	probe        time.Duration // -policy priority: how often to probe the earlier ADDRESSes
+	stagger      time.Duration // with several ADDRESSes: how long a dial hangs before the next starts
+	maxAge       time.Duration // replace each connection after this long; 0: never
 }
 
 func sendFlags(c *sendConfig) *flagSet {
-	fs := newFlagSet("send", "connpipe send [flags] ADDRESS", `Reads lines from stdin (or -file) and sends each one, with its newline, as one
+	fs := newFlagSet("send", "connpipe send [flags] ADDRESS [ADDRESS...]", `Reads lines from stdin (or -file) and sends each one, with its newline, as one
 message to ADDRESS through a conn.BatchWriter: lines queue in memory (-buffer)
 and go out whole and in order whenever there is a connection, which is
 redialed with backoff for as long as it takes.
+
+Several ADDRESSes, all of one scheme, are endpoints for the same lines, the
+first being the primary. -policy priority (the default) sends to the first
+that accepts: when its connection is lost the next one is dialed at once, and
+while on a later one send dials the earlier ones every -probe and moves back,
+losing nothing. -policy spread gives each sender its own order, so that many
+senders share the endpoints evenly, and moves only when its endpoint fails (or
+at -max-age). A dial that hangs for -stagger does not hold up the next.
 
 When the queue is full, reading waits for room, as with nc or socat: the
 input goes at the pace the connection takes it, and no line is dropped (-full
@@ -68,16 +80,17 @@ why and when the next attempt is. A name that does not resolve ("no such
 host") is retried like any failure: it may be registered later. Errors that
 retrying cannot fix end send at once with status 1: a server certificate
 that does not verify, a server that does not speak TLS or refuses the
-handshake (it wants a client certificate, say), a malformed address.
+handshake (it wants a client certificate, say), a malformed address. With
+several ADDRESSes, only when every one of them fails so.
 
 At the end of the input, what is queued gets -close-timeout to go out. The
 first Ctrl-C (SIGINT or SIGTERM) stops reading and does the same, with a
 countdown; a second one stops at once. A summary is printed either way.
 
 TLS: tls://host:port verifies the server's certificate against the system's
-CAs, or those of -ca, for the host of ADDRESS or -servername; -cert and -key
-present a client certificate. -insecure-skip-verify turns verification off,
-and says so on stderr. To try TLS locally, in two terminals:
+CAs, or those of -ca, for the host of each ADDRESS or -servername; -cert and
+-key present a client certificate. -insecure-skip-verify turns verification
+off, and says so on stderr. To try TLS locally, in two terminals:
   connpipe listen -cert-out cp.pem tls://127.0.0.1:6514
   connpipe send -ca cp.pem tls://127.0.0.1:6514
 
@@ -87,6 +100,7 @@ datagrams of up to 1432 bytes.
 
 Examples:
   tail -F app.log | connpipe send tcp://logs.internal:5000
+  tail -F app.log | connpipe send tcp://primary:514 tcp://standby:514
   connpipe send -file events.log -ca ca.pem tls://collector:6514
   journalctl -f -o json | connpipe send -full drop -buffer 64M unix:///run/collector.sock
 
@@ -108,9 +122,13 @@ or 143 (SIGTERM) interrupted, after the summary.
 	fs.StringVar(&c.ca, "ca", "", "tls: trust the CA certificates in this PEM `FILE` instead of the system's")
 	fs.StringVar(&c.cert, "cert", "", "tls: present the client certificate in this PEM `FILE` (with -key)")
 	fs.StringVar(&c.key, "key", "", "tls: the private key of -cert, a PEM `FILE`")
-	fs.StringVar(&c.serverName, "servername", "", "tls: verify the server's certificate for `NAME` (and send it as SNI) instead of the host of ADDRESS")
+	fs.StringVar(&c.serverName, "servername", "", "tls: verify the server's certificate for `NAME` (and send it as SNI) instead of the host of each ADDRESS")
 	fs.BoolVar(&c.insecure, "insecure-skip-verify", false, "tls: do not verify the server's certificate (testing only; a warning says so)")
 	fs.BoolVar(&c.verbose, "v", false, "print each connection state change on stderr, and when reading waits for room")
+	fs.StringVar(&c.policy, "policy", "priority", "with several ADDRESSes, `priority|spread`: the first that accepts, moving back to earlier ones; or one of them, spread over many senders")
+	fs.DurationVar(&c.probe, "probe", conn.DefaultProbeInterval, "-policy priority: while on a later ADDRESS, dial the earlier ones this often (±10%) to move back")
+	fs.DurationVar(&c.stagger, "stagger", conn.DefaultDialStagger, "with several ADDRESSes: dial the next one when a dial has hung this long (0: one at a time, each for up to -dial-timeout)")
+	fs.DurationVar(&c.maxAge, "max-age", 0, "replace each connection, gracefully, once it has lived this long (±10%; 0: never); over udp://, look the name up again")
 	return fs
 }
 
@@ -127,35 +145,122 @@ func (c *sendConfig) waitForRoom() time.Duration {
 // sendJob is a validated send command line.
 type sendJob struct {
 	cfg     sendConfig
-	ep      endpoint
+	ep      endpoint    // the first ADDRESS, the primary
+	eps     targets     // every ADDRESS, ep first
 	tls     *tls.Config // nil unless ep is tls://
 	input   io.Reader
 	closeIn func() error
 }
 
+// targets are send's ADDRESSes, the primary first, all of one scheme.
+type targets []endpoint
+
+// several reports whether there is more than one ADDRESS.
+func (t targets) several() bool { return len(t) > 1 }
+
+// name returns the ADDRESS, in canonical form, of the endpoint that the
+// Manager calls address (Event.Endpoint, Stats.Endpoint); with one
+// ADDRESS, always that one.
+func (t targets) name(address string) string {
+	for _, ep := range t {
+		if ep.Address == address || len(t) == 1 {
+			return ep.String()
+		}
+	}
+	return address
+}
+
+// String lists the ADDRESSes: "tcp://a:514, tcp://b:514".
+func (t targets) String() string {
+	names := make([]string, len(t))
+	for i, ep := range t {
+		names[i] = ep.String()
+	}
+	return strings.Join(names, ", ")
+}
+
+// addresses returns what the Manager dials for each ADDRESS.
+func (t targets) addresses() []string {
+	out := make([]string, len(t))
+	for i, ep := range t {
+		out[i] = ep.Address
+	}
+	return out
+}
+
+// parseTargets parses send's ADDRESSes. Each must be one to send to (a
+// port; for tls://, a host unless -servername names the server), all of
+// one scheme (a bare host:port is tcp://), none twice.
+func parseTargets(addresses []string, serverName string) (targets, error) {
+	var eps targets
+	for i, address := range addresses {
+		ep, err := parseAddress(address)
+		if err != nil {
+			return nil, &usageError{err.Error()}
+		}
+		switch {
+		case ep.Port == 0 && ep.Scheme != "unix":
+			return nil, usagef("port 0 in %q: give the port to send to", address)
+		case ep.TLS() && ep.Host == "" && serverName == "":
+			return nil, usagef("missing host in %q: tls:// needs the server's name to verify its certificate (or give it with -servername)", address)
+		case i > 0 && ep.Scheme != eps[0].Scheme:
+			return nil, usagef("mixed schemes: %s is %s://, but the first ADDRESS, %s, is %s://: every ADDRESS of one send must use the same scheme", quoteScheme(address), ep.Scheme, quoteScheme(addresses[0]), eps[0].Scheme)
+		}
+		for j, prev := range eps {
+			if prev == ep {
+				return nil, usagef("unexpected argument %q: it repeats ADDRESS %q", address, addresses[j])
+			}
+		}
+		eps = append(eps, ep)
+	}
+	return eps, nil
+}
+
+// quoteScheme quotes an ADDRESS, saying that a bare host:port is TCP.
+func quoteScheme(address string) string {
+	if !strings.Contains(address, "://") {
+		return fmt.Sprintf("%q (host:port, so tcp://)", address)
+	}
+	return fmt.Sprintf("%q", address)
+}
+
 // prepareSend validates the command line, then opens what it names. A
 // mistake on the command line is a usage error; a file that cannot be
 // read is not (exit status 1). Either way nothing has been sent.
-func prepareSend(e *env, fs *flagSet, cfg *sendConfig, address string) (*sendJob, error) {
-	ep, err := parseAddress(address)
+func prepareSend(e *env, fs *flagSet, cfg *sendConfig, addresses []string) (*sendJob, error) {
+	eps, err := parseTargets(addresses, cfg.serverName)
 	if err != nil {
-		return nil, &usageError{err.Error()}
+		return nil, err
 	}
+	ep, address := eps[0], addresses[0]
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	var tlsFlags []string
+	var tlsFlags, multiFlags []string
 	for _, name := range []string{"ca", "cert", "key", "servername", "insecure-skip-verify"} {
 		if set[name] {
 			tlsFlags = append(tlsFlags, "-"+name)
 		}
 	}
+	for _, name := range []string{"policy", "probe", "stagger"} {
+		if set[name] {
+			multiFlags = append(multiFlags, "-"+name)
+		}
+	}
 	switch {
-	case ep.Port == 0 && ep.Scheme != "unix":
-		return nil, usagef("port 0 in %q: give the port to send to", address)
-	case ep.TLS() && ep.Host == "" && cfg.serverName == "":
-		return nil, usagef("missing host in %q: tls:// needs the server's name to verify its certificate (or give it with -servername)", address)
 	case !ep.TLS() && len(tlsFlags) > 0:
 		return nil, usagef("%s only to tls:// addresses, not %q", applies(tlsFlags), address)
+	case !eps.several() && len(multiFlags) > 0:
+		return nil, usagef("%s only with several ADDRESSes, the first being the primary: connpipe send [flags] ADDRESS ADDRESS...", applies(multiFlags))
+	case cfg.policy != "priority" && cfg.policy != "spread":
+		return nil, usagef("invalid value %q for -policy: use -policy priority (the default) or -policy spread", cfg.policy)
+	case set["probe"] && cfg.policy != "priority":
+		return nil, usagef("-probe says how often -policy priority dials the earlier ADDRESSes to move back to them; -policy %s does not move back", cfg.policy)
+	case cfg.probe <= 0:
+		return nil, usagef("-probe must be positive, not %v", cfg.probe)
+	case cfg.stagger < 0:
+		return nil, usagef("-stagger must not be negative (0 means one dial at a time), not %v", cfg.stagger)
+	case cfg.maxAge < 0:
+		return nil, usagef("-max-age must not be negative (0 means no maximum), not %v", cfg.maxAge)
 	case (cfg.cert == "") != (cfg.key == ""):
 		return nil, usagef("-cert and -key go together: the client certificate and its private key")
 	case cfg.insecure && cfg.ca != "":
@@ -173,9 +278,9 @@ func prepareSend(e *env, fs *flagSet, cfg *sendConfig, address string) (*sendJob
 	case cfg.backoffBase <= 0 || cfg.backoffMax < cfg.backoffBase:
 		return nil, usagef("want 0 < -backoff-base (%v) <= -backoff-max (%v)", cfg.backoffBase, cfg.backoffMax)
 	}
-	job := &sendJob{cfg: *cfg, ep: ep, input: e.stdin, closeIn: func() error { return nil }}
+	job := &sendJob{cfg: *cfg, ep: ep, eps: eps, input: e.stdin, closeIn: func() error { return nil }}
 	if ep.TLS() {
-		if job.tls, err = clientTLS(cfg, ep); err != nil {
+		if job.tls, err = clientTLS(cfg); err != nil {
 			return nil, err
 		}
 	}
@@ -200,11 +305,11 @@ func applies(flags []string) string {
 func runSend(ctx context.Context, e *env, args []string) int {
 	var cfg sendConfig
 	fs := sendFlags(&cfg)
-	address, code, done := parseCommand(fs, e, args)
+	addresses, code, done := parseAddresses(fs, e, args)
 	if done {
 		return code
 	}
-	job, err := prepareSend(e, fs, &cfg, address)
+	job, err := prepareSend(e, fs, &cfg, addresses)
 	if err != nil {
 		return fail(e, err)
 	}
@@ -215,7 +320,8 @@ func runSend(ctx context.Context, e *env, args []string) int {
 // A sender pumps lines into a BatchWriter and keeps count.
 type sender struct {
 	w       *conn.BatchWriter
-	maxLine int // longer lines are dropped: they can never be sent
+	maxLine int  // longer lines are dropped: they can never be sent
+	several bool // several ADDRESSes: only a failed round over all of them is fatal
 
 	stopping atomic.Bool // the input is no longer read: no new Writes
 	inWrite  atomic.Bool // a Write is under way, which may wait for room
@@ -261,10 +367,16 @@ var errStopped = errors.New("stopped")
 
 func (s *sender) hook(ev conn.Event) {
 	s.last.Store(&seenEvent{Event: ev, at: time.Now()})
-	if ev.State == conn.Connected && s.connects.Add(1) > 1 {
+	// A switch (a fail-back, a rotation) replaced a working connection:
+	// the summary counts it apart, from the Manager's Stats.
+	if ev.State == conn.Connected && ev.Switch == conn.NoSwitch && s.connects.Add(1) > 1 {
 		s.reconnects.Add(1)
 	}
-	if ev.State == conn.Disconnected && conn.IsPermanent(ev.Err) {
+	// With several ADDRESSes the Manager dials them all before it waits:
+	// a round that failed is an *EndpointsError, permanent only if each
+	// endpoint's failure is. The loss of one endpoint's connection
+	// (ev.Endpoint set) leaves the others to try.
+	if ev.State == conn.Disconnected && conn.IsPermanent(ev.Err) && (!s.several || ev.Endpoint == "") {
 		s.fatalOnce.Do(func() {
 			s.fatalErr = ev.Err
 			close(s.fatal)
@@ -408,6 +520,7 @@ func (j *sendJob) run(ctx context.Context, e *env) int {
 	start := time.Now()
 	cfg := j.cfg
 	s := newSender(max(int(cfg.buffer)-conn.MessageOverhead, 0), cfg.verbose) // what the BatchWriter can hold
+	s.several = j.eps.several()
 	if j.ep.Network == "udp" {
 		s.maxLine = min(s.maxLine, maxDatagramLine)
 	}
@@ -420,13 +533,34 @@ func (j *sendJob) run(ctx context.Context, e *env) int {
 	if j.tls != nil {
 		opts = append(opts, conn.WithDialer((&tlsDialer{config: j.tls}).DialContext))
 	}
+	if j.eps.several() {
+		policy := conn.Priority
+		if cfg.policy == "spread" {
+			policy = conn.Spread
+		}
+		opts = append(opts,
+			conn.WithEndpoints(j.eps.addresses()[1:]...),
+			conn.WithPolicy(policy),
+			conn.WithProbeInterval(cfg.probe),
+			conn.WithDialStagger(cfg.stagger))
+	}
+	if cfg.maxAge > 0 {
+		opts = append(opts, conn.WithMaxConnectionAge(cfg.maxAge))
+	}
 	// A status line redrawn under the lines someone types would garble them.
 	con := newConsole(e.stderr, e.tty && !(e.typing && j.input == e.stdin))
 	if cfg.insecure {
 		con.Printf("%s: warning: -insecure-skip-verify: the server's certificate is not verified; anyone on the way can read and change what is sent", programName)
 	}
 	if cfg.verbose {
-		con.Printf("%s: connecting to %s", programName, j.ep)
+		switch {
+		case !j.eps.several():
+			con.Printf("%s: connecting to %s", programName, j.ep)
+		case cfg.policy == "spread":
+			con.Printf("%s: connecting to one of %s (-policy spread)", programName, j.eps)
+		default:
+			con.Printf("%s: connecting to the first of %s that accepts (-policy priority)", programName, j.eps)
+		}
 	}
 	m := conn.New(j.ep.Network, j.ep.Address, opts...)
 	defer m.Close()
@@ -441,7 +575,7 @@ func (j *sendJob) run(ctx context.Context, e *env) int {
 	statusDone := make(chan struct{})
 	go func() {
 		defer close(statusDone)
-		s.status(con, m, j.ep, cfg, &flush, stopStatus)
+		s.status(con, m, j.eps, cfg, &flush, stopStatus)
 	}()
 
 	pumped := make(chan error, 1)
@@ -487,7 +621,7 @@ func (j *sendJob) run(ctx context.Context, e *env) int {
 		wasIntr   = end == interrupted
 	)
 	if end == gaveUp {
-		s.sayFatal(con, j.ep)
+		s.sayFatal(con, j.eps)
 		m.Close() // nothing more can be delivered: drop what is queued now
 		stoppedBy = "connpipe gave up"
 		fatal, stopNow = nil, nil
@@ -508,7 +642,7 @@ func (j *sendJob) run(ctx context.Context, e *env) int {
 			closeErr = <-closed
 		}
 	case <-fatal:
-		s.sayFatal(con, j.ep)
+		s.sayFatal(con, j.eps)
 		end = gaveUp
 		stoppedBy = "connpipe gave up"
 		m.Close()
@@ -530,9 +664,13 @@ func (j *sendJob) run(ctx context.Context, e *env) int {
 	read, written := s.lines.Load(), st.Written
 	full, tooLong, cut := s.full.Load(), s.tooLong.Load()+s.tooLarge.Load(), s.cut.Load()
 	dropped := read - written
-	con.Printf("%s: %s read (%s), %s written, %s dropped, %s, %s",
+	switched := ""
+	if ms.Switches > 0 {
+		switched = ", " + switches(ms.Switches)
+	}
+	con.Printf("%s: %s read (%s), %s written, %s dropped, %s%s, %s",
 		programName, plural(read, "line"), bytesize(s.bytes.Load()), count(written), count(dropped),
-		plural(s.reconnects.Load(), "reconnect"), elapsed(time.Since(start)))
+		plural(s.reconnects.Load(), "reconnect"), switched, elapsed(time.Since(start)))
 
 	code := exitOK
 	if wasIntr {
@@ -588,12 +726,24 @@ func (j *sendJob) run(ctx context.Context, e *env) int {
 	return code
 }
 
+// switches says how many switches: "1 switch", "2 switches".
+func switches(n uint64) string {
+	if n == 1 {
+		return "1 switch"
+	}
+	return count(n) + " switches"
+}
+
 // sayFatal reports the error that retrying cannot fix, and that connpipe
-// gives up.
-func (s *sender) sayFatal(con *console, ep endpoint) {
+// gives up. With several ADDRESSes that is an error for each.
+func (s *sender) sayFatal(con *console, eps targets) {
 	<-s.fatal
 	con.ClearStatus()
-	con.Printf("%s: cannot connect to %s: %v", programName, ep, s.fatalErr)
+	if eps.several() {
+		con.Printf("%s: cannot connect to any of %s: %v", programName, eps, s.fatalErr)
+	} else {
+		con.Printf("%s: cannot connect to %s: %v", programName, eps[0], s.fatalErr)
+	}
 	msg := "retrying cannot fix this: giving up"
 	if hint := tlsHint(s.fatalErr); hint != "" {
 		msg += "; " + hint
@@ -605,7 +755,7 @@ func (s *sender) sayFatal(con *console, ep endpoint) {
 // state changes for -v, until stop is closed. It notices when reading has
 // waited for room for a while: a Write under way and no line counted for a
 // whole interval.
-func (s *sender) status(con *console, m *conn.Manager, ep endpoint, cfg sendConfig, flush *atomic.Pointer[flushState], stop <-chan struct{}) {
+func (s *sender) status(con *console, m *conn.Manager, eps targets, cfg sendConfig, flush *atomic.Pointer[flushState], stop <-chan struct{}) {
 	var (
 		t         = time.NewTicker(statusInterval)
 		meter     meter
@@ -623,7 +773,7 @@ func (s *sender) status(con *console, m *conn.Manager, ep endpoint, cfg sendConf
 			if ev.State == conn.Closed {
 				continue // the end of the run, not news
 			}
-			line := describeEvent(ev, ep)
+			line := describeEvent(ev, eps)
 			if notFound(ev.Err) && !dnsSaid {
 				dnsSaid = true
 				line += "; the name does not resolve: connpipe keeps trying, in case it is registered later"
@@ -657,7 +807,10 @@ func (s *sender) status(con *console, m *conn.Manager, ep endpoint, cfg sendConf
 			ms := m.Stats()
 			v := statusView{
 				now:        now,
-				ep:         ep,
+				ep:         eps[0],
+				eps:        eps,
+				endpoint:   ms.Endpoint,
+				switches:   ms.Switches,
 				state:      ms.State,
 				lastErr:    ms.LastError,
 				event:      s.last.Load(),
@@ -679,7 +832,10 @@ func (s *sender) status(con *console, m *conn.Manager, ep endpoint, cfg sendConf
 // A statusView is what the status line shows.
 type statusView struct {
 	now        time.Time
-	ep         endpoint
+	ep         endpoint // the ADDRESS, or the first of several
+	eps        targets  // several ADDRESSes; with one, ep alone counts
+	endpoint   string   // with several, the one in use (Stats.Endpoint)
+	switches   uint64   // connections replaced by a switch (Stats.Switches)
 	state      conn.State
 	lastErr    error      // the Manager's last error
 	event      *seenEvent // the latest state change; nil if none yet
@@ -709,7 +865,17 @@ func (v statusView) String() string {
 	}
 	switch v.state {
 	case conn.Connecting:
-		parts = append(parts, "connecting to "+v.ep.String())
+		if v.eps.several() {
+			parts = append(parts, "connecting to "+v.eps.String())
+		} else {
+			parts = append(parts, "connecting to "+v.ep.String())
+		}
+	case conn.Connected:
+		if v.eps.several() && v.endpoint != "" {
+			parts = append(parts, "connected to "+v.eps.name(v.endpoint))
+		} else {
+			parts = append(parts, "connected")
+		}
 	case conn.Disconnected:
 		err := v.lastErr
 		ev := v.event
@@ -720,6 +886,9 @@ func (v statusView) String() string {
 			err = ev.Err
 		}
 		what := "disconnected"
+		if ev != nil && ev.Endpoint != "" && v.eps.several() {
+			what += " from " + v.eps.name(ev.Endpoint)
+		}
 		if err != nil {
 			what += ": " + shortError(err)
 		}
@@ -743,8 +912,11 @@ func (v statusView) String() string {
 	parts = append(parts,
 		fmt.Sprintf("%s lines %s", count(v.written), bytesize(v.bytes)),
 		fmt.Sprintf("%s/s %s/s", rateString(v.lps), bytesize(v.bps)),
-		plural(v.reconnects, "reconnect"),
-		count(v.dropped)+" dropped")
+		plural(v.reconnects, "reconnect"))
+	if v.switches > 0 {
+		parts = append(parts, switches(v.switches))
+	}
+	parts = append(parts, count(v.dropped)+" dropped")
 	if v.queued > 0 && v.flush == nil {
 		parts = append(parts, count(v.queued)+" queued")
 	}
@@ -764,8 +936,18 @@ func countdown(d time.Duration) string {
 }
 
 // shortError is err without the "dial tcp 10.0.0.1:5000: " that every
-// dial error starts with: the status line has little room.
+// dial error starts with: the status line has little room. A failed round
+// over several endpoints is each endpoint with its short error.
 func shortError(err error) string {
+	if ee, ok := err.(*conn.EndpointsError); ok {
+		parts := make([]string, 0, len(ee.Errs))
+		for i, e := range ee.Errs {
+			if e != nil && i < len(ee.Endpoints) {
+				parts = append(parts, ee.Endpoints[i]+": "+shortError(e))
+			}
+		}
+		return strings.Join(parts, "; ")
+	}
 	var op *net.OpError
 	if errors.As(err, &op) && op.Op == "dial" && op.Err != nil {
 		return op.Err.Error()
@@ -779,11 +961,16 @@ func notFound(err error) bool {
 	return errors.As(err, &dns) && dns.IsNotFound
 }
 
-// describeEvent says what a state change means, for -v.
-func describeEvent(ev conn.Event, ep endpoint) string {
+// describeEvent says what a state change means, for -v. With several
+// ADDRESSes it names the one connected to, switched to (and why) or lost;
+// a failed round over them all names each in its error.
+func describeEvent(ev conn.Event, eps targets) string {
 	switch ev.State {
 	case conn.Connected:
-		return "connected to " + ep.String()
+		if ev.Switch != conn.NoSwitch {
+			return fmt.Sprintf("switched to %s (%s)", eps.name(ev.Endpoint), ev.Switch)
+		}
+		return "connected to " + eps.name(ev.Endpoint)
 	case conn.Disconnected:
 		retry := "redialing at once"
 		if ev.Wait > 0 {
@@ -791,6 +978,9 @@ func describeEvent(ev conn.Event, ep endpoint) string {
 		}
 		if ev.Attempt > 0 {
 			retry += fmt.Sprintf(" (attempt %d)", ev.Attempt+1)
+		}
+		if eps.several() && ev.Endpoint != "" {
+			return fmt.Sprintf("disconnected from %s: %v; %s", eps.name(ev.Endpoint), ev.Err, retry)
 		}
 		return fmt.Sprintf("disconnected: %v; %s", ev.Err, retry)
 	}

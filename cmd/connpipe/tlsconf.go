@@ -21,19 +21,18 @@ import (
 	"time"
 )
 
-// clientTLS returns send's TLS configuration for ep: the server's
-// certificate is verified against the system's CAs, or those of -ca, for
-// the name -servername or else the host of ADDRESS; -cert and -key give a
-// client certificate. Its errors are about the files (exit status 1); the
-// flags were checked before.
-func clientTLS(cfg *sendConfig, ep endpoint) (*tls.Config, error) {
+// clientTLS returns send's TLS configuration: the server's certificate is
+// verified against the system's CAs, or those of -ca, for the name
+// -servername or else the host of the address dialed (see
+// tlsDialer.DialContext: with several ADDRESSes each is verified for its
+// own host, so the configuration names none unless -servername does);
+// -cert and -key give a client certificate. Its errors are about the
+// files (exit status 1); the flags were checked before.
+func clientTLS(cfg *sendConfig) (*tls.Config, error) {
 	c := &tls.Config{
-		ServerName:         ep.Host,
+		ServerName:         cfg.serverName,
 		InsecureSkipVerify: cfg.insecure,
 		MinVersion:         tls.VersionTLS12,
-	}
-	if cfg.serverName != "" {
-		c.ServerName = cfg.serverName
 	}
 	if cfg.ca != "" {
 		pool, err := loadCAs(cfg.ca, "-ca")
@@ -73,6 +72,15 @@ type tlsDialer struct {
 
 func (d *tlsDialer) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
 	cfg := d.config.Clone()
+	if cfg.ServerName == "" {
+		// No -servername: verify the certificate for the host of the
+		// address dialed, this endpoint's, not the first ADDRESS's.
+		// crypto/tls would take it from address too, but with the
+		// brackets of an IPv6 host.
+		if host, _, err := net.SplitHostPort(address); err == nil {
+			cfg.ServerName = host
+		}
+	}
 	var asked atomic.Bool
 	certs := cfg.Certificates
 	cfg.Certificates = nil
