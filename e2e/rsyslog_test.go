@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -47,13 +48,8 @@ func findRsyslogd(t *testing.T) string {
 func startRsyslog(t *testing.T) *rsyslog {
 	t.Helper()
 	r := &rsyslog{t: t, bin: findRsyslogd(t), dir: t.TempDir()}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.addr = ln.Addr().String()
-	ln.Close()
-	_, port, _ := net.SplitHostPort(r.addr)
+	port := stablePort(t)
+	r.addr = net.JoinHostPort("127.0.0.1", port)
 	os.Mkdir(filepath.Join(r.dir, "work"), 0o755)
 	conf := fmt.Sprintf(`global(workDirectory="%[1]s/work")
 main_queue(queue.type="Direct")
@@ -75,6 +71,35 @@ action(type="omfile" file="%[1]s/out.log" template="text")
 	return r
 }
 
+// stablePort returns a free loopback TCP port below the kernel's ephemeral
+// range. rsyslogd is restarted on the same port while clients redial and
+// probe it: a port from the ephemeral range (what binding port 0 gives)
+// could meanwhile be handed to one of those clients' own sockets (a TCP
+// client can even connect to itself), and rsyslogd could not bind it
+// again. The kernel never hands out a port below the range by itself.
+// internal/testnet does the same for its restartable sinks.
+func stablePort(t *testing.T) string {
+	t.Helper()
+	lo := 32768 // Linux's default start of the range
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		var l, h int
+		if _, err := fmt.Sscan(string(b), &l, &h); err == nil && l > 2048 {
+			lo = l
+		}
+	}
+	var err error
+	for range 100 {
+		port := strconv.Itoa(lo/2 + rand.IntN(lo/2))
+		var ln net.Listener
+		if ln, err = net.Listen("tcp", net.JoinHostPort("127.0.0.1", port)); err == nil {
+			ln.Close()
+			return port
+		}
+	}
+	t.Fatalf("no free port below the ephemeral range: %v", err)
+	return ""
+}
+
 // start runs rsyslogd and waits until it accepts connections.
 func (r *rsyslog) start() {
 	r.t.Helper()
@@ -91,7 +116,7 @@ func (r *rsyslog) start() {
 	r.cmd, r.exited = cmd, make(chan error, 1)
 	go func() { r.exited <- cmd.Wait() }()
 	// Nothing signals that imtcp listens; ask until it answers.
-	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(5 * time.Millisecond) {
 		select {
 		case err := <-r.exited:
 			r.cmd = nil
@@ -110,15 +135,23 @@ func (r *rsyslog) start() {
 }
 
 // stop sends SIGTERM and waits for rsyslogd to exit.
-func (r *rsyslog) stop() {
+func (r *rsyslog) stop() { r.t.Helper(); r.stopWith(syscall.SIGTERM) }
+
+// stopWith sends sig and waits for rsyslogd to exit. After a SIGKILL it
+// removes the pid file rsyslogd left, so that the next start does not
+// depend on rsyslogd's judgement of a stale one.
+func (r *rsyslog) stopWith(sig syscall.Signal) {
 	r.t.Helper()
-	r.cmd.Process.Signal(syscall.SIGTERM)
+	r.cmd.Process.Signal(sig)
 	select {
 	case <-r.exited:
 	case <-time.After(15 * time.Second):
-		r.t.Fatal("rsyslogd did not exit within 15s of SIGTERM")
+		r.t.Fatalf("rsyslogd did not exit within 15s of %v", sig)
 	}
 	r.cmd = nil
+	if sig == syscall.SIGKILL {
+		os.Remove(filepath.Join(r.dir, "rsyslogd.pid"))
+	}
 }
 
 // lines returns what rsyslogd wrote so far, one message a line, trimmed.
