@@ -6,11 +6,13 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -49,13 +51,49 @@ const (
 	foWindowSlack = 500 * time.Millisecond
 )
 
+// In the third scenario the standby stops reading (SIGSTOP) before the
+// primary comes back, so that the Writes under way on it are blocked in
+// the kernel when the Managers move back, and resumes (SIGCONT) once they
+// have: a fail-back that closed the old connection at once, instead of
+// after those Writes returned, would cut them (a Write fails having
+// written part of its line; the BatchWriter writes a batch again whole,
+// and the standby has a torn line). At 20,000 lines/s on loopback nothing
+// is ever blocked otherwise, and closing a socket still delivers what its
+// send buffer holds: the first two scenarios cannot tell a graceful
+// fail-back from an abrupt one. The Managers' sockets get a small send
+// buffer there (foStallSndBuf) so that the stall fills it in a fraction of
+// a second instead of the seconds Linux's autotuned buffers would take.
 func TestRsyslogFailover(t *testing.T) {
 	for _, c := range []struct {
-		name string
-		sig  syscall.Signal
-	}{{"SIGTERM", syscall.SIGTERM}, {"SIGKILL", syscall.SIGKILL}} {
-		t.Run(c.name, func(t *testing.T) { failoverScenario(t, c.sig) })
+		name  string
+		sig   syscall.Signal
+		stall bool
+	}{
+		{"SIGTERM", syscall.SIGTERM, false},
+		{"SIGKILL", syscall.SIGKILL, false},
+		{"StandbyStalledAtFailback", syscall.SIGTERM, true},
+	} {
+		t.Run(c.name, func(t *testing.T) { failoverScenario(t, c.sig, c.stall) })
 	}
+}
+
+// foStallSndBuf is the send buffer of the Managers' sockets in the stalled
+// scenario (Linux doubles it): with the standby's receive window, about
+// 100-200 KB, a few hundred ms of traffic, are taken before Writes block.
+const foStallSndBuf = 16 << 10
+
+// smallSendBuffer dials with SO_SNDBUF set to foStallSndBuf.
+func smallSendBuffer() conn.DialContextFunc {
+	d := &net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		if err := c.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF, foStallSndBuf)
+		}); err != nil {
+			return err
+		}
+		return serr
+	}}
+	return d.DialContext
 }
 
 // A stamped event is a Manager's Event and when the hook saw it.
@@ -118,11 +156,44 @@ func (e *eventLog) String() string {
 }
 
 // A stream is one writer goroutine's lines: whether each was acknowledged
-// (Write returned nil), and when Write returned.
+// (Write returned nil), and when Write was called and returned.
 type stream struct {
-	ok      []bool
-	at      []time.Time
-	slowest time.Duration // the longest Write
+	ok        []bool
+	start, at []time.Time
+	slowest   time.Duration // the longest Write
+	busySince atomic.Int64  // when the Write under way began (UnixNano); 0 between Writes
+}
+
+// underWay counts the Writes of streams that had begun and not returned
+// at t.
+func underWay(streams []*stream, t time.Time) int {
+	n := 0
+	for _, s := range streams {
+		for i := range s.start {
+			if s.start[i].Before(t) && s.at[i].After(t) {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// allBlocked waits until each stream has had a Write under way for at
+// least d; false after timeout.
+func allBlocked(streams []*stream, d, timeout time.Duration) bool {
+	for deadline := time.Now().Add(timeout); ; time.Sleep(10 * time.Millisecond) {
+		blocked := true
+		for _, s := range streams {
+			since := s.busySince.Load()
+			blocked = blocked && since != 0 && time.Since(time.Unix(0, since)) >= d
+		}
+		if blocked {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
 }
 
 // pacer runs writer goroutines that write numbered lines ("<prefix><w>
@@ -153,10 +224,13 @@ func pace(prefix string, writers int, rate float64, write func([]byte) error) *p
 				if d := time.Until(start.Add(time.Duration(seq) * every)); d > 0 {
 					time.Sleep(d)
 				}
+				line := syslogLine(fmt.Sprintf("%s%d %d end", prefix, w, seq))
 				before := time.Now()
-				err := write(syslogLine(fmt.Sprintf("%s%d %d end", prefix, w, seq)))
+				s.busySince.Store(before.UnixNano())
+				err := write(line)
 				now := time.Now()
-				s.ok, s.at = append(s.ok, err == nil), append(s.at, now)
+				s.busySince.Store(0)
+				s.ok, s.start, s.at = append(s.ok, err == nil), append(s.start, before), append(s.at, now)
 				s.slowest = max(s.slowest, now.Sub(before))
 			}
 		})
@@ -293,30 +367,36 @@ func (r *rsyslog) terminateCut() string {
 type foTally struct {
 	acked, failed, received, lost, duplicated, failedButReceived int
 	outside                                                      []string // lost lines acknowledged outside the failover window
+	failedOutside                                                []string // Writes that failed outside it
 }
 
 func (o foTally) String() string {
-	return fmt.Sprintf("%d acknowledged, %d failed and reported, %d received, %d acknowledged but lost, %d duplicated, %d failed yet received, %d lost outside the failover window",
-		o.acked, o.failed, o.received, o.lost, o.duplicated, o.failedButReceived, len(o.outside))
+	return fmt.Sprintf("%d acknowledged, %d failed and reported (%d outside the failover window), %d received, %d acknowledged but lost (%d outside the window), %d duplicated, %d failed yet received",
+		o.acked, o.failed, len(o.failedOutside), o.received, o.lost, len(o.outside), o.duplicated, o.failedButReceived)
 }
 
-// tallyFailover accounts for each line of streams in received; a lost line
-// must have been acknowledged within [from, to].
+// tallyFailover accounts for each line of streams in received. A line may
+// be lost, or its Write fail, only if Write returned within [from, to].
 func tallyFailover(prefix string, streams []*stream, received map[string]int, from, to time.Time) foTally {
 	var o foTally
 	for w, s := range streams {
 		for seq, acked := range s.ok {
 			key := prefix + strconv.Itoa(w) + " " + strconv.Itoa(seq)
 			n := received[key]
+			at := s.at[seq]
+			outside := at.Before(from) || at.After(to)
 			if acked {
 				o.acked++
 			} else {
 				o.failed++
+				if outside {
+					o.failedOutside = append(o.failedOutside, fmt.Sprintf("%s at %s", key, at.Format("15:04:05.000")))
+				}
 			}
 			switch {
 			case n == 0 && acked:
 				o.lost++
-				if at := s.at[seq]; at.Before(from) || at.After(to) {
+				if outside {
 					o.outside = append(o.outside, fmt.Sprintf("%s at %s", key, at.Format("15:04:05.000")))
 				}
 			case n > 0 && !acked:
@@ -333,16 +413,20 @@ func tallyFailover(prefix string, streams []*stream, received map[string]int, fr
 	return o
 }
 
-func failoverScenario(t *testing.T, sig syscall.Signal) {
+func failoverScenario(t *testing.T, sig syscall.Signal, stall bool) {
 	primary, standby := startRsyslog(t), startRsyslog(t)
 	opts := func(evs *eventLog) []conn.Option {
-		return []conn.Option{
+		o := []conn.Option{
 			conn.WithEndpoints(standby.addr),
 			conn.WithPolicy(conn.Priority),
 			conn.WithProbeInterval(foProbe),
 			conn.WithBackoff(50*time.Millisecond, 500*time.Millisecond),
 			conn.WithStateHook(evs.hook),
 		}
+		if stall {
+			o = append(o, conn.WithDialer(smallSendBuffer()))
+		}
+		return o
 	}
 	var evM, evB eventLog
 	direct := conn.New("tcp", primary.addr, opts(&evM)...)
@@ -395,6 +479,17 @@ func failoverScenario(t *testing.T, sig syscall.Signal) {
 	if failB.After(failM) {
 		failedOver = failB
 	}
+	if stall {
+		standby.cmd.Process.Signal(syscall.SIGSTOP)
+		defer func() {
+			if standby.cmd != nil {
+				standby.cmd.Process.Signal(syscall.SIGCONT)
+			}
+		}()
+		if !allBlocked(pm.streams, 100*time.Millisecond, 10*time.Second) {
+			t.Fatal("the Writes did not block on the stopped standby within 10 s")
+		}
+	}
 
 	// The primary comes back on the same port after a pause.
 	if d := time.Until(stopAt.Add(foDown)); d > 0 {
@@ -411,6 +506,9 @@ func failoverScenario(t *testing.T, sig syscall.Signal) {
 	backB, okB := evB.await(restartAt, 20*time.Second, isFailback)
 	if !okM || !okB {
 		t.Fatalf("no fail-back to the primary within 20 s of its restart (Manager.Write: %v, BatchWriter: %v)", okM, okB)
+	}
+	if stall {
+		standby.cmd.Process.Signal(syscall.SIGCONT)
 	}
 	if !atPrimary.waitGrowth(foLinesSeen, 20*time.Second, 'm', 'b') {
 		t.Fatalf("lines did not return to the primary: %v", atPrimary.counts)
@@ -462,10 +560,10 @@ func failoverScenario(t *testing.T, sig syscall.Signal) {
 	}
 	ms := func(d time.Duration) string { return d.Round(time.Millisecond).String() }
 
-	t.Logf("%v: %d lines in %v (%.0f/s); primary stopped in %v, down %v; lines at the primary %d, at the standby %d",
+	t.Logf("%v: %d lines in %v (%.0f/s); primary stopped in %v, down %v (its restart took %v); lines at the primary %d, at the standby %d",
 		sig, m.acked+m.failed+b.acked+b.failed, ms(sending), float64(m.acked+m.failed+b.acked+b.failed)/sending.Seconds(),
-		ms(stopped), ms(backAt.Sub(stopAt)), len(linesP), len(linesS))
-	t.Logf("Manager.Write: %v; slowest Write %v", m, ms(slowest))
+		ms(stopped), ms(backAt.Sub(stopAt)), ms(backAt.Sub(restartAt)), len(linesP), len(linesS))
+	t.Logf("Manager.Write: %v; slowest Write %v; %d Writes under way at its Failback event", m, ms(slowest), underWay(streamsM, backM))
 	t.Logf("BatchWriter:   %v; %d written, %d retried, %d dropped, %d writes", b, bst.Written, bst.Retried, bst.Dropped, bst.Writes)
 	t.Logf("torn %d (rsyslogd's own line cut by the kill: %q)", len(torn), cut)
 	t.Logf("failover (stop signalled to Connected on the standby): Manager.Write %v, BatchWriter %v", ms(failM.Sub(stopAt)), ms(failB.Sub(stopAt)))
@@ -492,6 +590,12 @@ func failoverScenario(t *testing.T, sig syscall.Signal) {
 			t.Errorf("%d acknowledged lines lost outside the failover window [%s, %s] (the fail-back must lose nothing), e.g. %v",
 				len(o.outside), from.Format("15:04:05.000"), to.Format("15:04:05.000"), o.outside[:min(5, len(o.outside))])
 		}
+		// A switch closes the old connection only once the Writes under
+		// way on it have returned: none of them fails.
+		if len(o.failedOutside) > 0 {
+			t.Errorf("%d Writes failed outside the failover window [%s, %s] (the fail-back must fail none), e.g. %v",
+				len(o.failedOutside), from.Format("15:04:05.000"), to.Format("15:04:05.000"), o.failedOutside[:min(5, len(o.failedOutside))])
+		}
 	}
 	if bst.Dropped > 0 || bst.Written != bst.Accepted || b.failed > 0 {
 		t.Errorf("BatchWriter: %d accepted, %d written, %d dropped, %d lines refused: want every line accepted and written", bst.Accepted, bst.Written, bst.Dropped, b.failed)
@@ -500,6 +604,12 @@ func failoverScenario(t *testing.T, sig syscall.Signal) {
 	// interval (+10%) later; the margin is for two busy cores under -race.
 	if bound := foProbe*11/10 + time.Second; backM.Sub(backAt) > bound || backB.Sub(backAt) > bound {
 		t.Errorf("fail-back took %v (Manager.Write) and %v (BatchWriter) after the primary accepted again, want within %v", ms(backM.Sub(backAt)), ms(backB.Sub(backAt)), bound)
+	}
+	if n := underWay(streamsM, backM); stall && n == 0 {
+		t.Error("no Write was under way on the stopped standby at the fail-back: the scenario did not test the drain")
+	}
+	if bst.Retried > 0 {
+		t.Errorf("the BatchWriter wrote %d messages again whole after a partial write", bst.Retried)
 	}
 	for _, st := range []conn.Stats{stM, stB} {
 		if st.Endpoint != primary.addr || st.Switches < 1 {
