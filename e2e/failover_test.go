@@ -151,6 +151,19 @@ func (e *eventLog) await(since time.Time, timeout time.Duration, match func(conn
 	}
 }
 
+// count counts the events seen within [from, to] that match.
+func (e *eventLog) count(from, to time.Time, match func(conn.Event) bool) int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	n := 0
+	for _, s := range e.list {
+		if !s.at.Before(from) && !s.at.After(to) && match(s.ev) {
+			n++
+		}
+	}
+	return n
+}
+
 func (e *eventLog) String() string {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -480,7 +493,8 @@ func failoverScenario(t *testing.T, sig syscall.Signal, stall bool) {
 	// The failover.
 	stopAt := time.Now()
 	primary.stopWith(sig)
-	stopped := time.Since(stopAt)
+	exitAt := time.Now() // rsyslogd's sockets are closed
+	stopped := exitAt.Sub(stopAt)
 	cut := ""
 	if sig == syscall.SIGKILL {
 		cut = primary.terminateCut()
@@ -591,6 +605,12 @@ func failoverScenario(t *testing.T, sig syscall.Signal, stall bool) {
 	// Negative: a probe connected before the test's own check did.
 	t.Logf("fail-back (primary accepting to the Failback event): Manager.Write %v, BatchWriter %v; probe interval %v",
 		ms(backM.Sub(backAt)), ms(backB.Sub(backAt)), foProbe)
+	// A Manager that redials the primary while it is dying (its listener
+	// may accept for a moment after its connections were reset) loses that
+	// connection unproven and backs off before it tries the standby.
+	t.Logf("connections to the dying primary after the stop: Manager.Write %d, BatchWriter %d",
+		evM.count(stopAt, restartAt, func(ev conn.Event) bool { return ev.State == conn.Connected && ev.Endpoint == primary.addr }),
+		evB.count(stopAt, restartAt, func(ev conn.Event) bool { return ev.State == conn.Connected && ev.Endpoint == primary.addr }))
 	t.Logf("Stats: Manager.Write's %d dials, %d lost, %d switches; BatchWriter's %d dials, %d lost, %d switches",
 		stM.Dials, stM.Lost, stM.Switches, stB.Dials, stB.Lost, stB.Switches)
 
@@ -621,6 +641,12 @@ func failoverScenario(t *testing.T, sig syscall.Signal, stall bool) {
 	}
 	if bst.Dropped > 0 || bst.Written != bst.Accepted || b.failed > 0 {
 		t.Errorf("BatchWriter: %d accepted, %d written, %d dropped, %d lines refused: want every line accepted and written", bst.Accepted, bst.Written, bst.Dropped, b.failed)
+	}
+	// The standby is dialed at once when the primary's connection dies;
+	// the margin is for two busy cores under -race and one backoff (50 ms
+	// ±50%) after a redial of the dying primary.
+	if bound := time.Second; failM.Sub(exitAt) > bound || failB.Sub(exitAt) > bound {
+		t.Errorf("the move to the standby took %v (Manager.Write) and %v (BatchWriter) after rsyslogd exited, want within %v", ms(failM.Sub(exitAt)), ms(failB.Sub(exitAt)), bound)
 	}
 	// The first probe after the primary is back may be due almost a whole
 	// interval (+10%) later; the margin is for two busy cores under -race.
