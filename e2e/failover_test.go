@@ -40,9 +40,9 @@ const (
 	// before the signal that rsyslogd had not read yet, and any written
 	// from the signal until the Manager saw the connection die (rsyslogd
 	// may stop reading at any point before it exits). The second part is
-	// counted (atRisk: the lines the path acknowledged between the signal
-	// and its Manager's move to the standby; rsyslogd's exit takes 2 ms
-	// to 200 ms here, depending on the load); foReadLag bounds the first.
+	// counted: the lines the path acknowledged between the signal and its
+	// Manager's move to the standby (rsyslogd's exit takes 2 ms to 200 ms
+	// here, depending on the load). foReadLag bounds the first.
 	// RELIABILITY.md's rsyslog figures allow 50 per writer and restart
 	// with four writers, 200 per path, and measured 10-30 per path and
 	// restart at ~18,000 lines/s per path. The socket buffers bound
@@ -62,8 +62,10 @@ const (
 // the kernel when the Managers move back, and resumes (SIGCONT) once they
 // have: a fail-back that closed the old connection at once, instead of
 // after those Writes returned, would cut them (a Write fails having
-// written part of its line; the BatchWriter writes a batch again whole,
-// and the standby has a torn line). At 20,000 lines/s on loopback nothing
+// written part of its line, which the standby then has torn; a
+// BatchWriter would write a cut batch again on the primary). Checked with
+// that mutant of switchTo: it fails here, and passes the first two
+// scenarios. At 20,000 lines/s on loopback nothing
 // is ever blocked otherwise, and closing a socket still delivers what its
 // send buffer holds: the first two scenarios cannot tell a graceful
 // fail-back from an abrupt one. The Managers' sockets get a small send
