@@ -40,12 +40,13 @@ const (
 	Priority Policy = iota
 	// Spread gives each Manager its own order, so that a fleet of clients
 	// spreads its connections evenly: the Managers of one process take
-	// their first endpoint in turn from a process-wide rotation that starts
-	// at a random place, and order the rest by a hash of their own, so that
-	// the clients of a failed endpoint scatter over the others. A Manager
-	// picks its first endpoint anew at each rotation
-	// (WithMaxConnectionAge), so added endpoints get their share. There is
-	// no fail-back: rotation rebalances.
+	// numbers in turn from a process-wide rotation that starts at a random
+	// place, and the number chooses the first endpoint of the (sorted)
+	// list; the rest are ordered by a hash of each Manager's own, so that
+	// the clients of a failed endpoint scatter over the others. Each dial
+	// chooses anew from the current list, so that after endpoints are
+	// added or removed, rotation (WithMaxConnectionAge) spreads the
+	// Managers exactly again. There is no fail-back: rotation rebalances.
 	Spread
 )
 
@@ -192,10 +193,10 @@ func (e *EndpointsError) Error() string {
 // Unwrap returns the failure of each endpoint.
 func (e *EndpointsError) Unwrap() []error { return e.Errs }
 
-// spreadNext is the process-wide rotation from which Spread Managers take
-// their first endpoint: in turn, so that those of one process spread
-// exactly; from a random start, so that processes do not all begin with
-// the same endpoint. Independent random choices would not do: 64 clients
+// spreadNext is the process-wide rotation from which Managers take their
+// numbers, which choose a Spread Manager's first endpoint: in turn, so
+// that those of one process spread exactly; from a random start, so that
+// processes do not all begin with the same endpoint. Independent random choices would not do: 64 clients
 // over 4 endpoints would leave one with 20% more or less than its share
 // more often than not.
 var spreadNext atomic.Uint64
@@ -234,7 +235,7 @@ type switcher struct {
 	multiConfig
 	list   []string // the endpoints in the order of priority, without repeats; the Manager's goroutine's
 	seed   uint64   // this Manager's hash for Spread
-	pick   uint64   // Spread: the rotation's number for the first endpoint
+	pick   uint64   // Spread: this Manager's number in the process-wide rotation
 	lookup func(ctx context.Context, host string) ([]netip.Addr, error)
 
 	drainers sync.WaitGroup // goroutines closing switched-out links
@@ -261,7 +262,7 @@ func newSwitcher(address string, cfg *multiConfig) (sw *switcher, problems []str
 	if repeats > 0 {
 		problems = append(problems, "repeated endpoint ignored")
 	}
-	sw = &switcher{multiConfig: *cfg, list: list, seed: rand.Uint64()}
+	sw = &switcher{multiConfig: *cfg, list: list, seed: rand.Uint64(), pick: spreadNext.Add(1)}
 	sw.lookup = func(ctx context.Context, host string) ([]netip.Addr, error) {
 		return net.DefaultResolver.LookupNetIP(ctx, "ip", host)
 	}
@@ -326,10 +327,13 @@ func (m *Manager) discover(ctx context.Context) (list []string, err error) {
 }
 
 // order returns the endpoints in the order a round of dials tries them:
-// for Priority the list; for Spread the endpoint the rotation gave this
-// Manager, then the others by this Manager's hash. Pass fresh to take the
-// next endpoint from the rotation (the first dial, and rotations).
-func (m *Manager) order(fresh bool) []string {
+// for Priority the list; for Spread the endpoint this Manager's number
+// from the process-wide rotation gives it in the sorted list (sorted, so
+// that Managers given the list in different orders, as DNS may, still
+// agree), then the others by this Manager's hash. The number is fixed, so
+// that whenever every Manager has dialed since the list last changed,
+// those of one process are spread exactly.
+func (m *Manager) order() []string {
 	if m.sw == nil {
 		return []string{m.address}
 	}
@@ -337,10 +341,7 @@ func (m *Manager) order(fresh bool) []string {
 	if m.sw.policy != Spread || len(list) < 2 {
 		return list
 	}
-	if fresh {
-		m.sw.pick = spreadNext.Add(1)
-	}
-	first := list[m.sw.pick%uint64(len(list))]
+	first := slices.Sorted(slices.Values(list))[m.sw.pick%uint64(len(list))]
 	rest := make([]string, 0, len(list)-1)
 	for _, a := range list {
 		if a != first {

@@ -527,3 +527,36 @@ func TestAnEndpointThatDropsUnprovenConnectionsIsTriedLast(t *testing.T) {
 		}
 	})
 }
+
+func TestAnUnprovenLossMovesToAnUntriedEndpointWithoutBackingOff(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHosts("a:1", "b:1", "c:1")
+		broken := func(c *fakeConn) { c.fail(errBroken) } // accepts, then breaks
+		h.at("a:1").prepare = broken
+		h.at("b:1").prepare = broken
+		after := &afterRecorder{}
+		m := conn.New("tcp", "a:1", conn.WithDialer(h.Dial), conn.WithEndpoints("b:1", "c:1"), conn.WithAfterFunc(after.After))
+		defer m.Close()
+		start := time.Now()
+		for _, e := range []string{"a:1", "b:1"} {
+			if _, err := m.Write([]byte("x")); !errors.Is(err, errBroken) {
+				t.Fatalf("Write on %s: %v, want its error", e, err)
+			}
+			synctest.Wait()
+		}
+		if _, err := m.Write([]byte("y")); err != nil || time.Since(start) != 0 {
+			t.Fatalf("Write after two broken endpoints: %v after %v, want it on c:1 at once", err, time.Since(start))
+		}
+		if w := after.Waits(); len(w) != 0 || m.Stats().Endpoint != "c:1" {
+			t.Errorf("backoff waits %v, endpoint %q: want c:1 without backing off", w, m.Stats().Endpoint)
+		}
+		// Once every endpoint has dropped a connection, the Manager backs
+		// off: no tight loop.
+		h.at("c:1").Conn(0).fail(errBroken)
+		m.Write([]byte("z"))
+		synctest.Wait()
+		if w := after.Waits(); len(w) != 1 || w[0] < conn.DefaultBackoffBase/2 {
+			t.Errorf("backoff waits %v after all three dropped a connection, want one first wait", w)
+		}
+	})
+}

@@ -21,15 +21,17 @@ func (m *Manager) run() {
 	defer m.enter("closed", Event{State: Closed})
 	var (
 		attempt int   // consecutive failures
+		rounds  int   // consecutive failures followed by a backoff wait
 		lost    *link // the link whose loss this dial answers
-		fresh   = true
-		shunned string // the endpoint of a connection lost before it proved itself
+		// The endpoints whose connections were lost before they proved
+		// themselves, since the last backoff: tried after the others, and
+		// without a backoff wait while there are others.
+		shunned []string
 	)
 	for {
 		m.refresh()
-		order := last(m.order(fresh), shunned)
+		order := last(m.order(), shunned)
 		l, err := m.dialRound(order)
-		fresh = false
 		if m.isClosed() {
 			if l != nil {
 				closeConn(l.conn)
@@ -44,8 +46,8 @@ func (m *Manager) run() {
 		m.count(err)
 		var wait time.Duration
 		if err != nil {
-			attempt++
-			wait = m.cfg.backoff.next(attempt)
+			attempt, rounds, shunned = attempt+1, rounds+1, nil
+			wait = m.cfg.backoff.next(rounds)
 			m.enter("dial failed", Event{State: Disconnected, Err: err, Attempt: attempt, Wait: wait, Endpoint: sole(order)})
 		} else {
 			m.enter("connected", Event{State: Connected, Attempt: attempt, Endpoint: l.endpoint})
@@ -72,13 +74,18 @@ func (m *Manager) run() {
 		}
 		lost = l
 		wait = 0
-		shunned = ""
 		if l.redial {
-			attempt = 0
+			attempt, rounds, shunned = 0, 0, nil
 		} else {
-			shunned = l.endpoint
 			attempt++
-			wait = m.cfg.backoff.next(attempt)
+			if !slices.Contains(shunned, l.endpoint) {
+				shunned = append(shunned, l.endpoint)
+			}
+			if m.untried(shunned) == 0 {
+				rounds++
+				wait = m.cfg.backoff.next(rounds)
+				shunned = shunned[len(shunned)-1:] // the latest stays last
+			}
 		}
 		m.enter("connection lost", Event{State: Disconnected, Err: l.cause, Attempt: attempt, Wait: wait, Endpoint: l.endpoint})
 		if wait > 0 && !m.sleep(wait) {
@@ -87,16 +94,41 @@ func (m *Manager) run() {
 	}
 }
 
-// last returns order with e moved to the end: an endpoint that accepted a
-// connection and lost it before it proved itself (a broken service behind
-// a port that accepts) is tried after the others, so that it does not keep
-// the Manager from a working standby.
-func last(order []string, e string) []string {
-	i := slices.Index(order, e)
-	if i < 0 || len(order) < 2 {
+// last returns order with the endpoints of shunned moved to the end, in
+// the order of shunned: an endpoint that accepted a connection and lost it
+// before it proved itself (a broken service behind a port that accepts) is
+// tried after the others, so that it does not keep the Manager from a
+// working standby.
+func last(order, shunned []string) []string {
+	if len(shunned) == 0 || len(order) < 2 {
 		return order
 	}
-	return append(slices.Delete(slices.Clone(order), i, i+1), e)
+	out := make([]string, 0, len(order))
+	for _, e := range order {
+		if !slices.Contains(shunned, e) {
+			out = append(out, e)
+		}
+	}
+	for _, e := range shunned {
+		if slices.Contains(order, e) {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// untried returns how many endpoints are not in shunned.
+func (m *Manager) untried(shunned []string) int {
+	if m.sw == nil {
+		return 0
+	}
+	n := 0
+	for _, e := range m.sw.list {
+		if !slices.Contains(shunned, e) {
+			n++
+		}
+	}
+	return n
 }
 
 // What ends a watch.

@@ -51,9 +51,9 @@ func (m *Manager) replacement(l *link, why watchEnd) (*link, Switch) {
 		if !m.moved(l) {
 			return nil, NoSwitch
 		}
-		order, sw = m.order(false), Move
+		order, sw = m.order(), Move
 	default:
-		order, sw = m.order(true), Rotation
+		order, sw = m.order(), Rotation
 	}
 	if len(order) == 0 {
 		return nil, NoSwitch
