@@ -2,9 +2,14 @@ package conn
 
 import (
 	"context"
+	"errors"
 	"net"
+	"slices"
 	"time"
 )
+
+// errAborted: a switch's round of dials gave way to a redial.
+var errAborted = errors.New("conn: dials aborted")
 
 // dialRound makes one round of dials over order, the endpoints in the
 // order of the policy, and returns a link to the first that connects, or
@@ -12,8 +17,10 @@ import (
 // always was. Several are dialed staggered (see WithDialStagger): each in
 // a goroutine of its own, the next when the previous fails or has hung for
 // the stagger; the round returns when all have ended, the losers closed.
-// The round ends early when the Manager is closed.
-func (m *Manager) dialRound(order []string) (*link, error) {
+// The round ends early when the Manager is closed, or when abort is
+// closed (the connection a switch would replace was lost: its redial must
+// not wait for the switch's dials).
+func (m *Manager) dialRound(order []string, abort <-chan struct{}) (*link, error) {
 	// The contexts are not derived from one that Close cancels: a parent
 	// would keep a map of children for the Manager's lifetime. Close calls
 	// m.cancelDial instead.
@@ -26,8 +33,12 @@ func (m *Manager) dialRound(order []string) (*link, error) {
 		m.setCancel(nil)
 		cancel()
 	}()
-	if len(order) == 1 {
+	if len(order) == 1 && abort == nil {
 		return m.dial(ctx, order[0])
+	}
+	var stagger time.Duration
+	if m.sw != nil {
+		stagger = m.sw.stagger
 	}
 	type result struct {
 		i   int
@@ -40,7 +51,8 @@ func (m *Manager) dialRound(order []string) (*link, error) {
 		started int
 		pending int
 		won     *link
-		stagger *time.Timer
+		timer   *time.Timer
+		aborted bool
 	)
 	next := func() {
 		i := started
@@ -49,19 +61,19 @@ func (m *Manager) dialRound(order []string) (*link, error) {
 			l, err := m.dial(ctx, order[i])
 			results <- result{i, l, err}
 		}()
-		if m.sw.stagger > 0 && started < len(order) {
-			if stagger == nil {
-				stagger = time.NewTimer(m.sw.stagger)
+		if stagger > 0 && started < len(order) {
+			if timer == nil {
+				timer = time.NewTimer(stagger)
 			} else {
-				stagger.Reset(m.sw.stagger)
+				timer.Reset(stagger)
 			}
 		}
 	}
 	next()
-	for pending > 0 && won == nil {
+	for pending > 0 && won == nil && !aborted {
 		var staggered <-chan time.Time
-		if stagger != nil && started < len(order) {
-			staggered = stagger.C
+		if timer != nil && started < len(order) {
+			staggered = timer.C
 		}
 		select {
 		case r := <-results:
@@ -71,15 +83,17 @@ func (m *Manager) dialRound(order []string) (*link, error) {
 				break
 			}
 			errs[r.i] = r.err
-			if started < len(order) {
+			if started < len(order) && ctx.Err() == nil {
 				next()
 			}
 		case <-staggered:
 			next()
+		case <-abort:
+			aborted = true
 		}
 	}
-	if stagger != nil {
-		stagger.Stop()
+	if timer != nil {
+		timer.Stop()
 	}
 	cancel()
 	for ; pending > 0; pending-- {
@@ -87,13 +101,15 @@ func (m *Manager) dialRound(order []string) (*link, error) {
 			closeConn(r.l.conn) // connected after the winner
 		}
 	}
-	if won != nil {
+	switch {
+	case won != nil:
 		return won, nil
-	}
-	if m.isClosed() {
+	case m.isClosed():
 		return nil, ErrClosed
+	case aborted:
+		return nil, errAborted
 	}
-	return nil, &EndpointsError{Endpoints: order, Errs: errs}
+	return nil, &EndpointsError{Endpoints: slices.Clone(order[:started]), Errs: errs[:started]}
 }
 
 // setCancel records the function that ends the dial under way, for

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -193,15 +195,31 @@ func (e *EndpointsError) Error() string {
 // Unwrap returns the failure of each endpoint.
 func (e *EndpointsError) Unwrap() []error { return e.Errs }
 
-// spreadNext is the process-wide rotation from which Managers take their
-// numbers, which choose a Spread Manager's first endpoint: in turn, so
+// spreadNext holds the process-wide rotations from which Managers take
+// their numbers, which choose a Spread Manager's first endpoint: one
+// rotation per set of endpoints (and discovery function), so that Managers
+// for logs and for metrics do not take turns with each other; in turn, so
 // that those of one process spread exactly; from a random start, so that
-// processes do not all begin with the same endpoint. Independent random choices would not do: 64 clients
-// over 4 endpoints would leave one with 20% more or less than its share
-// more often than not.
-var spreadNext atomic.Uint64
+// processes do not all begin with the same endpoint. Independent random
+// choices would not do: 64 clients over 4 endpoints would leave one with
+// 20% more or less than its share more often than not.
+var spreadNext sync.Map // string → *atomic.Uint64
 
-func init() { spreadNext.Store(rand.Uint64()) }
+// spreadNumber returns the next number of the rotation for the endpoints
+// in list and the discovery function.
+func spreadNumber(list []string, discover func(context.Context) ([]string, error)) uint64 {
+	key := strings.Join(slices.Sorted(slices.Values(list)), "\x00")
+	if discover != nil {
+		key += fmt.Sprintf("\x00%x", reflect.ValueOf(discover).Pointer())
+	}
+	c, ok := spreadNext.Load(key)
+	if !ok {
+		n := new(atomic.Uint64)
+		n.Store(rand.Uint64())
+		c, _ = spreadNext.LoadOrStore(key, n)
+	}
+	return c.(*atomic.Uint64).Add(1)
+}
 
 // multiConfig is what the options for several endpoints set. A Manager
 // without any of them has none, and no switcher: one endpoint costs
@@ -238,9 +256,13 @@ type switcher struct {
 	pick   uint64   // Spread: this Manager's number in the process-wide rotation
 	lookup func(ctx context.Context, host string) ([]netip.Addr, error)
 
-	drainers sync.WaitGroup // goroutines closing switched-out links
-	mu       sync.Mutex
-	draining []*link // links switched out, until closed
+	disc discovery
+	// probeBackoff doubles the probe interval for each fail-back in a row
+	// whose connection was lost before it proved itself.
+	probeBackoff int
+	drainers     sync.WaitGroup // goroutines closing switched-out links
+	mu           sync.Mutex
+	draining     []*link // links switched out, until closed
 }
 
 // newSwitcher returns the switcher of a Manager for address and cfg, and
@@ -262,7 +284,10 @@ func newSwitcher(address string, cfg *multiConfig) (sw *switcher, problems []str
 	if repeats > 0 {
 		problems = append(problems, "repeated endpoint ignored")
 	}
-	sw = &switcher{multiConfig: *cfg, list: list, seed: rand.Uint64(), pick: spreadNext.Add(1)}
+	sw = &switcher{multiConfig: *cfg, list: list, seed: rand.Uint64()}
+	if cfg.policy == Spread {
+		sw.pick = spreadNumber(list, cfg.discover)
+	}
 	sw.lookup = func(ctx context.Context, host string) ([]netip.Addr, error) {
 		return net.DefaultResolver.LookupNetIP(ctx, "ip", host)
 	}
@@ -285,23 +310,107 @@ func dedupe(list []string) (out []string, empty, repeats int) {
 	return out, empty, repeats
 }
 
+// discoveryWait bounds how long a round of dials waits for discovery once
+// it has answered before: a slower answer serves the next round, so that a
+// registry that is down does not hold up the failover to a known standby.
+const discoveryWait = 250 * time.Millisecond
+
+// discovery runs the calls of the discovery function, one at a time, each
+// in a goroutine of its own that ends when the function returns: a round
+// waits for the answer within a bound, and Close does not wait for a
+// function that ignores its context.
+type discovery struct {
+	mu      sync.Mutex
+	running context.CancelFunc // ends the call under way; nil if none
+	waiting chan discovered    // the round waiting for the call's answer; nil if none
+	found   *discovered        // an answer that came after its round stopped waiting
+	known   bool               // discovery has answered once: rounds wait at most discoveryWait
+}
+
+type discovered struct {
+	list []string
+	err  error
+}
+
 // refresh asks discovery, if any, for the endpoints, keeping the previous
-// ones when it fails or answers nothing.
-func (m *Manager) refresh() {
+// ones when it fails or answers nothing. It waits for the answer at most
+// discoveryWait once discovery has answered before (the dial timeout
+// before that), and not at all once abort is closed or the Manager is.
+func (m *Manager) refresh(abort <-chan struct{}) {
 	if m.sw == nil || m.sw.discover == nil {
 		return
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	if m.cfg.dialTimeout > 0 {
-		ctx, cancel = context.WithTimeout(context.Background(), m.cfg.dialTimeout)
+	d := &m.sw.disc
+	d.mu.Lock()
+	if d.found != nil {
+		r := *d.found
+		d.found = nil
+		m.adopt(r)
 	}
-	if !m.setCancel(cancel) {
-		cancel()
+	if d.running == nil {
+		if m.isClosed() {
+			d.mu.Unlock()
+			return
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		if m.cfg.dialTimeout > 0 {
+			ctx, cancel = context.WithTimeout(context.Background(), m.cfg.dialTimeout)
+		}
+		d.running = cancel
+		go m.callDiscovery(ctx, cancel)
+	}
+	answer := make(chan discovered, 1)
+	d.waiting = answer
+	var timeout <-chan time.Time
+	if d.known {
+		t := time.NewTimer(discoveryWait)
+		defer t.Stop()
+		timeout = t.C
+	}
+	d.mu.Unlock()
+	select {
+	case r := <-answer:
+		m.adopt(r)
+		return
+	case <-timeout:
+	case <-abort:
+	case <-m.closing:
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.waiting == answer {
+		d.waiting = nil
+	}
+	select {
+	case r := <-answer: // came as the wait ended
+		m.adopt(r)
+	default:
+	}
+}
+
+// callDiscovery is one call of the discovery function; its answer goes to
+// the round waiting for it, or to the next.
+func (m *Manager) callDiscovery(ctx context.Context, cancel context.CancelFunc) {
+	list, err := m.discover(ctx)
+	cancel()
+	d := &m.sw.disc
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.running = nil
+	d.known = true
+	r := discovered{list, err}
+	if d.waiting != nil {
+		d.waiting <- r
+		d.waiting = nil
 		return
 	}
-	list, err := m.discover(ctx)
-	m.setCancel(nil)
-	cancel()
+	d.found = &r
+}
+
+// adopt makes the endpoints discovered current, or logs why not. It runs
+// in the Manager's goroutine, which owns the list.
+func (m *Manager) adopt(r discovered) {
+	list, err := r.list, r.err
 	if err == nil {
 		if list, _, _ = dedupe(list); len(list) == 0 {
 			err = errors.New("no endpoints")
@@ -314,6 +423,18 @@ func (m *Manager) refresh() {
 		return
 	}
 	m.sw.list = list
+}
+
+// stopDiscovery ends the call under way, for Close.
+func (m *Manager) stopDiscovery() {
+	if m.sw == nil {
+		return
+	}
+	m.sw.disc.mu.Lock()
+	defer m.sw.disc.mu.Unlock()
+	if m.sw.disc.running != nil {
+		m.sw.disc.running()
+	}
 }
 
 // discover calls the discovery function, recovering a panic.
@@ -389,7 +510,35 @@ func (m *Manager) above(e string) []string {
 	return m.sw.list[:i]
 }
 
-// spread10 spreads d by ±10%.
+// spread10 spreads d by ±10%. A d too large to spread means never, and
+// is returned as it is.
 func spread10(d time.Duration) time.Duration {
+	if d > math.MaxInt64/2 {
+		return d
+	}
 	return d - d/10 + time.Duration(rand.Int64N(int64(d/5)+1))
+}
+
+// maxProbeBackoff bounds probeBackoff: the probe interval grows at most
+// 64-fold.
+const maxProbeBackoff = 6
+
+// probeEvery returns the probe interval, doubled probeBackoff times.
+func (s *switcher) probeEvery() time.Duration {
+	d := s.probeInterval
+	for range s.probeBackoff {
+		if d > math.MaxInt64/2 {
+			return d
+		}
+		d *= 2
+	}
+	return d
+}
+
+// later returns now + d (ns since the epoch), saturating.
+func later(now int64, d time.Duration) int64 {
+	if int64(d) > math.MaxInt64-now {
+		return math.MaxInt64
+	}
+	return now + int64(d)
 }

@@ -65,6 +65,7 @@ type link struct {
 	drainedOnce atomic.Bool
 	drained     chan struct{}
 	switched    atomic.Bool // another link replaced this working one
+	via         Switch      // how this link replaced a working one; set before it is current
 
 	// Set by retire before dead is closed.
 	cause  error

@@ -17,6 +17,7 @@ func (m *Manager) run() {
 	defer close(m.done)
 	if m.sw != nil {
 		defer m.sw.drainers.Wait()
+		defer m.abortDrains()
 	}
 	defer m.enter("closed", Event{State: Closed})
 	var (
@@ -29,9 +30,9 @@ func (m *Manager) run() {
 		shunned []string
 	)
 	for {
-		m.refresh()
+		m.refresh(nil)
 		order := last(m.order(), shunned)
-		l, err := m.dialRound(order)
+		l, err := m.dialRound(order, nil)
 		if m.isClosed() {
 			if l != nil {
 				closeConn(l.conn)
@@ -74,6 +75,16 @@ func (m *Manager) run() {
 		}
 		lost = l
 		wait = 0
+		if l.via == Failback && m.sw != nil {
+			// A fail-back to an endpoint that drops connections before
+			// they prove themselves would be repeated at every probe:
+			// probe it less often each time, until one proves itself.
+			if l.redial {
+				m.sw.probeBackoff = 0
+			} else {
+				m.sw.probeBackoff = min(m.sw.probeBackoff+1, maxProbeBackoff)
+			}
+		}
 		if l.redial {
 			attempt, rounds, shunned = 0, 0, nil
 		} else {
@@ -152,10 +163,10 @@ func (m *Manager) serve(l *link) *link {
 			return
 		}
 		if m.sw.maxAge > 0 && aged {
-			ageAt = now + int64(spread10(m.sw.maxAge))
+			ageAt = later(now, spread10(m.sw.maxAge))
 		}
 		if m.probes() && probed {
-			probeAt = now + int64(spread10(m.sw.probeInterval))
+			probeAt = later(now, spread10(m.sw.probeEvery()))
 		}
 	}
 	schedule(true, true)
@@ -276,8 +287,10 @@ func (m *Manager) enter(msg string, ev Event) {
 	if ev.State == Disconnected && m.stats.State == Connected {
 		m.stats.Lost++
 	}
+	if ev.Switch == NoSwitch || m.stats.State != ev.State {
+		m.stats.Since = time.Now()
+	}
 	m.stats.State = ev.State
-	m.stats.Since = time.Now()
 	m.stats.Endpoint = ""
 	if ev.State == Connected {
 		m.stats.Endpoint = ev.Endpoint

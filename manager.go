@@ -2,6 +2,7 @@ package conn
 
 import (
 	"context"
+	"errors"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -158,7 +159,10 @@ func (m *Manager) Take() net.Conn {
 // nothing, so that late reports cannot tear down a fresh connection. Any
 // other error invalidates the current connection, including a nil pointer
 // of an error type (a typed nil), which is not a nil error. Write never has
-// this ambiguity. Put never blocks, never panics, whatever the error value
+// this ambiguity. A Manager that may switch connections (several
+// endpoints, a maximum age) ignores an error matching net.ErrClosed: it
+// closes connections only once they are no longer current, so such an
+// error came from one it replaced. Put never blocks, never panics, whatever the error value
 // (one whose methods panic is recorded as a stand-in that names its type),
 // and does nothing after Close.
 func (m *Manager) Put(err error) {
@@ -166,6 +170,11 @@ func (m *Manager) Put(err error) {
 		return
 	}
 	err = sane(err)
+	if m.sw != nil && errors.Is(err, net.ErrClosed) {
+		// The Manager closes a connection only once it is no longer
+		// current: this one came from a connection a switch replaced.
+		return
+	}
 	if l := m.live(); l != nil && l.mayHaveCaused(err) {
 		m.retire(l, err)
 	}
@@ -236,6 +245,7 @@ func (m *Manager) Close() error {
 			m.cancelDial()
 		}
 		m.mu.Unlock()
+		m.stopDiscovery()
 	})
 	<-m.done
 	m.endNotes()

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"time"
 
 	"github.com/go-kit/log/level"
 )
@@ -38,8 +39,12 @@ func (m *Manager) probes() bool {
 
 // replacement dials the link to replace l with, for why, and returns it
 // with the kind of switch; nil when none is due or none connected.
+//
+// Everything it waits for — discovery, a DNS lookup, the dials — gives way
+// as soon as l is lost, so that the redial that answers the loss is not
+// held up by a probe of a blackholed primary.
 func (m *Manager) replacement(l *link, why watchEnd) (*link, Switch) {
-	m.refresh()
+	m.refresh(l.dead)
 	var (
 		order []string
 		sw    Switch
@@ -58,10 +63,13 @@ func (m *Manager) replacement(l *link, why watchEnd) (*link, Switch) {
 	if len(order) == 0 {
 		return nil, NoSwitch
 	}
-	nl, err := m.dialRound(order)
+	nl, err := m.dialRound(order, l.dead)
+	if err == errAborted || m.isClosed() {
+		return nil, NoSwitch
+	}
 	m.count(err)
 	if err != nil {
-		if sw != Failback && !m.isClosed() { // a failed probe is the expected case
+		if sw != Failback { // a failed probe is the expected case
 			m.log(level.WarnValue(), "switch failed; keeping the connection", "switch", sw.String(), "address", l.endpoint, "err", err)
 		}
 		return nil, NoSwitch
@@ -73,9 +81,16 @@ func (m *Manager) replacement(l *link, why watchEnd) (*link, Switch) {
 // under way on it have returned. If l was lost while nl was dialed, nl
 // simply replaces it, as a redial would.
 func (m *Manager) switchTo(l, nl *link, sw Switch) {
+	// In the list before nl is current, so that a BatchWriter's Close
+	// that sees nl also interrupts what is stalled on l.
+	m.sw.mu.Lock()
+	m.sw.draining = append(m.sw.draining, l)
+	m.sw.mu.Unlock()
+	nl.via = sw
 	m.cur.Store(nl)
 	l.switched.Store(true)
 	if l.retired.Load() {
+		m.undrain(l)
 		<-l.dead
 		m.enter("connection lost", Event{State: Disconnected, Err: l.cause, Endpoint: l.endpoint})
 		m.enter("connected", Event{State: Connected, Endpoint: nl.endpoint})
@@ -83,9 +98,6 @@ func (m *Manager) switchTo(l, nl *link, sw Switch) {
 		return
 	}
 	l.drain()
-	m.sw.mu.Lock()
-	m.sw.draining = append(m.sw.draining, l)
-	m.sw.mu.Unlock()
 	m.enter("switched", Event{State: Connected, Endpoint: nl.endpoint, Switch: sw})
 	close(l.next)
 	m.sw.drainers.Add(1)
@@ -93,14 +105,59 @@ func (m *Manager) switchTo(l, nl *link, sw Switch) {
 		defer m.sw.drainers.Done()
 		select {
 		case <-l.drained:
+			m.linger(l)
 		case <-l.dead: // lost meanwhile
 		case <-m.closing:
 		}
 		m.retire(l, errSwitched)
-		m.sw.mu.Lock()
-		m.sw.draining = slices.DeleteFunc(m.sw.draining, func(d *link) bool { return d == l })
-		m.sw.mu.Unlock()
+		m.undrain(l)
 	}()
+}
+
+// maxLinger bounds how long a switched-out connection waits for its
+// peer's close.
+const maxLinger = 10 * time.Second
+
+// linger closes the write side of the switched-out stream connection l,
+// and reads what the peer sends, discarding it, until the peer closes its
+// side too (or maxLinger passes). Closing a socket with unread input makes
+// the kernel send a reset, which discards what it had not yet delivered:
+// a peer that ever said anything (a banner, a TLS 1.3 session ticket)
+// would lose the last lines written on l. The FIN instead comes after
+// them, and a peer closes its side once it has read them.
+func (m *Manager) linger(l *link) {
+	defer m.loseOnPanic(l)
+	cw, ok := l.conn.(interface{ CloseWrite() error })
+	if !ok || cw.CloseWrite() != nil {
+		return
+	}
+	if l.conn.SetReadDeadline(time.Now().Add(maxLinger)) != nil {
+		return
+	}
+	var buf [512]byte
+	for {
+		if _, err := l.conn.Read(buf[:]); err != nil {
+			return
+		}
+	}
+}
+
+// undrain removes l from the links being switched out.
+func (m *Manager) undrain(l *link) {
+	m.sw.mu.Lock()
+	m.sw.draining = slices.DeleteFunc(m.sw.draining, func(d *link) bool { return d == l })
+	m.sw.mu.Unlock()
+}
+
+// abortDrains closes the links being switched out, for Close: those
+// still lingering stop waiting for their peers.
+func (m *Manager) abortDrains() {
+	m.sw.mu.Lock()
+	links := slices.Clone(m.sw.draining)
+	m.sw.mu.Unlock()
+	for _, l := range links {
+		m.retire(l, ErrClosed)
+	}
 }
 
 // enter counts a Write under way on l. It reports false, counting
@@ -166,6 +223,15 @@ func (m *Manager) moved(l *link) bool {
 		return false
 	}
 	defer m.setCancel(nil)
+	done := make(chan struct{})
+	defer close(done)
+	go func() { // the lookup gives way when l is lost
+		select {
+		case <-l.dead:
+			cancel()
+		case <-done:
+		}
+	}()
 	addrs, err := m.sw.lookup(ctx, host)
 	if err != nil || len(addrs) == 0 {
 		return false
