@@ -78,14 +78,19 @@ func WithEndpoints(more ...string) Option {
 }
 
 // WithDiscovery makes the Manager ask discover for its endpoints before
-// each round of dials, a fail-back probe included, and at each resolution
-// of a datagram connection (WithMaxConnectionAge): from a name, a file or
-// an API. The answer replaces New's address and WithEndpoints, in the
-// order of priority. The context ends with the dial timeout or Close. An
+// each round of dials, a fail-back probe and a rotation included, and at
+// each resolution of a datagram connection (WithMaxConnectionAge): from a
+// name, a file or an API. The answer replaces New's address and
+// WithEndpoints, in the order of priority. discover is called one call at
+// a time, in a goroutine of its own, with a context that ends with the
+// dial timeout or Close; a panic is recovered as an error. The first round
+// waits for the answer (up to the dial timeout); later rounds wait at most
+// 250 ms and otherwise dial the endpoints they know, the slower answer
+// serving the next round, so that a registry that is down does not hold up
+// a failover. Close does not wait for a call that ignores its context. An
 // error or an empty answer keeps the previous endpoints (New's address and
-// WithEndpoints at first) and is logged at level warn; discover is called
-// from the Manager's goroutine, one call at a time, and a panic is
-// recovered as an error. A nil discover is ignored.
+// WithEndpoints at first) and is logged at level warn. A nil discover is
+// ignored.
 func WithDiscovery(discover func(ctx context.Context) ([]string, error)) Option {
 	return optionFunc(func(c *config) {
 		if discover != nil {
