@@ -1,0 +1,183 @@
+//go:build linux
+
+package conn_test
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/seed44b27a20/conn"
+)
+
+// gracefulStopper is a TCP server that stops gracefully just after it
+// accepts its one connection, as a server does whose shutdown races a
+// client's dial: it stops listening, sends its FIN (CloseWrite) and reads
+// what the client sends for drain, so that a client that leaves on the FIN
+// loses nothing. When the drain is over it stops reading and closes the
+// connection linger later; what arrives meanwhile is never read (its
+// kernel discards it and answers with a reset). Its FIN comes within the
+// connection's proof age, as a server's that half-closes every connection
+// at once does, and the client cannot tell the two apart on that
+// connection.
+type gracefulStopper struct {
+	ln     net.Listener
+	finAt  chan time.Time // when the FIN was sent
+	result chan gracefulResult
+}
+
+type gracefulResult struct {
+	lines []string // read before the client left or the drain ended
+	left  bool     // the client closed its side within the drain
+}
+
+// startGracefulStopper starts the server. With afterFirstLine, it stops
+// once it has read the client's first line; otherwise at once, before the
+// client writes.
+func startGracefulStopper(t *testing.T, afterFirstLine bool, drain, linger time.Duration) *gracefulStopper {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &gracefulStopper{ln: ln, finAt: make(chan time.Time, 1), result: make(chan gracefulResult, 1)}
+	go func() {
+		c, err := ln.Accept()
+		ln.Close() // the stop: no more connections
+		if err != nil {
+			close(s.result)
+			return
+		}
+		defer c.Close()
+		r := bufio.NewReader(c)
+		var res gracefulResult
+		if afterFirstLine {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				s.result <- res
+				return
+			}
+			res.lines = append(res.lines, strings.TrimSuffix(line, "\n"))
+		}
+		c.(*net.TCPConn).CloseWrite()
+		s.finAt <- time.Now()
+		c.SetReadDeadline(time.Now().Add(drain))
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				res.left = !isTimeoutErr(err)
+				break
+			}
+			res.lines = append(res.lines, strings.TrimSuffix(line, "\n"))
+		}
+		if !res.left {
+			time.Sleep(linger) // deliberate: the drain is over, what comes now is not read
+		}
+		s.result <- res
+	}()
+	t.Cleanup(func() { ln.Close() })
+	return s
+}
+
+func isTimeoutErr(err error) bool {
+	ne, ok := err.(net.Error)
+	return ok && ne.Timeout()
+}
+
+// A server that stops gracefully (FIN, then reading for a drain) just
+// after the client's dial, so that its FIN comes within the connection's
+// proof age, loses nothing: the client leaves the connection within the
+// drain instead of writing on it until the server closes it. Every Write
+// that returned nil arrived; those after the stop fail, reported. Before
+// the fix the client took the early FIN for a half-close, kept writing
+// through the whole drain and lost what it wrote after it (connpipe demo's
+// "silently lost" lines).
+func TestGracefulStopJustAfterTheDialLosesNothing(t *testing.T) {
+	for _, tc := range []struct {
+		name           string
+		afterFirstLine bool
+		firstWrite     time.Duration // after the dial
+	}{
+		{"FIN after the first line", true, 0},
+		{"FIN before the first Write", false, 30 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			const (
+				drain  = 200 * time.Millisecond
+				linger = 50 * time.Millisecond
+				pace   = time.Millisecond
+			)
+			s := startGracefulStopper(t, tc.afterFirstLine, drain, linger)
+			dt := &dialTimer{}
+			m := conn.New("tcp", s.ln.Addr().String(), conn.WithDialer(dt.Dial),
+				conn.WithBackoff(20*time.Millisecond, 20*time.Millisecond))
+			defer m.Close()
+			if m.Take() == nil {
+				t.Fatal("no connection")
+			}
+			time.Sleep(tc.firstWrite) // deliberate: the first Write comes after the FIN
+
+			// Write a line every pace until the server is done, and a
+			// little longer: the lines written after its close are lost
+			// too if the client is still on the connection.
+			var (
+				ok      []bool
+				res     gracefulResult
+				done    bool
+				doneAt  time.Time
+				timeout = time.After(10 * time.Second)
+			)
+			for i := 0; !done || time.Since(doneAt) < 20*time.Millisecond; i++ {
+				_, err := fmt.Fprintf(m, "%d\n", i)
+				ok = append(ok, err == nil)
+				select {
+				case r, open := <-s.result:
+					if !open {
+						t.Fatal("the server did not accept")
+					}
+					res, done, doneAt = r, true, time.Now()
+				case <-timeout:
+					t.Fatal("the server did not finish")
+				case <-time.After(pace):
+				}
+			}
+			finAt := recv(t, s.finAt)
+			if finAt.After(dt.provenAt(0)) {
+				t.Skipf("the FIN came after the connection's proof age (a slow machine): not the case under test")
+			}
+
+			received := map[int]bool{}
+			for _, line := range res.lines {
+				n, err := strconv.Atoi(line)
+				if err != nil {
+					t.Fatalf("torn line %q", line)
+				}
+				received[n] = true
+			}
+			var written, lost []int
+			for i, wrote := range ok {
+				if !wrote {
+					continue
+				}
+				written = append(written, i)
+				if !received[i] {
+					lost = append(lost, i)
+				}
+			}
+			t.Logf("%d Writes, %d returned nil, %d received; the client left within the drain: %v; %d dials",
+				len(ok), len(written), len(res.lines), res.left, m.Stats().Dials)
+			if len(lost) > 0 {
+				t.Errorf("%d lines Write reported written were lost: %v", len(lost), lost[:min(len(lost), 10)])
+			}
+			if !res.left {
+				t.Errorf("the client wrote on the connection for the whole %v drain after the server's FIN", drain)
+			}
+			if len(written) == 0 {
+				t.Error("no Write returned nil")
+			}
+		})
+	}
+}
