@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/seed44b27a20/conn"
+	"github.com/seed44b27a20/conn/internal/testnet"
 )
 
 // gracefulStopper is a TCP server that stops gracefully just after it
@@ -179,5 +180,37 @@ func TestGracefulStopJustAfterTheDialLosesNothing(t *testing.T) {
 				t.Error("no Write returned nil")
 			}
 		})
+	}
+}
+
+// A server that half-closes every connection is recognised on its second
+// connection (the first is left after one Write, since its early FIN could
+// have been a graceful stop's) and from then on on every connection that
+// follows one it half-closed: after a reset, the third connection is kept
+// from its first Write.
+func TestHalfClosingPeerIsRecognisedOnceAcrossRedials(t *testing.T) {
+	sink := testnet.NewSink(t, "tcp", testnet.WithHalfClose())
+	m := conn.New("tcp", sink.Addr(), conn.WithBackoff(time.Hour, time.Hour))
+	defer m.Close()
+	write := func(from, to int) {
+		t.Helper()
+		for i := from; i < to; i++ {
+			time.Sleep(30 * time.Millisecond) // deliberate: past the proof age, each Write checked
+			if _, err := fmt.Fprintf(m, "%d\n", i); err != nil {
+				t.Fatalf("Write %d: %v", i, err)
+			}
+		}
+		if !sink.WaitLines(to, 10*time.Second) {
+			t.Fatalf("%d of %d lines received", sink.LineCount(), to)
+		}
+	}
+	write(0, 4)
+	if n := sink.ResetAll(); n != 1 {
+		t.Fatalf("%d connections open at the sink, want 1 (the one kept)", n)
+	}
+	write(4, 8)
+	want := [][]string{{"0"}, {"1", "2", "3"}, {"4", "5", "6", "7"}}
+	if byConn := sink.LinesByConn(); fmt.Sprint(byConn) != fmt.Sprint(want) {
+		t.Errorf("lines by connection %q, want %q", byConn, want)
 	}
 }
