@@ -34,6 +34,13 @@ const (
 	// the maximum. A half-closing peer costs this once per connection.
 	resetWaitFloor = 5 * time.Millisecond
 	maxResetWait   = time.Second
+	// keepHalfClosed: how long after its dial a connection kept as a
+	// half-closer's (see confirmWrite) is written on at most; it is then
+	// left at a check and redialed, and the next one is kept again. A
+	// server that stops gracefully just after two dials in a row looks
+	// like a half-closer; this bounds its loss to drains shorter than
+	// this. A half-closer costs a redial and a reset wait a second.
+	keepHalfClosed = time.Second
 )
 
 // What a peer whose FIN came early did with a Write after it
@@ -68,9 +75,9 @@ func (l *link) checkPeer(paused bool, last, now int64) (confirm bool, err error)
 	switch hc := l.halfClose.Load(); {
 	case err != nil:
 		return false, err
-	case !fin || hc == halfCloser:
+	case !fin || hc == halfCloser && now-l.born < int64(keepHalfClosed):
 		return false, nil
-	case hc == tookData:
+	case hc != 0:
 		// The peer took data after an early FIN, but may be draining
 		// before it closes: leave, losing nothing (see confirmWrite).
 		return false, errPeerHalfClosed
@@ -135,10 +142,12 @@ func (l *link) checkLocked(now int64) (fin bool, err error) {
 // kind reads what was written until our FIN, and the Manager redials at
 // once (the connection is proven: see link.proven). Only when the peer
 // also took data after an early FIN on the previous connection, to the
-// same endpoint, is the connection kept, its FIN no sign of death from
-// then on (only a reset or an error is). A half-closing server costs one
-// more connection each time a connection without an early FIN comes
-// between; a graceful stop that races a dial loses nothing.
+// same endpoint, is the connection kept, its FIN no sign of death (only a
+// reset or an error is) until keepHalfClosed after its dial. A
+// half-closing server costs one more connection each time a connection
+// without an early FIN comes between, and a redial a second; a graceful
+// stop that races a dial loses nothing, and one that races two dials in a
+// row nothing if its drain lasts keepHalfClosed.
 func (l *link) confirmWrite() error {
 	l.checkMu.Lock()
 	defer l.checkMu.Unlock()
