@@ -96,7 +96,7 @@ func isTimeoutErr(err error) bool {
 // the fix the client took the early FIN for a half-close, kept writing
 // through the whole drain and lost what it wrote after it (connpipe demo's
 // "silently lost" lines).
-func TestGracefulStopJustAfterTheDialLosesNothing(t *testing.T) {
+func TestPeerStoppingGracefullyJustAfterTheDialLosesNothing(t *testing.T) {
 	for _, tc := range []struct {
 		name           string
 		afterFirstLine bool
