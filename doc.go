@@ -16,7 +16,7 @@
 //   - notices a connection that its peer closed while it sat idle before
 //     writing on it, and redials and writes on the new connection instead of
 //     handing the bytes to a socket that will discard them, while a peer
-//     that only half-closed keeps its connection;
+//     that only half-closed keeps getting every line;
 //   - replaces a dead connection once, however many writers saw it fail, and
 //     never lets an error from an old connection close its successor;
 //   - costs an atomic load per Take and a few nanoseconds per Write: the hot

@@ -50,8 +50,11 @@ type link struct {
 	earlyFIN   atomic.Bool   // the peer's FIN arrived within proofAge of the dial
 	classified atomic.Bool   // classifyFIN has run: earlyFIN is final
 	resetCap   time.Duration // the longest confirmWrite waits for a reset
-	halfOpen   atomic.Bool   // the peer half-closed and took data after its FIN
-	checks     atomic.Int64  // checks run, for the tests of when they run
+	halfClose  atomic.Int32  // what the peer did with a Write after its early FIN: tookData, or halfCloser
+	// halfClosedBefore: the endpoint of the previous connection, if its
+	// peer took data after an early FIN too. See confirmWrite.
+	halfClosedBefore string
+	checks           atomic.Int64 // checks run, for the tests of when they run
 
 	retired    atomic.Bool   // set once, by retire
 	dead       chan struct{} // closed by retire when it has finished
@@ -89,6 +92,9 @@ func (m *Manager) newLink(c net.Conn, dialStart int64) *link {
 		// wait within the slack of their timeout.
 		l.resetCap = min(maxResetWait, m.cfg.writeTimeout/8)
 	}
+	if prev := m.cur.Load(); prev != nil && prev.halfClose.Load() != 0 {
+		l.halfClosedBefore = prev.endpoint
+	}
 	l.watched = l.probe != nil && l.probe.stream
 	l.clocked = m.cfg.writeTimeout != 0 || l.watched
 	l.lastWrite.Store(now - int64(idleAfter)) // check before the first Write
@@ -96,10 +102,11 @@ func (m *Manager) newLink(c net.Conn, dialStart int64) *link {
 }
 
 // proven reports whether l carried a successful Write and lived long enough
-// for that to mean something: its loss then resets the backoff and is
+// for that to mean something, or its peer took data after an early FIN
+// (it does not accept and drop): its loss then resets the backoff and is
 // answered by an immediate redial.
 func (l *link) proven(now int64) bool {
-	return l.wrote.Load() && now-l.born >= l.proofAge
+	return l.wrote.Load() && (now-l.born >= l.proofAge || l.halfClose.Load() != 0)
 }
 
 // mayHaveCaused reports whether err, Put without a connection, may have come

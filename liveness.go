@@ -1,6 +1,13 @@
 package conn
 
-import "time"
+import (
+	"errors"
+	"time"
+)
+
+// errPeerHalfClosed is the cause recorded when a connection is left because
+// its peer half-closed it early and may be draining it (see confirmWrite).
+var errPeerHalfClosed = errors.New("conn: peer half-closed the connection")
 
 const (
 	// idleAfter: a Write that follows the previous one on its connection by
@@ -27,6 +34,20 @@ const (
 	// the maximum. A half-closing peer costs this once per connection.
 	resetWaitFloor = 5 * time.Millisecond
 	maxResetWait   = time.Second
+	// keepHalfClosed: how long after its dial a connection kept as a
+	// half-closer's (see confirmWrite) is written on at most; it is then
+	// left at a check and redialed, and the next one is kept again. A
+	// server that stops gracefully just after two dials in a row looks
+	// like a half-closer; this bounds its loss to drains shorter than
+	// this. A half-closer costs a redial and a reset wait a second.
+	keepHalfClosed = time.Second
+)
+
+// What a peer whose FIN came early did with a Write after it
+// (link.halfClose; 0 until a Write is confirmed). See confirmWrite.
+const (
+	tookData   = 1 + iota // it took the data, but may be draining: leave the connection
+	halfCloser            // it took data after an early FIN on the previous connection too: keep it
 )
 
 // checkPeer is the liveness check of a Write at now on l, whose previous
@@ -37,10 +58,13 @@ const (
 // A FIN alone is read as a close when it arrives on an established
 // connection, the usual way a server drops an idle client; and as a
 // possible half-close when it arrived within the connection's proof age of
-// its dial (a server that half-closes every connection at once, or one that
-// accepts and drops): then the next Write goes out and waits for the
-// verdict of the peer's kernel. On a unix socket the kernel tells the two
-// apart itself (see prober.check).
+// its dial (a server that half-closes every connection at once, one that
+// accepts and drops, or one that stops gracefully just after the dial):
+// then the next Write goes out and waits for the verdict of the peer's
+// kernel (confirmWrite), and the connection is left at the next check
+// unless the peer did the same on the previous connection. On a unix
+// socket the kernel tells a close from a half-close itself (see
+// prober.check).
 func (l *link) checkPeer(paused bool, last, now int64) (confirm bool, err error) {
 	var fin bool
 	if paused {
@@ -48,11 +72,15 @@ func (l *link) checkPeer(paused bool, last, now int64) (confirm bool, err error)
 	} else {
 		fin, err = l.recheck(now)
 	}
-	switch {
+	switch hc := l.halfClose.Load(); {
 	case err != nil:
 		return false, err
-	case !fin || l.halfOpen.Load():
+	case !fin || hc == halfCloser && now-l.born < int64(keepHalfClosed):
 		return false, nil
+	case hc != 0:
+		// The peer took data after an early FIN, but may be draining
+		// before it closes: leave, losing nothing (see confirmWrite).
+		return false, errPeerHalfClosed
 	case l.earlyFIN.Load() || !l.classified.Load():
 		// Early, or not yet classified: classification happens once the
 		// connection has lived its proof age, or later if the Manager's
@@ -97,14 +125,34 @@ func (l *link) checkLocked(now int64) (fin bool, err error) {
 
 // confirmWrite follows a Write on a connection whose peer's FIN came early.
 // A peer that closed its socket answers the data with a reset: the data
-// was discarded, and the error returned says so. A peer that only
-// half-closed took it: from then on its FIN is no sign of death, and only a
-// reset or an error is.
+// was discarded, and the error returned says so. A peer whose socket is
+// open took it; it may be one of two kinds, which nothing on this
+// connection tells apart:
+//
+//   - a server that half-closes every connection at once and reads for as
+//     long as the client writes (it never speaks);
+//   - a server that stops gracefully (FIN, then reading for a drain, then
+//     closing) and happened to stop just after the dial. Writing on through
+//     its FIN loses what is written once its drain is over.
+//
+// The kernel cannot tell them apart (both are open half-closed sockets
+// that read), but the next connection can: the first kind half-closes it
+// early too, the second has stopped listening, or its successor does not.
+// So the connection is left at the next check (checkPeer): the second
+// kind reads what was written until our FIN, and the Manager redials at
+// once (the connection is proven: see link.proven). Only when the peer
+// also took data after an early FIN on the previous connection, to the
+// same endpoint, is the connection kept, its FIN no sign of death (only a
+// reset or an error is) until keepHalfClosed after its dial. A
+// half-closing server costs one more connection each time a connection
+// without an early FIN comes between, and a redial a second; a graceful
+// stop that races a dial loses nothing, and one that races two dials in a
+// row nothing if its drain lasts keepHalfClosed.
 func (l *link) confirmWrite() error {
 	l.checkMu.Lock()
 	defer l.checkMu.Unlock()
-	if l.halfOpen.Load() {
-		return nil
+	if l.halfClose.Load() != 0 {
+		return nil // another Write's confirmation found none
 	}
 	if l.retired.Load() {
 		return errPeerClosed // another Write's confirmation found the reset
@@ -112,7 +160,11 @@ func (l *link) confirmWrite() error {
 	if err := l.probe.awaitReset(resetWaitFloor, l.resetCap); err != nil {
 		return err
 	}
-	l.halfOpen.Store(true)
+	if l.halfClosedBefore != "" && l.halfClosedBefore == l.endpoint {
+		l.halfClose.Store(halfCloser)
+	} else {
+		l.halfClose.Store(tookData)
+	}
 	return nil
 }
 
