@@ -21,6 +21,9 @@ var errAborted = errors.New("conn: dials aborted")
 // closed (the connection a switch would replace was lost: its redial must
 // not wait for the switch's dials).
 func (m *Manager) dialRound(order []string, abort <-chan struct{}) (*link, error) {
+	if len(order) == 1 && abort == nil {
+		return m.dialSole(order[0])
+	}
 	// The contexts are not derived from one that Close cancels: a parent
 	// would keep a map of children for the Manager's lifetime. Close calls
 	// m.cancelDial instead.
@@ -33,9 +36,41 @@ func (m *Manager) dialRound(order []string, abort <-chan struct{}) (*link, error
 		m.setCancel(nil)
 		cancel()
 	}()
-	if len(order) == 1 && abort == nil {
-		return m.dial(ctx, order[0])
+	return m.dialStaggered(ctx, cancel, order, abort)
+}
+
+// dialSole is dialRound over one endpoint, in the Manager's goroutine, in
+// as few frames as the dial always took: the goroutine's stack, which it
+// keeps while idle, grows to what the deepest dial needs.
+func (m *Manager) dialSole(address string) (*link, error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	if m.cfg.dialTimeout > 0 {
+		ctx, cancel = context.WithTimeout(context.Background(), m.cfg.dialTimeout)
 	}
+	if !m.setCancel(cancel) {
+		cancel()
+		return nil, ErrClosed
+	}
+	defer func() {
+		m.setCancel(nil)
+		cancel()
+	}()
+	start := m.now()
+	c, err := m.connect(ctx, address)
+	if err != nil {
+		return nil, sane(err)
+	}
+	l := m.newLink(c, start)
+	l.endpoint = address
+	return l, nil
+}
+
+// dialStaggered is dialRound over several endpoints, or one that gives way
+// to abort. Apart, so that the Manager's goroutine, which dials in its
+// own stack, does not grow it for locals that one endpoint never uses.
+//
+//go:noinline
+func (m *Manager) dialStaggered(ctx context.Context, cancel context.CancelFunc, order []string, abort <-chan struct{}) (*link, error) {
 	var stagger time.Duration
 	if m.sw != nil {
 		stagger = m.sw.stagger

@@ -13,96 +13,131 @@ import (
 // endpoints or a maximum age it also replaces working connections
 // (switch.go). It is the only goroutine that makes links current, logs and
 // calls the state hook.
+//
+// Its work is done in functions it calls, so that its own frame stays
+// small: the goroutine keeps, while it waits, the stack its deepest dial
+// needed unless what it uses while waiting is under a quarter of it, and
+// then the garbage collector shrinks it (4 KiB instead of 8 per Manager).
 func (m *Manager) run() {
-	defer close(m.done)
-	if m.sw != nil {
-		defer m.sw.drainers.Wait()
-		defer m.abortDrains()
-	}
-	defer m.enter("closed", Event{State: Closed})
-	var (
-		attempt int   // consecutive failures
-		rounds  int   // consecutive failures followed by a backoff wait
-		lost    *link // the link whose loss this dial answers
-		// The endpoints whose connections were lost before they proved
-		// themselves, since the last backoff: tried after the others, and
-		// without a backoff wait while there are others.
-		shunned []string
-	)
+	defer m.exit()
+	var st redials
 	for {
-		m.refresh(nil)
-		order := last(m.order(), shunned)
-		l, err := m.dialRound(order, nil)
-		if m.isClosed() {
-			if l != nil {
-				closeConn(l.conn)
-			}
+		l, wait, closed := m.redial(&st)
+		if closed {
 			return
 		}
-		if l != nil {
-			m.cur.Store(l)
-		}
-		// Record the attempt before releasing those who wait for it, so
-		// that what they see in Stats is up to date.
-		m.count(err)
-		var wait time.Duration
-		if err != nil {
-			attempt, rounds, shunned = attempt+1, rounds+1, nil
-			wait = m.cfg.backoff.next(rounds)
-			m.enter("dial failed", Event{State: Disconnected, Err: err, Attempt: attempt, Wait: wait, Endpoint: sole(order)})
-		} else {
-			m.enter("connected", Event{State: Connected, Attempt: attempt, Endpoint: l.endpoint})
-		}
-		if lost == nil {
-			select {
-			case <-m.firstDial:
-			default:
-				close(m.firstDial)
-			}
-		} else {
-			close(lost.next)
-			lost = nil
-		}
-		if err != nil {
+		if l == nil {
 			if !m.sleep(wait) {
 				return
 			}
 			continue
 		}
-
 		if l = m.serve(l); l == nil {
 			return
 		}
-		lost = l
-		wait = 0
-		if l.via == Failback && m.sw != nil {
-			// A fail-back to an endpoint that drops connections before
-			// they prove themselves would be repeated at every probe:
-			// probe it less often each time, until one proves itself.
-			if l.redial {
-				m.sw.probeBackoff = 0
-			} else {
-				m.sw.probeBackoff = min(m.sw.probeBackoff+1, maxProbeBackoff)
-			}
-		}
-		if l.redial {
-			attempt, rounds, shunned = 0, 0, nil
-		} else {
-			attempt++
-			if !slices.Contains(shunned, l.endpoint) {
-				shunned = append(shunned, l.endpoint)
-			}
-			if m.untried(shunned) == 0 {
-				rounds++
-				wait = m.cfg.backoff.next(rounds)
-				shunned = shunned[len(shunned)-1:] // the latest stays last
-			}
-		}
-		m.enter("connection lost", Event{State: Disconnected, Err: l.cause, Attempt: attempt, Wait: wait, Endpoint: l.endpoint})
-		if wait > 0 && !m.sleep(wait) {
+		if wait = m.lose(&st, l); wait > 0 && !m.sleep(wait) {
 			return
 		}
 	}
+}
+
+// redials is what run knows of the failures so far.
+type redials struct {
+	attempt int   // consecutive failures
+	rounds  int   // consecutive failures followed by a backoff wait
+	lost    *link // the link whose loss the next dial answers
+	// The endpoints whose connections were lost before they proved
+	// themselves, since the last backoff: tried after the others, and
+	// without a backoff wait while there are others.
+	shunned []string
+}
+
+// redial makes a round of dials and records it: it returns the new link,
+// or nil and the backoff wait before the next round, or closed.
+//
+//go:noinline
+func (m *Manager) redial(st *redials) (l *link, wait time.Duration, closed bool) {
+	m.refresh(nil)
+	order := last(m.order(), st.shunned)
+	var err error
+	if len(order) == 1 {
+		l, err = m.dialSole(order[0]) // one frame fewer: see dialSole
+	} else {
+		l, err = m.dialRound(order, nil)
+	}
+	if m.isClosed() {
+		if l != nil {
+			closeConn(l.conn)
+		}
+		return nil, 0, true
+	}
+	if l != nil {
+		m.cur.Store(l)
+	}
+	// Record the attempt before releasing those who wait for it, so
+	// that what they see in Stats is up to date.
+	m.count(err)
+	if err != nil {
+		st.attempt, st.rounds, st.shunned = st.attempt+1, st.rounds+1, nil
+		wait = m.cfg.backoff.next(st.rounds)
+		m.enter("dial failed", Event{State: Disconnected, Err: err, Attempt: st.attempt, Wait: wait, Endpoint: sole(order)})
+	} else {
+		m.enter("connected", Event{State: Connected, Attempt: st.attempt, Endpoint: l.endpoint})
+	}
+	if st.lost == nil {
+		select {
+		case <-m.firstDial:
+		default:
+			close(m.firstDial)
+		}
+	} else {
+		close(st.lost.next)
+		st.lost = nil
+	}
+	return l, wait, false
+}
+
+// lose records the loss of l and returns the wait before the next round.
+//
+//go:noinline
+func (m *Manager) lose(st *redials, l *link) (wait time.Duration) {
+	st.lost = l
+	if l.via == Failback && m.sw != nil {
+		// A fail-back to an endpoint that drops connections before
+		// they prove themselves would be repeated at every probe:
+		// probe it less often each time, until one proves itself.
+		if l.redial {
+			m.sw.probeBackoff = 0
+		} else {
+			m.sw.probeBackoff = min(m.sw.probeBackoff+1, maxProbeBackoff)
+		}
+	}
+	if l.redial {
+		st.attempt, st.rounds, st.shunned = 0, 0, nil
+	} else {
+		st.attempt++
+		if !slices.Contains(st.shunned, l.endpoint) {
+			st.shunned = append(st.shunned, l.endpoint)
+		}
+		if m.untried(st.shunned) == 0 {
+			st.rounds++
+			wait = m.cfg.backoff.next(st.rounds)
+			st.shunned = st.shunned[len(st.shunned)-1:] // the latest stays last
+		}
+	}
+	m.enter("connection lost", Event{State: Disconnected, Err: l.cause, Attempt: st.attempt, Wait: wait, Endpoint: l.endpoint})
+	return wait
+}
+
+// exit ends run: the last change of state, the links being switched out
+// closed, and done.
+func (m *Manager) exit() {
+	m.enter("closed", Event{State: Closed})
+	if m.sw != nil {
+		m.abortDrains()
+		m.sw.drainers.Wait()
+	}
+	close(m.done)
 }
 
 // last returns order with the endpoints of shunned moved to the end, in
@@ -156,6 +191,13 @@ const (
 // another when a switch is due. It returns the link lost, or nil when the
 // Manager was closed.
 func (m *Manager) serve(l *link) *link {
+	if m.sw == nil {
+		if m.watch(l, 0, 0) == watchClosed {
+			m.retire(l, ErrClosed)
+			return nil
+		}
+		return l
+	}
 	var ageAt, probeAt int64 // when the next rotation and probe are due; 0: never
 	schedule := func(aged, probed bool) {
 		now := m.now()
@@ -203,18 +245,46 @@ func (m *Manager) serve(l *link) *link {
 // checkPeer).
 func (m *Manager) watch(l *link, ageAt, probeAt int64) watchEnd {
 	if l.watched && !l.classified.Load() {
-		// From the dial, not from now: the logger and hook have run since.
-		t := time.NewTimer(time.Duration(l.born + l.proofAge - m.now()))
-		defer t.Stop()
+		if end, ok := m.watchUntilProven(l); !ok {
+			return end
+		}
+	}
+	if ageAt == 0 && probeAt == 0 {
+		// A Manager with one endpoint waits here, in a small frame: see
+		// run.
 		select {
 		case <-l.dead:
 			return watchLost
 		case <-m.closing:
 			return watchClosed
-		case <-t.C:
-			m.classifyFIN(l)
 		}
 	}
+	return m.watchTimed(l, ageAt, probeAt)
+}
+
+// watchUntilProven waits until l has lived its proof age, and classifies
+// its peer's FIN; false if l was lost or the Manager closed before.
+//
+//go:noinline
+func (m *Manager) watchUntilProven(l *link) (watchEnd, bool) {
+	// From the dial, not from now: the logger and hook have run since.
+	t := time.NewTimer(time.Duration(l.born + l.proofAge - m.now()))
+	defer t.Stop()
+	select {
+	case <-l.dead:
+		return watchLost, false
+	case <-m.closing:
+		return watchClosed, false
+	case <-t.C:
+		m.classifyFIN(l)
+	}
+	return 0, true
+}
+
+// watchTimed is watch with a switch due.
+//
+//go:noinline
+func (m *Manager) watchTimed(l *link, ageAt, probeAt int64) watchEnd {
 	var aged, probing <-chan time.Time
 	if ageAt != 0 {
 		t := time.NewTimer(time.Duration(ageAt - m.now()))
@@ -246,6 +316,8 @@ func (m *Manager) classifyFIN(l *link) {
 }
 
 // sleep waits d through the AfterFunc; false means the Manager was closed.
+//
+//go:noinline
 func (m *Manager) sleep(d time.Duration) bool {
 	select {
 	case <-m.after(d):
