@@ -24,37 +24,46 @@ func (m *Manager) dialRound(order []string, abort <-chan struct{}) (*link, error
 	if len(order) == 1 && abort == nil {
 		return m.dialSole(order[0])
 	}
-	// The contexts are not derived from one that Close cancels: a parent
-	// would keep a map of children for the Manager's lifetime. Close calls
-	// m.cancelDial instead.
-	ctx, cancel := context.WithCancel(context.Background())
-	if !m.setCancel(cancel) {
-		cancel()
+	ctx, cancel, ok := m.cancellable(0)
+	if !ok {
 		return nil, ErrClosed
 	}
-	defer func() {
-		m.setCancel(nil)
-		cancel()
-	}()
+	defer m.endCancellable(cancel)
 	return m.dialStaggered(ctx, cancel, order, abort)
+}
+
+// cancellable returns a context that Close cancels, and that ends after
+// timeout (none if 0), for a dial or a lookup in the Manager's goroutine;
+// end it with endCancellable. It reports false if the Manager is closed.
+// The context is not derived from one that Close cancels: a parent would
+// keep a map of children for the Manager's lifetime. Close calls
+// m.cancelDial instead.
+func (m *Manager) cancellable(timeout time.Duration) (context.Context, context.CancelFunc, bool) {
+	ctx, cancel := context.WithCancel(context.Background())
+	if timeout > 0 {
+		ctx, cancel = context.WithTimeout(context.Background(), timeout)
+	}
+	if !m.setCancel(cancel) {
+		cancel()
+		return nil, nil, false
+	}
+	return ctx, cancel, true
+}
+
+func (m *Manager) endCancellable(cancel context.CancelFunc) {
+	m.setCancel(nil)
+	cancel()
 }
 
 // dialSole is dialRound over one endpoint, in the Manager's goroutine, in
 // as few frames as the dial always took: the goroutine's stack, which it
 // keeps while idle, grows to what the deepest dial needs.
 func (m *Manager) dialSole(address string) (*link, error) {
-	ctx, cancel := context.WithCancel(context.Background())
-	if m.cfg.dialTimeout > 0 {
-		ctx, cancel = context.WithTimeout(context.Background(), m.cfg.dialTimeout)
-	}
-	if !m.setCancel(cancel) {
-		cancel()
+	ctx, cancel, ok := m.cancellable(m.cfg.dialTimeout)
+	if !ok {
 		return nil, ErrClosed
 	}
-	defer func() {
-		m.setCancel(nil)
-		cancel()
-	}()
+	defer m.endCancellable(cancel)
 	start := m.now()
 	c, err := m.connect(ctx, address)
 	if err != nil {

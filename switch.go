@@ -1,7 +1,6 @@
 package conn
 
 import (
-	"context"
 	"errors"
 	"net"
 	"net/netip"
@@ -214,15 +213,11 @@ func (m *Manager) moved(l *link) bool {
 	if !ok {
 		return false
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	if m.cfg.dialTimeout > 0 {
-		ctx, cancel = context.WithTimeout(context.Background(), m.cfg.dialTimeout)
-	}
-	defer cancel()
-	if !m.setCancel(cancel) {
+	ctx, cancel, ok := m.cancellable(m.cfg.dialTimeout)
+	if !ok {
 		return false
 	}
-	defer m.setCancel(nil)
+	defer m.endCancellable(cancel)
 	done := make(chan struct{})
 	defer close(done)
 	go func() { // the lookup gives way when l is lost
