@@ -560,3 +560,25 @@ func TestAnUnprovenLossMovesToAnUntriedEndpointWithoutBackingOff(t *testing.T) {
 		}
 	})
 }
+
+func TestAFailureStartsTheLastEndpointWhileTheStaggerIsPending(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHosts("a:1", "b:1", "c:1")
+		h.at("a:1").hang = true
+		h.at("b:1").set(func(f *fakeNet) { f.delay, f.dialErr = 100*time.Millisecond, errRefused })
+		h.at("c:1").hang = true
+		start := time.Now()
+		m := conn.New("tcp", "a:1", conn.WithDialer(h.Dial), conn.WithEndpoints("b:1", "c:1"),
+			conn.WithDialTimeout(2*time.Second), conn.WithBackoff(time.Hour, time.Hour))
+		defer m.Close()
+		time.Sleep(3 * time.Second) // past the stagger's timer, which was armed for c:1
+		synctest.Wait()
+		if d := h.dialsOf("c:1"); len(d) != 1 || d[0].Sub(start) != conn.DefaultDialStagger+100*time.Millisecond {
+			t.Errorf("c:1 dialed at %v, want once, when b:1 failed", d)
+		}
+		var ee *conn.EndpointsError
+		if st := m.Stats(); !errors.As(st.LastError, &ee) || len(ee.Errs) != 3 || st.Dials != 1 {
+			t.Errorf("Stats() = %+v: want one failed round over the three", st)
+		}
+	})
+}
