@@ -582,3 +582,93 @@ func TestAFailureStartsTheLastEndpointWhileTheStaggerIsPending(t *testing.T) {
 		}
 	})
 }
+
+func TestValidEndpointOptionsLogNoProblem(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var lines syncBuffer
+		h := newHosts("b:1")
+		discover := func(context.Context) ([]string, error) { return []string{"b:1"}, nil }
+		m := conn.New("tcp", "", conn.WithDialer(h.Dial), conn.WithLogger(log.NewLogfmtLogger(&lines)),
+			conn.WithEndpoints("b:1"), conn.WithMaxConnectionAge(0), conn.WithDialStagger(0), conn.WithDiscovery(discover))
+		m.Take()
+		m.Close()
+		if strings.Contains(lines.String(), "invalid option") {
+			t.Errorf("valid options logged as invalid:\n%s", lines.String())
+		}
+	})
+}
+
+func TestFailbackWithDiscoveryClosesTheStandbyOnlyAfterTheWritesUnderWay(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const probe = 10 * time.Second
+		h := newHosts("a:1", "b:1")
+		h.at("a:1").dialErr = errRefused
+		discover := func(context.Context) ([]string, error) { return []string{"a:1", "b:1"}, nil }
+		m := conn.New("tcp", "", conn.WithDialer(h.Dial), conn.WithDiscovery(discover),
+			conn.WithProbeInterval(probe), conn.WithWriteTimeout(0))
+		defer m.Close()
+		if _, err := m.Write([]byte("a")); err != nil {
+			t.Fatal(err)
+		}
+		standby := h.at("b:1").Conn(0)
+		gate := make(chan struct{})
+		standby.gate = gate
+		blocked := make(chan error)
+		go func() {
+			_, err := m.Write([]byte("b"))
+			blocked <- err
+		}()
+		h.at("a:1").set(func(f *fakeNet) { f.dialErr = nil })
+		time.Sleep(probe * 11 / 10)
+		synctest.Wait()
+		if st := m.Stats(); st.Endpoint != "a:1" || standby.closed.Load() {
+			t.Fatalf("Stats() = %+v, standby closed %v: want failed back, the standby open while a Write is under way", st, standby.closed.Load())
+		}
+		close(gate)
+		if err := <-blocked; err != nil {
+			t.Errorf("the Write under way at the fail-back: %v", err)
+		}
+	})
+}
+
+func TestALateDiscoveryAnswerServesTheNextRound(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const age = 10 * time.Second
+		h := newHosts("a:1", "b:1")
+		var (
+			mu    sync.Mutex
+			calls int
+		)
+		discover := func(ctx context.Context) ([]string, error) {
+			mu.Lock()
+			calls++
+			first := calls == 1
+			mu.Unlock()
+			if first {
+				return []string{"a:1"}, nil
+			}
+			select { // slower than a round waits
+			case <-time.After(400 * time.Millisecond):
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+			return []string{"b:1"}, nil
+		}
+		m := conn.New("tcp", "", conn.WithDialer(h.Dial), conn.WithDiscovery(discover), conn.WithMaxConnectionAge(age))
+		defer m.Close()
+		m.Take()
+		if st := m.Stats(); st.Endpoint != "a:1" {
+			t.Fatalf("Stats() = %+v, want a:1 from the first answer", st)
+		}
+		time.Sleep(age * 11 / 10) // a rotation: its round stops waiting at 250 ms
+		synctest.Wait()
+		if st := m.Stats(); st.Endpoint != "a:1" {
+			t.Errorf("Stats() = %+v: the first rotation should not have waited for the slow answer", st)
+		}
+		time.Sleep(age * 11 / 10) // the next rotation takes the late answer
+		synctest.Wait()
+		if st := m.Stats(); st.Endpoint != "b:1" {
+			t.Errorf("Stats() = %+v: want the late answer (b:1) used by the next round", st)
+		}
+	})
+}
