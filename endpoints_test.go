@@ -672,3 +672,77 @@ func TestALateDiscoveryAnswerServesTheNextRound(t *testing.T) {
 		}
 	})
 }
+
+func TestFailbacksToAnEndpointThatDropsAreProbedLessOftenEachTime(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const probe = 10 * time.Second
+		h := newHosts("a:1", "b:1")
+		h.at("a:1").dialErr = errRefused
+		m := conn.New("tcp", "a:1", conn.WithDialer(h.Dial), conn.WithEndpoints("b:1"), conn.WithProbeInterval(probe))
+		defer m.Close()
+		m.Take()
+		// a:1 comes back broken: it accepts, and every connection fails.
+		h.at("a:1").set(func(f *fakeNet) {
+			f.dialErr = nil
+			f.prepare = func(c *fakeConn) { c.fail(errBroken) }
+		})
+		for range 600 { // ten minutes, a Write a second
+			m.Write([]byte("x"))
+			time.Sleep(time.Second)
+		}
+		// Probing every 10 s would fail back ~60 times; doubling the
+		// interval at each fail-back that drops leaves ~6.
+		if n := h.at("a:1").Dials(); n > 10 || n < 3 {
+			t.Errorf("a:1 dialed %d times in ten minutes, want the probe interval doubled at each failed fail-back (3-10)", n)
+		}
+		if st := m.Stats(); st.Endpoint != "b:1" {
+			t.Errorf("Stats() = %+v, want on b:1", st)
+		}
+	})
+}
+
+func TestRepeatedUnprovenLossesBackOffLongerEachTime(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeNet{prepare: func(c *fakeConn) { c.fail(errBroken) }} // accepts, then breaks
+		after := &afterRecorder{}
+		m := conn.New("tcp", "a:1", conn.WithDialer(f.Dial), conn.WithAfterFunc(after.After))
+		defer m.Close()
+		m.Take()
+		for i := range 3 {
+			m.Write([]byte("x"))
+			synctest.Wait()
+			w := after.Waits()
+			if len(w) != i+1 {
+				t.Fatalf("waits %v after %d unproven losses", w, i+1)
+			}
+			time.Sleep(w[i])
+			synctest.Wait()
+		}
+		// Nominal 1 s, 2 s, 4 s, each ±50%: the third is at least 2 s.
+		if w := after.Waits(); w[2] < 2*conn.DefaultBackoffBase {
+			t.Errorf("waits %v: want them to grow with each unproven loss", w)
+		}
+	})
+}
+
+func TestASwitchKeepsStatsSince(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const age = 10 * time.Second
+		f := &fakeNet{}
+		m := conn.New("tcp", "a:1", conn.WithDialer(f.Dial), conn.WithMaxConnectionAge(age))
+		defer m.Close()
+		m.Take()
+		since := m.Stats().Since
+		time.Sleep(age * 11 / 10)
+		synctest.Wait()
+		if st := m.Stats(); st.Switches != 1 || !st.Since.Equal(since) {
+			t.Errorf("Stats() = %+v after a rotation, want Since unchanged (%v): the state stayed Connected", st, since)
+		}
+		f.Conn(1).fail(errBroken)
+		m.Write([]byte("x"))
+		synctest.Wait()
+		if st := m.Stats(); st.Since.Equal(since) {
+			t.Errorf("Stats() = %+v after a loss, want Since moved", st)
+		}
+	})
+}
