@@ -281,12 +281,18 @@ func TestFailedRotationKeepsTheConnectionAndRetriesAfterTheAge(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const age = 10 * time.Second
 		f := &fakeNet{}
-		m := conn.New("tcp", "a:1", conn.WithDialer(f.Dial), conn.WithMaxConnectionAge(age))
+		var lines syncBuffer
+		m := conn.New("tcp", "a:1", conn.WithDialer(f.Dial), conn.WithMaxConnectionAge(age), conn.WithLogger(log.NewLogfmtLogger(&lines)))
 		defer m.Close()
 		if _, err := m.Write([]byte("a")); err != nil {
 			t.Fatal(err)
 		}
 		f.set(func(f *fakeNet) { f.dialErr = errRefused })
+		defer func() {
+			if !strings.Contains(lines.String(), `msg="switch failed; keeping the connection" switch=rotation`) {
+				t.Errorf("log lacks the failed rotation:\n%s", lines.String())
+			}
+		}()
 		time.Sleep(age * 11 / 10)
 		if f.Dials() != 2 {
 			t.Fatalf("%d dials, want the failed rotation's", f.Dials())
@@ -743,6 +749,37 @@ func TestASwitchKeepsStatsSince(t *testing.T) {
 		synctest.Wait()
 		if st := m.Stats(); st.Since.Equal(since) {
 			t.Errorf("Stats() = %+v after a loss, want Since moved", st)
+		}
+	})
+}
+
+func TestRotationWaitsForTheBatchUnderWay(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const age = 10 * time.Second
+		f := &fakeNet{}
+		m := conn.New("tcp", "a:1", conn.WithDialer(f.Dial), conn.WithMaxConnectionAge(age), conn.WithWriteTimeout(0))
+		defer m.Close()
+		m.Take()
+		old := f.Conn(0)
+		gate := make(chan struct{})
+		old.gate = gate // the first batch blocks
+		w := conn.NewBatchWriter(m)
+		defer w.Close()
+		fmt.Fprintln(w, "a")
+		synctest.Wait()
+		time.Sleep(age * 11 / 10)
+		synctest.Wait()
+		if m.Stats().Switches != 1 || old.closed.Load() {
+			t.Fatalf("Stats() = %+v, old closed %v: want rotated, the old connection open while a batch is under way on it", m.Stats(), old.closed.Load())
+		}
+		close(gate)
+		fmt.Fprintln(w, "b")
+		if err := w.Flush(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		if !old.closed.Load() || old.data() != "a\n" || f.Conn(1).data() != "b\n" {
+			t.Errorf("old: closed %v, %q; new: %q: want the batch whole on the old one, then closed, and the next on the new one", old.closed.Load(), old.data(), f.Conn(1).data())
 		}
 	})
 }
