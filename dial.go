@@ -55,9 +55,9 @@ func (m *Manager) endCancellable(cancel context.CancelFunc) {
 	cancel()
 }
 
-// dialSole is dialRound over one endpoint, in the Manager's goroutine, in
-// as few frames as the dial always took: the goroutine's stack, which it
-// keeps while idle, grows to what the deepest dial needs.
+// dialSole is dialRound over one endpoint, in the Manager's goroutine,
+// without the locals of a staggered round: the goroutine's stack grows to
+// what the deepest dial needs.
 func (m *Manager) dialSole(address string) (*link, error) {
 	ctx, cancel, ok := m.cancellable(m.cfg.dialTimeout)
 	if !ok {

@@ -475,45 +475,6 @@ func TestBatchWriterCloseInterruptsAWriteStalledOnASwitchedOutConnection(t *test
 	})
 }
 
-func TestFailbackClosesTheStandbyOnlyAfterTheWritesUnderWay(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		const probe = 10 * time.Second
-		h := newHosts("a:1", "b:1")
-		h.at("a:1").dialErr = errRefused
-		m := conn.New("tcp", "a:1", conn.WithDialer(h.Dial), conn.WithEndpoints("b:1"),
-			conn.WithProbeInterval(probe), conn.WithWriteTimeout(0))
-		defer m.Close()
-		if _, err := m.Write([]byte("a")); err != nil {
-			t.Fatal(err)
-		}
-		standby := h.at("b:1").Conn(0)
-		gate := make(chan struct{})
-		standby.gate = gate
-		blocked := make(chan error)
-		go func() {
-			_, err := m.Write([]byte("b"))
-			blocked <- err
-		}()
-		h.at("a:1").set(func(f *fakeNet) { f.dialErr = nil })
-		time.Sleep(probe * 11 / 10)
-		synctest.Wait()
-		if st := m.Stats(); st.Endpoint != "a:1" || st.Switches != 1 {
-			t.Fatalf("Stats() = %+v, want failed back to a:1", st)
-		}
-		if standby.closed.Load() {
-			t.Fatal("the standby's connection was closed while a Write was under way on it")
-		}
-		close(gate)
-		if err := <-blocked; err != nil {
-			t.Errorf("the Write under way at the fail-back: %v", err)
-		}
-		synctest.Wait()
-		if !standby.closed.Load() || standby.data() != "ab" {
-			t.Errorf("standby: closed %v, data %q: want closed once its Write returned, with a and b", standby.closed.Load(), standby.data())
-		}
-	})
-}
-
 func TestAnEndpointThatDropsUnprovenConnectionsIsTriedLast(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newHosts("a:1", "b:1")
@@ -600,39 +561,6 @@ func TestValidEndpointOptionsLogNoProblem(t *testing.T) {
 		m.Close()
 		if strings.Contains(lines.String(), "invalid option") {
 			t.Errorf("valid options logged as invalid:\n%s", lines.String())
-		}
-	})
-}
-
-func TestFailbackWithDiscoveryClosesTheStandbyOnlyAfterTheWritesUnderWay(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		const probe = 10 * time.Second
-		h := newHosts("a:1", "b:1")
-		h.at("a:1").dialErr = errRefused
-		discover := func(context.Context) ([]string, error) { return []string{"a:1", "b:1"}, nil }
-		m := conn.New("tcp", "", conn.WithDialer(h.Dial), conn.WithDiscovery(discover),
-			conn.WithProbeInterval(probe), conn.WithWriteTimeout(0))
-		defer m.Close()
-		if _, err := m.Write([]byte("a")); err != nil {
-			t.Fatal(err)
-		}
-		standby := h.at("b:1").Conn(0)
-		gate := make(chan struct{})
-		standby.gate = gate
-		blocked := make(chan error)
-		go func() {
-			_, err := m.Write([]byte("b"))
-			blocked <- err
-		}()
-		h.at("a:1").set(func(f *fakeNet) { f.dialErr = nil })
-		time.Sleep(probe * 11 / 10)
-		synctest.Wait()
-		if st := m.Stats(); st.Endpoint != "a:1" || standby.closed.Load() {
-			t.Fatalf("Stats() = %+v, standby closed %v: want failed back, the standby open while a Write is under way", st, standby.closed.Load())
-		}
-		close(gate)
-		if err := <-blocked; err != nil {
-			t.Errorf("the Write under way at the fail-back: %v", err)
 		}
 	})
 }
@@ -782,4 +710,57 @@ func TestRotationWaitsForTheBatchUnderWay(t *testing.T) {
 			t.Errorf("old: closed %v, %q; new: %q: want the batch whole on the old one, then closed, and the next on the new one", old.closed.Load(), old.data(), f.Conn(1).data())
 		}
 	})
+}
+
+// A fail-back closes the standby's connection only once the Write under
+// way on it has returned: with the standby given by WithEndpoints, and by
+// discovery alone (both must count Writes).
+func TestFailbackClosesTheStandbyOnlyAfterTheWritesUnderWay(t *testing.T) {
+	discover := func(context.Context) ([]string, error) { return []string{"a:1", "b:1"}, nil }
+	for name, c := range map[string]struct {
+		address string
+		opt     conn.Option
+	}{
+		"WithEndpoints": {"a:1", conn.WithEndpoints("b:1")},
+		"WithDiscovery": {"", conn.WithDiscovery(discover)},
+	} {
+		t.Run(name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				const probe = 10 * time.Second
+				h := newHosts("a:1", "b:1")
+				h.at("a:1").dialErr = errRefused
+				m := conn.New("tcp", c.address, conn.WithDialer(h.Dial), c.opt,
+					conn.WithProbeInterval(probe), conn.WithWriteTimeout(0))
+				defer m.Close()
+				if _, err := m.Write([]byte("a")); err != nil {
+					t.Fatal(err)
+				}
+				standby := h.at("b:1").Conn(0)
+				gate := make(chan struct{})
+				standby.gate = gate
+				blocked := make(chan error)
+				go func() {
+					_, err := m.Write([]byte("b"))
+					blocked <- err
+				}()
+				h.at("a:1").set(func(f *fakeNet) { f.dialErr = nil })
+				time.Sleep(probe * 11 / 10)
+				synctest.Wait()
+				if st := m.Stats(); st.Endpoint != "a:1" || st.Switches != 1 {
+					t.Fatalf("Stats() = %+v, want failed back to a:1", st)
+				}
+				if standby.closed.Load() {
+					t.Fatal("the standby's connection was closed while a Write was under way on it")
+				}
+				close(gate)
+				if err := <-blocked; err != nil {
+					t.Errorf("the Write under way at the fail-back: %v", err)
+				}
+				synctest.Wait()
+				if !standby.closed.Load() || standby.data() != "ab" {
+					t.Errorf("standby: closed %v, data %q: want closed once its Write returned, with a and b", standby.closed.Load(), standby.data())
+				}
+			})
+		})
+	}
 }

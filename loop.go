@@ -59,12 +59,7 @@ type redials struct {
 func (m *Manager) redial(st *redials) (l *link, wait time.Duration, closed bool) {
 	m.refresh(nil)
 	order := last(m.order(), st.shunned)
-	var err error
-	if len(order) == 1 {
-		l, err = m.dialSole(order[0]) // one frame fewer: see dialSole
-	} else {
-		l, err = m.dialRound(order, nil)
-	}
+	l, err := m.dialRound(order, nil)
 	if m.isClosed() {
 		if l != nil {
 			closeConn(l.conn)
@@ -191,13 +186,6 @@ const (
 // another when a switch is due. It returns the link lost, or nil when the
 // Manager was closed.
 func (m *Manager) serve(l *link) *link {
-	if m.sw == nil {
-		if m.watch(l, 0, 0) == watchClosed {
-			m.retire(l, ErrClosed)
-			return nil
-		}
-		return l
-	}
 	var ageAt, probeAt int64 // when the next rotation and probe are due; 0: never
 	schedule := func(aged, probed bool) {
 		now := m.now()
