@@ -96,7 +96,8 @@ type BatchWriter struct {
 // besides them a BatchWriter keeps up to four spare segments under load,
 // and one once it has been idle for 10 ms.
 func NewBatchWriter(m *Manager, opts ...BatchOption) *BatchWriter {
-	cfg := batchConfig{size: DefaultBufferSize, maxBatch: DefaultMaxBatch, closeTimeout: DefaultCloseTimeout, dropInterval: DefaultDropReportInterval}
+	cfg := batchConfig{size: DefaultBufferSize, maxBatch: DefaultMaxBatch, closeTimeout: DefaultCloseTimeout, dropInterval: DefaultDropReportInterval,
+		window: DefaultWindow, windowBytes: DefaultWindowBytes, ackTimeout: DefaultAckTimeout}
 	if isDatagram(m.network) {
 		cfg.maxBatch = DefaultDatagramSize
 	}

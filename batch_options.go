@@ -45,6 +45,12 @@ type batchConfig struct {
 	closeTimeout time.Duration
 	dropHook     func(DropReport)
 	dropInterval time.Duration
+
+	// Acknowledged delivery (ack.go).
+	acks        AckProtocol
+	window      int
+	windowBytes int
+	ackTimeout  time.Duration
 }
 
 // WithBufferSize bounds what is queued: accepted and not yet written
