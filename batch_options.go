@@ -104,6 +104,9 @@ func WithCloseTimeout(d time.Duration) BatchOption {
 type QueueStats struct {
 	Messages int // messages accepted and not yet written or dropped
 	Bytes    int // their bytes (without MessageOverhead)
+	// Unacked is how many of them were written and wait for an
+	// acknowledgement (WithAcks); 0 without acks.
+	Unacked int
 	// OldestAge is how long the oldest of them has waited since the
 	// background writer first saw it, which is within one write of when it
 	// was queued (Write reads no clock). Zero when the queue is empty.
@@ -125,6 +128,13 @@ type BatchStats struct {
 	Discarded     uint64 // messages accepted, then dropped unwritten: left at Close, or too large for a datagram
 	Retried       uint64 // messages partly written on a connection that failed, written again whole
 	Writes        uint64 // writes on the connection: batches
+
+	// With acknowledged delivery (WithAcks). Written counts a message's
+	// first write; Discarded includes Refused.
+	Acked      uint64 // messages the peer acknowledged
+	AckedBytes uint64
+	Replayed   uint64 // messages written again on a new connection because they were not acknowledged: the only duplicates
+	Refused    uint64 // messages the peer refused (a RELP answer other than 200): dropped, reported, not sent again
 }
 
 func isDatagram(network string) bool {
