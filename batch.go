@@ -82,6 +82,12 @@ type BatchWriter struct {
 	unreported uint64 // messages discarded while no Flush that must report them waited
 
 	drops dropReporter // drops as they happen: the hook and the log (batchdrops.go)
+
+	// Acknowledged delivery (ackrun.go).
+	unusable error          // every Write fails with it: acks over a datagram network
+	acks     ackBox         // acknowledgements left by the sessions' readers
+	readers  sync.WaitGroup // the sessions' readers
+	unacked  int            // messages written and not acknowledged; under mu
 }
 
 // NewBatchWriter returns a BatchWriter that writes through m and starts its
@@ -121,7 +127,16 @@ func NewBatchWriter(m *Manager, opts ...BatchOption) *BatchWriter {
 	w.drops.last = w.drops.since.Add(-cfg.dropInterval) // the first drop is reported at once
 	w.q.ensureSpare()
 	w.sleeping.Store(true) // until the first Write
-	go w.run(head)
+	switch {
+	case cfg.acks == nil:
+		go w.run(head)
+	case isDatagram(m.network):
+		w.unusable = fmt.Errorf("conn: acknowledged delivery needs a stream network, not %q", m.network)
+		w.q.close()
+		go w.run(head) // finds the queue drained
+	default:
+		go w.runAcked(head)
+	}
 	return w
 }
 
@@ -164,6 +179,9 @@ func (w *BatchWriter) refuse(n int, err error) (int, error) {
 // closedErr is the error of a Write refused because w is closed: by its
 // own Close, or because its Manager was closed.
 func (w *BatchWriter) closedErr() error {
+	if w.unusable != nil {
+		return w.unusable
+	}
 	if w.closing.Load() {
 		return errWriterClosed
 	}
@@ -259,7 +277,7 @@ func (w *BatchWriter) Flush(ctx context.Context) error {
 		w.flushes = slices.DeleteFunc(w.flushes, func(g *flushWait) bool { return g == f })
 	}()
 	w.nudge() // a writer that polls for messages starts now
-	for w.stats.Written+w.stats.Discarded < f.target {
+	for w.settledLocked() < f.target {
 		if w.progress == nil {
 			w.progress = make(chan struct{})
 		}
@@ -280,6 +298,23 @@ func (w *BatchWriter) Flush(ctx context.Context) error {
 	return nil
 }
 
+// deliveredLocked returns the messages delivered and their bytes:
+// written, or with acks acknowledged. w.mu must be held.
+func (w *BatchWriter) deliveredLocked() (uint64, uint64) {
+	if w.cfg.acks != nil {
+		return w.stats.Acked, w.stats.AckedBytes
+	}
+	return w.stats.Written, w.stats.WrittenBytes
+}
+
+// settledLocked counts the messages accounted for: delivered or
+// discarded. Messages are accounted for in the order they were accepted.
+// w.mu must be held.
+func (w *BatchWriter) settledLocked() uint64 {
+	delivered, _ := w.deliveredLocked()
+	return delivered + w.stats.Discarded
+}
+
 // noteDiscardsLocked records that the next n messages to be accounted for
 // are discarded: the Flushes waiting for them report them; the others wait
 // for the next Flush. Messages are accounted for in the order they were
@@ -287,7 +322,7 @@ func (w *BatchWriter) Flush(ctx context.Context) error {
 // written or discarded so far. w.mu must be held, and the counters not yet
 // updated.
 func (w *BatchWriter) noteDiscardsLocked(n uint64) {
-	seq := w.stats.Written + w.stats.Discarded
+	seq := w.settledLocked()
 	var reported uint64 // the most any waiting Flush reports
 	for _, f := range w.flushes {
 		if f.target > seq {
@@ -336,6 +371,9 @@ func (w *BatchWriter) Close() error {
 	w.endDropReports()
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.unflushed > 0 && w.cfg.acks != nil {
+		return fmt.Errorf("%w: %d not acknowledged", ErrUnflushed, w.unflushed)
+	}
 	if w.unflushed > 0 {
 		return fmt.Errorf("%w: %d dropped", ErrUnflushed, w.unflushed)
 	}
@@ -347,15 +385,20 @@ func (w *BatchWriter) Close() error {
 func (w *BatchWriter) Stats() BatchStats {
 	w.mu.Lock()
 	s := w.stats
-	discardedBytes, seen := w.discardedBytes, w.seen
+	discardedBytes, seen, unacked := w.discardedBytes, w.seen, w.unacked
 	accepted, acceptedBytes := w.q.accepted() // after the writer's counts: never fewer
 	w.mu.Unlock()
 	s.Accepted, s.AcceptedBytes = accepted, acceptedBytes
 	s.Rejected = w.rejected.Load()
 	s.Dropped = s.Rejected + s.Discarded
 	s.DroppedBytes = w.rejectedBytes.Load() + discardedBytes
-	s.Queue.Messages = int(accepted - s.Written - s.Discarded)
-	s.Queue.Bytes = int(acceptedBytes - s.WrittenBytes - discardedBytes)
+	delivered, deliveredBytes := s.Written, s.WrittenBytes
+	if w.cfg.acks != nil {
+		delivered, deliveredBytes = s.Acked, s.AckedBytes
+	}
+	s.Queue.Messages = int(accepted - delivered - s.Discarded)
+	s.Queue.Bytes = int(acceptedBytes - deliveredBytes - discardedBytes)
+	s.Queue.Unacked = unacked
 	if s.Queue.Messages > 0 && !seen.IsZero() {
 		s.Queue.OldestAge = time.Since(seen)
 	}

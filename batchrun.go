@@ -126,15 +126,22 @@ func (w *BatchWriter) gather(c *cursor, limit int) (k, size int) {
 
 // advance moves c past the segments it has finished, recycling their
 // pages.
-func (w *BatchWriter) advance(c *cursor) {
+func (w *BatchWriter) advance(c *cursor) { w.move(c, true) }
+
+// move moves c past the segments it has finished, recycling their pages
+// if recycle: a cursor that others follow (acknowledged delivery's sent
+// cursor) must leave them.
+func (w *BatchWriter) move(c *cursor, recycle bool) {
 	for {
 		count, _, final, ok := c.s.claimed()
 		next := c.s.next.Load()
 		if !ok || !final || c.i < count || next == nil {
 			return
 		}
-		w.q.recycle(c.s)
-		w.q.ensureSpare()
+		if recycle {
+			w.q.recycle(c.s)
+			w.q.ensureSpare()
+		}
 		*c = cursor{s: next}
 	}
 }
@@ -269,11 +276,13 @@ func (w *BatchWriter) discard() {
 	accepted, acceptedBytes := w.q.accepted()
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	n := accepted - w.stats.Written - w.stats.Discarded
+	delivered, deliveredBytes := w.deliveredLocked()
+	n := accepted - delivered - w.stats.Discarded
 	w.noteDiscardsLocked(n)
 	w.unflushed += n
 	w.stats.Discarded += n
-	w.discardedBytes = acceptedBytes - w.stats.WrittenBytes
+	w.discardedBytes = acceptedBytes - deliveredBytes
+	w.unacked = 0
 	w.seen = time.Time{}
 	w.makeRoom() // Writes waiting for room give up
 	w.signalLocked()

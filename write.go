@@ -208,3 +208,23 @@ func (m *Manager) writeNow(b []byte) (n int, err error) {
 	}
 	return 0, m.unavailable()
 }
+
+// writeLink writes b on l and on no other connection: a BatchWriter's
+// acknowledged session belongs to one. It fails with errLinkLeft if l was
+// lost or is being switched out, and recovers a panic of the connection
+// (which loses it), since it runs in the BatchWriter's goroutines.
+func (m *Manager) writeLink(l *link, b []byte) (n int, err error) {
+	if l.retired.Load() || (l.counted && !l.enter()) {
+		return 0, errLinkLeft
+	}
+	if l.counted {
+		defer l.leave()
+	}
+	defer func() {
+		if p := recovered("connection", recover()); p != nil {
+			m.retire(l, p)
+			n, err = 0, p
+		}
+	}()
+	return m.write(l, b, false)
+}

@@ -1,0 +1,279 @@
+package conn_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/seed44b27a20/conn"
+)
+
+// newAckWriter returns a Manager and an acknowledging BatchWriter to s,
+// closed at the end of the test.
+func newAckWriter(t *testing.T, s *ackServer, opts ...conn.BatchOption) (*conn.Manager, *conn.BatchWriter) {
+	t.Helper()
+	m := conn.New("tcp", s.Addr(), conn.WithBackoff(time.Millisecond, 20*time.Millisecond))
+	w := conn.NewBatchWriter(m, append([]conn.BatchOption{conn.WithAcks(lineAcks{})}, opts...)...)
+	t.Cleanup(func() {
+		w.Close()
+		m.Close()
+	})
+	return m, w
+}
+
+func writeNumbered(t *testing.T, w *conn.BatchWriter, from, to int) {
+	t.Helper()
+	for i := from; i < to; i++ {
+		if _, err := fmt.Fprintf(w, "m%06d", i); err != nil {
+			t.Fatalf("Write %d: %v", i, err)
+		}
+	}
+}
+
+// checkAllOnce checks that the server took messages from..to, each at
+// least once, in order of first arrival, and returns the duplicates.
+func checkAllOnce(t *testing.T, got []string, n int) (dups int) {
+	t.Helper()
+	seen := make(map[string]int)
+	next := 0
+	for _, g := range got {
+		seen[g]++
+		if seen[g] > 1 {
+			dups++
+			continue
+		}
+		if want := fmt.Sprintf("m%06d", next); g != want {
+			t.Fatalf("first arrivals out of order: got %q, want %q", g, want)
+		}
+		next++
+	}
+	if next != n {
+		t.Fatalf("server took %d distinct messages, want %d", next, n)
+	}
+	return dups
+}
+
+func TestAcksEveryMessageAcknowledged(t *testing.T) {
+	s := newAckServer(t)
+	_, w := newAckWriter(t, s)
+	const n = 5000
+	writeNumbered(t, w, 0, n)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := w.Flush(ctx); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+	st := w.Stats()
+	if st.Acked != n || st.Written != n || st.Replayed != 0 || st.Refused != 0 || st.Queue.Messages != 0 || st.Queue.Unacked != 0 || st.Queue.Bytes != 0 {
+		t.Fatalf("stats after Flush: %+v", st)
+	}
+	if st.AckedBytes != st.AcceptedBytes {
+		t.Fatalf("AckedBytes %d, AcceptedBytes %d", st.AckedBytes, st.AcceptedBytes)
+	}
+	if dups := checkAllOnce(t, s.Got(), n); dups != 0 {
+		t.Fatalf("%d duplicates without a lost connection", dups)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	s.set(func(s *ackServer) {
+		if s.byes != 1 || s.opens != 1 {
+			t.Errorf("opens %d, byes %d: want one session, closed gracefully", s.opens, s.byes)
+		}
+	})
+}
+
+// A connection reset with messages unacknowledged: they are replayed on
+// the next connection, and the duplicates are no more than the replays and
+// the window.
+func TestAcksReplayAfterReset(t *testing.T) {
+	s := newAckServer(t)
+	const window = 16
+	_, w := newAckWriter(t, s, conn.WithWindow(window, 0))
+	const n = 3000
+	for _, at := range []int{500, 1500, 2500} {
+		s.set(func(s *ackServer) { s.dropAt = at })
+		writeNumbered(t, w, at-500, at+500)
+		s.awaitGot(at+1, 20*time.Second)
+	}
+	writeNumbered(t, w, 3500-500, n)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := w.Flush(ctx); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+	st := w.Stats()
+	dups := checkAllOnce(t, s.Got(), n)
+	if st.Acked != n || st.Written != n {
+		t.Fatalf("Acked %d, Written %d, want %d", st.Acked, st.Written, n)
+	}
+	if uint64(dups) > st.Replayed || dups > 3*window {
+		t.Fatalf("%d duplicates, %d replayed, window %d, 3 resets", dups, st.Replayed, window)
+	}
+	t.Logf("3 resets: %d duplicates, %d replayed", dups, st.Replayed)
+}
+
+// Messages taken but not acknowledged when the connection is reset are
+// sent again: exactly those are the duplicates.
+func TestAcksDuplicatesAreTheUnacknowledged(t *testing.T) {
+	s := newAckServer(t)
+	s.stall()
+	const window = 32
+	_, w := newAckWriter(t, s, conn.WithWindow(window, 0))
+	writeNumbered(t, w, 0, 100)
+	s.awaitGot(window, 10*time.Second)
+	s.resetAll()
+	s.release()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := w.Flush(ctx); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+	st := w.Stats()
+	dups := checkAllOnce(t, s.Got(), 100)
+	if dups != window || st.Replayed != window || st.Acked != 100 || st.Written != 100 {
+		t.Fatalf("%d duplicates, stats %+v: want the window (%d) replayed and duplicated once", dups, st, window)
+	}
+}
+
+// A refused message is dropped, counted, reported to Flush and the drop
+// hook, and not sent again; the others are acknowledged.
+func TestAcksRefusedMessage(t *testing.T) {
+	s := newAckServer(t)
+	s.set(func(s *ackServer) { s.refuse = func(seq uint64, _ string) bool { return seq == 7 } })
+	var mu sync.Mutex
+	var reports []conn.DropReport
+	_, w := newAckWriter(t, s, conn.WithDropHook(func(r conn.DropReport) {
+		mu.Lock()
+		reports = append(reports, r)
+		mu.Unlock()
+	}))
+	writeNumbered(t, w, 0, 20)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	err := w.Flush(ctx)
+	if !errors.Is(err, conn.ErrUnflushed) {
+		t.Fatalf("Flush: %v, want ErrUnflushed for the refused message", err)
+	}
+	if err := w.Flush(ctx); err != nil {
+		t.Fatalf("second Flush: %v, want nil: the refusal was reported", err)
+	}
+	st := w.Stats()
+	if st.Acked != 19 || st.Refused != 1 || st.Discarded != 1 || st.Dropped != 1 || st.Replayed != 0 {
+		t.Fatalf("stats: %+v", st)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(reports) == 0 || reports[0].Discarded != 1 || !errors.Is(reports[0].Err, conn.ErrAckRefused) {
+		t.Fatalf("drop reports %+v, want one discard with ErrAckRefused", reports)
+	}
+	if got := s.Got(); len(got) != 20 {
+		t.Fatalf("server took %d messages, want 20 (the refused one once)", len(got))
+	}
+}
+
+// With acknowledgements stalled, no more than the window is in flight, the
+// buffer fills and drops; when they flow again everything accepted is
+// acknowledged.
+func TestAcksWindowBoundsWhatIsInFlight(t *testing.T) {
+	s := newAckServer(t)
+	s.stall()
+	const window = 8
+	_, w := newAckWriter(t, s, conn.WithWindow(window, 0), conn.WithBufferSize(4096))
+	accepted := 0
+	for i := 0; i < 1000; i++ {
+		if _, err := fmt.Fprintf(w, "m%06d", accepted); err == nil {
+			accepted++
+		} else if !errors.Is(err, conn.ErrBufferFull) {
+			t.Fatalf("Write: %v", err)
+		}
+	}
+	s.awaitGot(window, 10*time.Second)
+	if st := w.Stats(); st.Queue.Unacked != window || st.Written != window {
+		t.Fatalf("stalled: Unacked %d, Written %d, want the window %d", st.Queue.Unacked, st.Written, window)
+	}
+	if accepted == 1000 {
+		t.Fatal("a 4 KiB buffer took 1,000 messages while nothing was acknowledged")
+	}
+	s.release()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := w.Flush(ctx); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+	if st := w.Stats(); st.Acked != uint64(accepted) {
+		t.Fatalf("Acked %d, accepted %d", st.Acked, accepted)
+	}
+	checkAllOnce(t, s.Got(), accepted)
+}
+
+// Close with acknowledgements stalled returns within its timeout and says
+// how many were not acknowledged.
+func TestAcksCloseReportsUnacknowledged(t *testing.T) {
+	s := newAckServer(t)
+	s.stall()
+	_, w := newAckWriter(t, s, conn.WithCloseTimeout(200*time.Millisecond))
+	writeNumbered(t, w, 0, 10)
+	s.awaitGot(1, 10*time.Second)
+	start := time.Now()
+	err := w.Close()
+	if !errors.Is(err, conn.ErrUnflushed) || err.Error() != "conn: messages left unwritten: 10 not acknowledged" {
+		t.Fatalf("Close: %v", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("Close took %v with a 200ms close timeout", d)
+	}
+	if st := w.Stats(); st.Discarded != 10 || st.Acked != 0 || st.Queue.Messages != 0 {
+		t.Fatalf("stats after Close: %+v", st)
+	}
+}
+
+// A peer that never answers the handshake is left after the ack timeout,
+// and one that refuses it is retried with backoff; neither blocks Close.
+func TestAcksHandshakeRefusedThenAccepted(t *testing.T) {
+	s := newAckServer(t)
+	s.set(func(s *ackServer) { s.greeting = "NO\n" })
+	_, w := newAckWriter(t, s)
+	writeNumbered(t, w, 0, 5)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var opens int
+		s.set(func(s *ackServer) { opens = s.opens })
+		if opens >= 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d opens within 10s: a refused handshake is not retried", opens)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	s.set(func(s *ackServer) { s.greeting = "OK\n" })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := w.Flush(ctx); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+	checkAllOnce(t, s.Got(), 5)
+}
+
+func TestAcksRefuseDatagramNetworks(t *testing.T) {
+	m := conn.New("udp", "127.0.0.1:9")
+	defer m.Close()
+	w := conn.NewBatchWriter(m, conn.WithAcks(lineAcks{}))
+	_, err := w.Write([]byte("x"))
+	if err == nil || err.Error() != `conn: acknowledged delivery needs a stream network, not "udp"` {
+		t.Fatalf("Write: %v", err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if st := w.Stats(); st.Rejected != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+}

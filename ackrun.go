@@ -1,0 +1,523 @@
+package conn
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/go-kit/log/level"
+)
+
+// The background writer of a BatchWriter with acknowledged delivery
+// (WithAcks). It keeps two cursors in the queue: acked, the oldest message
+// not yet acknowledged, where room is given back and pages recycled; and
+// sent, the next message to write. Between them is the window. A new
+// connection gets a new session, and sent goes back to acked: the replay.
+// Acknowledgements are read by a goroutine per session (ReadAck blocks),
+// which leaves them in the BatchWriter's mailbox (acks) and nudges.
+
+// errSessionClosed is the cause recorded for a connection whose session a
+// BatchWriter's Close ended gracefully: the protocol's close leaves it
+// unusable.
+var errSessionClosed = errors.New("conn: acknowledged session closed by the batch writer")
+
+// errLinkLeft: the connection a session belongs to was lost or switched
+// out before a write.
+var errLinkLeft = errors.New("conn: connection left")
+
+// An ackSession is an AckSession on one connection, and its reader.
+type ackSession struct {
+	l    *link
+	s    AckSession
+	done chan struct{} // closed when the reader has returned
+	err  error         // why the reader returned; set before done is closed
+}
+
+// An ackBox is where readers leave acknowledgements for the writer.
+type ackBox struct {
+	mu       sync.Mutex
+	through  uint64    // the highest Through reported
+	refusals []refusal // refused messages not yet counted, by sequence number
+}
+
+type refusal struct {
+	seq uint64
+	err error
+}
+
+// ackRun is the acknowledged writer's state, owned by its goroutine.
+type ackRun struct {
+	w        *BatchWriter
+	acked    cursor // the oldest message not acknowledged
+	sent     cursor // the next message to write
+	sentHigh uint64 // messages below this were written at least once
+	sess     *ackSession
+	sessions []*ackSession // sessions whose reader may still run, sess included
+	frame    []byte        // the batch being written
+	msgs     [][]byte
+	waitFrom time.Time // when the oldest unacknowledged message began waiting for an ack (or the last ack came)
+	poll     *time.Timer
+}
+
+// runAcked is run for a BatchWriter with acks.
+func (w *BatchWriter) runAcked(head *segment) {
+	defer close(w.done)
+	r := &ackRun{w: w, acked: cursor{s: head}, sent: cursor{s: head}, poll: time.NewTimer(time.Hour)}
+	r.poll.Stop()
+	defer r.stopReaders()
+	for {
+		r.takeAcks()
+		if r.finished() {
+			r.closeSession()
+			return
+		}
+		if r.sess != nil && (r.sess.ended() || w.m.live() != r.sess.l) {
+			r.leave(nil)
+		}
+		if r.sess == nil {
+			if !w.m.awaitLive(w.abort) {
+				w.discard()
+				return
+			}
+			r.open()
+			continue
+		}
+		k, size := r.gather()
+		if k == 0 {
+			if !r.wait() {
+				w.discard()
+				return
+			}
+			continue
+		}
+		r.send(k, size)
+	}
+}
+
+// finished reports whether the queue is closed and every message in it
+// settled: acknowledged or refused.
+func (r *ackRun) finished() bool {
+	if !r.w.q.closed.Load() {
+		return false
+	}
+	accepted, _ := r.w.q.accepted()
+	return r.acked.seq() == accepted
+}
+
+// open starts a session on the live connection: the protocol's handshake,
+// then the reader. The replay starts at the oldest unacknowledged message.
+func (r *ackRun) open() {
+	w := r.w
+	l := w.m.live()
+	if l == nil {
+		return
+	}
+	s, err := r.handshake(l)
+	if err != nil {
+		w.m.log(level.WarnValue(), "acknowledged session not opened", "network", w.m.network, "address", l.endpoint, "err", err)
+		w.m.retire(l, err)
+		return
+	}
+	sess := &ackSession{l: l, s: s, done: make(chan struct{})}
+	r.sess = sess
+	r.sessions = slices.DeleteFunc(r.sessions, (*ackSession).ended)
+	r.sessions = append(r.sessions, sess)
+	r.sent = r.acked
+	r.waitFrom = time.Now()
+	w.readers.Add(1)
+	go w.readAcks(sess)
+}
+
+// handshake runs the protocol's Open on l within the ack timeout; Close's
+// abort and the Manager's Close cut it short.
+func (r *ackRun) handshake(l *link) (s AckSession, err error) {
+	w := r.w
+	defer func() {
+		if p := recovered("AckProtocol.Open", recover()); p != nil {
+			s, err = nil, p
+		}
+	}()
+	if err := l.conn.SetReadDeadline(time.Now().Add(w.cfg.ackTimeout)); err != nil {
+		return nil, err
+	}
+	stop := make(chan struct{})
+	var watch sync.WaitGroup
+	watch.Add(1)
+	go func() {
+		defer watch.Done()
+		select {
+		case <-w.abort:
+			l.conn.SetReadDeadline(time.Unix(1, 0))
+		case <-w.m.closing: // the Manager closes the connection
+		case <-stop:
+		}
+	}()
+	defer watch.Wait()
+	defer close(stop)
+	rw := &linkRW{m: w.m, l: l}
+	start := time.Now()
+	s, err = w.cfg.acks.Open(rw)
+	if err == nil && s == nil {
+		err = errors.New("conn: AckProtocol.Open returned no session")
+	}
+	if err != nil {
+		if isTimeout(err) && time.Since(start) >= w.cfg.ackTimeout {
+			err = fmt.Errorf("%w: handshake: %v", ErrAckTimeout, err)
+		}
+		return nil, err
+	}
+	if err := l.conn.SetReadDeadline(time.Time{}); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// linkRW reads a connection and writes on it through the Manager (its
+// write deadline and liveness check), for a protocol's handshake and
+// reader.
+type linkRW struct {
+	m *Manager
+	l *link
+}
+
+func (rw *linkRW) Read(p []byte) (int, error)  { return rw.l.conn.Read(p) }
+func (rw *linkRW) Write(p []byte) (int, error) { return rw.m.writeLink(rw.l, p) }
+
+// readAcks is a session's reader: it leaves acknowledgements in the box
+// until ReadAck fails.
+func (w *BatchWriter) readAcks(sess *ackSession) {
+	defer w.readers.Done()
+	defer w.nudge()
+	defer close(sess.done)
+	defer func() {
+		if p := recovered("AckSession.ReadAck", recover()); p != nil {
+			sess.err = p
+		}
+	}()
+	for {
+		a, err := sess.s.ReadAck()
+		if err != nil {
+			sess.err = err
+			return
+		}
+		w.acks.post(a)
+		w.nudge()
+	}
+}
+
+// post records a.
+func (b *ackBox) post(a Ack) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if a.Through <= b.through {
+		return
+	}
+	b.through = a.Through
+	if a.Err != nil {
+		b.refusals = append(b.refusals, refusal{a.Through - 1, a.Err})
+	}
+}
+
+func (s *ackSession) ended() bool {
+	select {
+	case <-s.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// leave ends the current session: its connection failed (err), was lost,
+// or was switched out. A failed connection is retired, and the Manager
+// redials.
+func (r *ackRun) leave(err error) {
+	sess := r.sess
+	r.sess = nil
+	if err == nil && sess.ended() && !errors.Is(sess.err, errSessionClosed) {
+		err = sess.err
+		if err == io.EOF {
+			err = errPeerClosed
+		}
+	}
+	if err != nil && !errors.Is(err, errLinkLeft) {
+		r.w.m.retire(sess.l, err)
+	}
+}
+
+// takeAcks moves acked past what the readers reported, gives the room
+// back, and counts, in order: a refused message is a drop that the
+// Flushes waiting for it report.
+func (r *ackRun) takeAcks() {
+	w := r.w
+	w.acks.mu.Lock()
+	through := min(w.acks.through, r.sentHigh)
+	refusals := w.acks.refusals
+	w.acks.refusals = nil
+	w.acks.mu.Unlock()
+	if through <= r.acked.seq() {
+		return
+	}
+	var n, bytes, released, releasedBytes int
+	var refusedErr error
+	w.mu.Lock()
+	account := func() {
+		w.stats.Acked += uint64(n)
+		w.stats.AckedBytes += uint64(bytes)
+		released, releasedBytes = released+n, releasedBytes+bytes
+		n, bytes = 0, 0
+	}
+	for r.acked.seq() < through {
+		w.advance(&r.acked)
+		seq := r.acked.seq()
+		for len(refusals) > 0 && refusals[0].seq < seq {
+			refusals = refusals[1:] // acknowledged by another session first
+		}
+		l := r.acked.s.published(r.acked.i)
+		r.acked.skip(1, l)
+		if len(refusals) == 0 || refusals[0].seq != seq {
+			n, bytes = n+1, bytes+l
+			continue
+		}
+		account() // those before it first: Flush counts in order
+		refusedErr = refusals[0].err
+		refusals = refusals[1:]
+		w.noteDiscardsLocked(1)
+		w.stats.Refused++
+		w.stats.Discarded++
+		w.discardedBytes += uint64(l)
+		released, releasedBytes = released+1, releasedBytes+l
+	}
+	account()
+	w.advance(&r.acked)
+	if r.sent.seq() < r.acked.seq() {
+		r.sent = r.acked // acknowledged on a session left before its replay
+	}
+	r.waitFrom = time.Now()
+	w.unacked = int(r.sentHigh - r.acked.seq())
+	if w.unacked == 0 {
+		w.seen = time.Time{}
+	}
+	w.signalLocked()
+	w.mu.Unlock()
+	w.q.release(released, releasedBytes)
+	w.makeRoom()
+	if refusedErr != nil {
+		w.dropped(refusedErr)
+	}
+}
+
+// windowOpen reports whether another message may be sent now, and how
+// many bytes the next batch may take.
+func (r *ackRun) windowOpen() (bool, int) {
+	w := r.w
+	inflight := int(r.sent.seq() - r.acked.seq())
+	inflightBytes := int(r.sent.s.bytes + uint64(r.sent.off) - r.acked.s.bytes - uint64(r.acked.off))
+	if inflight >= w.cfg.window || (inflight > 0 && inflightBytes >= w.cfg.windowBytes) {
+		return false, 0
+	}
+	return true, min(w.cfg.maxBatch, max(w.cfg.windowBytes-inflightBytes, 0))
+}
+
+// gather returns how many messages from sent go in the next batch, within
+// the window and the batch size, and their bytes.
+func (r *ackRun) gather() (k, size int) {
+	w := r.w
+	open, limit := r.windowOpen()
+	if !open {
+		return 0, 0
+	}
+	inflight := int(r.sent.seq() - r.acked.seq())
+	w.move(&r.sent, false)
+	count, _, _, ok := r.sent.s.claimed()
+	if !ok {
+		return 0, 0
+	}
+	for i := r.sent.i; i < count && inflight+k < w.cfg.window; i++ {
+		l := r.sent.s.published(i)
+		if l < 0 || (k > 0 && size+l > limit) || (k == 0 && inflight > 0 && l > limit) {
+			break
+		}
+		k, size = k+1, size+l
+	}
+	if k > 0 {
+		w.saw()
+	}
+	return k, size
+}
+
+// send frames k messages of size bytes from sent and writes them on the
+// session's connection.
+func (r *ackRun) send(k, size int) {
+	w := r.w
+	r.msgs = r.msgs[:0]
+	off := r.sent.off
+	for i := r.sent.i; i < r.sent.i+k; i++ {
+		l := r.sent.s.published(i)
+		r.msgs = append(r.msgs, r.sent.s.data[off:off+l:off+l])
+		off += l
+	}
+	first := r.sent.seq()
+	frame, err := r.appendBatch(first)
+	clear(r.msgs) // hold no page
+	if err != nil {
+		r.leave(err)
+		return
+	}
+	r.frame = frame
+	if r.sent.seq() == r.acked.seq() {
+		r.waitFrom = time.Now() // the first message waiting: its ack is due within the timeout
+	}
+	w.writing.Store(true)
+	if w.aborted.Load() {
+		w.writing.Store(false)
+		return // run's next wait sees the abort
+	}
+	_, err = w.m.writeLink(r.sess.l, frame)
+	w.writing.Store(false)
+	if err != nil {
+		r.leave(err)
+		return
+	}
+	r.sent.skip(k, size)
+	fresh := 0
+	if end := r.sent.seq(); end > r.sentHigh {
+		fresh = int(min(end-r.sentHigh, uint64(k)))
+		r.sentHigh = end
+	}
+	freshBytes := 0
+	if fresh > 0 {
+		for i := r.sent.i - fresh; i < r.sent.i; i++ {
+			freshBytes += r.sent.s.published(i)
+		}
+	}
+	w.mu.Lock()
+	w.stats.Writes++
+	w.stats.Written += uint64(fresh)
+	w.stats.WrittenBytes += uint64(freshBytes)
+	w.stats.Replayed += uint64(k - fresh)
+	w.unacked = int(r.sentHigh - r.acked.seq())
+	w.mu.Unlock()
+}
+
+// appendBatch frames r.msgs, recovering a panic of the protocol's code.
+func (r *ackRun) appendBatch(first uint64) (frame []byte, err error) {
+	defer func() {
+		if p := recovered("AckSession.AppendBatch", recover()); p != nil {
+			frame, err = nil, p
+		}
+	}()
+	return r.sess.s.AppendBatch(r.frame[:0], first, r.msgs), nil
+}
+
+// wait waits for news: a message to send, an acknowledgement, the
+// session's end, or the ack timeout. It returns false when Close's time
+// ran out or the Manager was closed.
+func (r *ackRun) wait() bool {
+	w := r.w
+	for range idleSpins {
+		runtime.Gosched()
+		if r.news() {
+			return true
+		}
+	}
+	var timeout <-chan time.Time
+	if r.sent.seq() > r.acked.seq() {
+		r.poll.Reset(max(w.cfg.ackTimeout-time.Since(r.waitFrom), 0))
+		defer r.poll.Stop()
+		timeout = r.poll.C
+	}
+	w.sleeping.Store(true) // then look: a Write publishes, then looks
+	defer w.sleeping.Store(false)
+	if r.news() {
+		return true
+	}
+	select {
+	case <-w.wake:
+	case <-r.sess.done:
+	case <-timeout:
+		if w.acks.pending(r.acked.seq()) {
+			return true
+		}
+		w.m.log(level.WarnValue(), "no acknowledgement; leaving the connection", "network", w.m.network, "address", r.sess.l.endpoint,
+			"unacked", r.sent.seq()-r.acked.seq(), "timeout", w.cfg.ackTimeout.String())
+		r.leave(ErrAckTimeout)
+	case <-w.abort:
+		return false
+	case <-w.m.closing:
+		return false
+	}
+	return true
+}
+
+// news reports whether the writer has something to do without waiting.
+func (r *ackRun) news() bool {
+	w := r.w
+	if r.sess.ended() || w.acks.pending(r.acked.seq()) {
+		return true
+	}
+	if a, ok := w.ready(&r.sent); ok && a == more {
+		open, _ := r.windowOpen()
+		return open
+	}
+	return false
+}
+
+// pending reports whether acknowledgements past seq are waiting.
+func (b *ackBox) pending(seq uint64) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.through > seq
+}
+
+// closeSession ends the session gracefully once everything is
+// acknowledged: the protocol's close, then its confirmation, within
+// Close's time. The connection is then left: the protocol is over on it.
+func (r *ackRun) closeSession() {
+	w := r.w
+	sess := r.sess
+	if sess == nil || sess.ended() || w.m.live() != sess.l {
+		return
+	}
+	var bye []byte
+	func() {
+		defer func() {
+			if p := recovered("AckSession.AppendClose", recover()); p != nil {
+				bye = nil
+			}
+		}()
+		bye = sess.s.AppendClose(r.frame[:0])
+	}()
+	if len(bye) > 0 {
+		w.writing.Store(true)
+		_, err := w.m.writeLink(sess.l, bye)
+		w.writing.Store(false)
+		if err == nil {
+			select {
+			case <-sess.done:
+			case <-w.abort:
+			case <-w.m.closing:
+			}
+		}
+	}
+	w.m.retire(sess.l, errSessionClosed)
+}
+
+// stopReaders ends the readers of every session and waits for them: a
+// connection still current is made to fail its read by a past deadline.
+func (r *ackRun) stopReaders() {
+	for _, s := range r.sessions {
+		if !s.ended() {
+			s.l.conn.SetReadDeadline(time.Unix(1, 0))
+		}
+	}
+	r.w.readers.Wait()
+	for _, s := range r.sessions {
+		if !s.l.retired.Load() {
+			s.l.conn.SetReadDeadline(time.Time{})
+		}
+	}
+}
