@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-kit/log"
 	"github.com/seed44b27a20/conn"
 )
 
@@ -15,8 +16,13 @@ import (
 // closed at the end of the test.
 func newAckWriter(t *testing.T, s *ackServer, opts ...conn.BatchOption) (*conn.Manager, *conn.BatchWriter) {
 	t.Helper()
-	m := conn.New("tcp", s.Addr(), conn.WithBackoff(time.Millisecond, 20*time.Millisecond))
-	w := conn.NewBatchWriter(m, append([]conn.BatchOption{conn.WithAcks(lineAcks{})}, opts...)...)
+	return newAckWriterWith(t, s, lineAcks{}, opts...)
+}
+
+func newAckWriterWith(t *testing.T, s *ackServer, p conn.AckProtocol, opts ...conn.BatchOption) (*conn.Manager, *conn.BatchWriter) {
+	t.Helper()
+	m := conn.New("tcp", s.Addr(), conn.WithBackoff(time.Millisecond, 20*time.Millisecond), conn.WithLogger(log.NewNopLogger()))
+	w := conn.NewBatchWriter(m, append([]conn.BatchOption{conn.WithAcks(p)}, opts...)...)
 	t.Cleanup(func() {
 		w.Close()
 		m.Close()
@@ -276,4 +282,118 @@ func TestAcksRefuseDatagramNetworks(t *testing.T) {
 	if st := w.Stats(); st.Rejected != 1 {
 		t.Fatalf("stats %+v", st)
 	}
+}
+
+// awaitOpens waits until the server has seen n handshakes.
+func (s *ackServer) awaitOpens(t *testing.T, n int, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		var opens int
+		s.set(func(s *ackServer) { opens = s.opens })
+		if opens >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d handshakes within %v, want %d", opens, within, n)
+		}
+		time.Sleep(2 * time.Millisecond) // polling a count the server keeps; bounded
+	}
+}
+
+// A peer that stops acknowledging is left after the ack timeout; what it
+// did not acknowledge goes on the next connection.
+func TestAcksTimeoutLeavesTheConnection(t *testing.T) {
+	s := newAckServer(t)
+	s.stall()
+	_, w := newAckWriter(t, s, conn.WithAckTimeout(100*time.Millisecond))
+	writeNumbered(t, w, 0, 10)
+	s.awaitOpens(t, 2, 10*time.Second)
+	s.release()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := w.Flush(ctx); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+	if st := w.Stats(); st.Acked != 10 || st.Replayed < 10 {
+		t.Fatalf("stats %+v: want 10 acknowledged after a replay of all 10", st)
+	}
+}
+
+// A handshake that is never answered is abandoned after the ack timeout,
+// and Close during one returns within the close timeout.
+func TestAcksHandshakeNeverAnswered(t *testing.T) {
+	s := newAckServer(t)
+	s.set(func(s *ackServer) { s.greeting = "" })
+	_, w := newAckWriter(t, s, conn.WithAckTimeout(50*time.Millisecond), conn.WithCloseTimeout(100*time.Millisecond))
+	writeNumbered(t, w, 0, 3)
+	s.awaitOpens(t, 2, 10*time.Second)
+	start := time.Now()
+	if err := w.Close(); !errors.Is(err, conn.ErrUnflushed) {
+		t.Fatalf("Close: %v, want the 3 messages unacknowledged", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("Close took %v", d)
+	}
+}
+
+func TestAcksCloseDuringALongHandshake(t *testing.T) {
+	s := newAckServer(t)
+	s.set(func(s *ackServer) { s.greeting = "" })
+	_, w := newAckWriter(t, s, conn.WithAckTimeout(time.Hour), conn.WithCloseTimeout(100*time.Millisecond))
+	writeNumbered(t, w, 0, 3)
+	s.awaitOpens(t, 1, 10*time.Second)
+	start := time.Now()
+	if err := w.Close(); !errors.Is(err, conn.ErrUnflushed) {
+		t.Fatalf("Close: %v", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("Close took %v: the handshake's read was not cut short", d)
+	}
+}
+
+// Closing the Manager ends the writer: what was not acknowledged is
+// reported by the BatchWriter's Close.
+func TestAcksManagerClosed(t *testing.T) {
+	s := newAckServer(t)
+	s.stall()
+	m, w := newAckWriter(t, s)
+	writeNumbered(t, w, 0, 5)
+	s.awaitGot(5, 10*time.Second)
+	m.Close()
+	if err := w.Close(); !errors.Is(err, conn.ErrUnflushed) {
+		t.Fatalf("Close: %v", err)
+	}
+	if _, err := w.Write([]byte("x")); !errors.Is(err, conn.ErrClosed) {
+		t.Fatalf("Write after Close: %v", err)
+	}
+}
+
+// A protocol whose code panics costs its connection, never the program;
+// the messages wait, and Close reports them.
+func TestAcksProtocolPanics(t *testing.T) {
+	for _, where := range []string{"Open", "AppendBatch", "ReadAck"} {
+		t.Run(where, func(t *testing.T) {
+			s := newAckServer(t)
+			_, w := newAckWriterWith(t, s, lineAcks{panicIn: where}, conn.WithCloseTimeout(100*time.Millisecond))
+			writeNumbered(t, w, 0, 3)
+			s.awaitOpens(t, 2, 10*time.Second)
+			if err := w.Close(); !errors.Is(err, conn.ErrUnflushed) {
+				t.Fatalf("Close: %v", err)
+			}
+		})
+	}
+	t.Run("AppendClose", func(t *testing.T) {
+		s := newAckServer(t)
+		_, w := newAckWriterWith(t, s, lineAcks{panicIn: "AppendClose"})
+		writeNumbered(t, w, 0, 3)
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if err := w.Flush(ctx); err != nil {
+			t.Fatalf("Flush: %v", err)
+		}
+		if err := w.Close(); err != nil {
+			t.Fatalf("Close: %v: everything was acknowledged", err)
+		}
+	})
 }

@@ -20,11 +20,16 @@ import (
 // answers "A N" (every message below N taken) or "R SEQ REASON" (message
 // SEQ refused, the ones before it taken); "BYE" ends the session and the
 // server confirms with "BYE".
-type lineAcks struct{}
+type lineAcks struct {
+	panicIn string // "Open", "AppendBatch", "ReadAck", "AppendClose": that method panics
+}
 
-func (lineAcks) Open(rw io.ReadWriter) (conn.AckSession, error) {
+func (p lineAcks) Open(rw io.ReadWriter) (conn.AckSession, error) {
 	if _, err := io.WriteString(rw, "HELLO\n"); err != nil {
 		return nil, err
+	}
+	if p.panicIn == "Open" {
+		panic("lineAcks: Open")
 	}
 	br := bufio.NewReader(rw)
 	line, err := br.ReadString('\n')
@@ -36,12 +41,18 @@ func (lineAcks) Open(rw io.ReadWriter) (conn.AckSession, error) {
 	case line != "OK\n":
 		return nil, fmt.Errorf("lineAcks: bad greeting %q", line)
 	}
-	return &lineSession{br: br}, nil
+	return &lineSession{br: br, panicIn: p.panicIn}, nil
 }
 
-type lineSession struct{ br *bufio.Reader }
+type lineSession struct {
+	br      *bufio.Reader
+	panicIn string
+}
 
 func (s *lineSession) AppendBatch(dst []byte, first uint64, msgs [][]byte) []byte {
+	if s.panicIn == "AppendBatch" {
+		panic("lineAcks: AppendBatch")
+	}
 	for i, m := range msgs {
 		dst = strconv.AppendUint(dst, first+uint64(i), 10)
 		dst = append(dst, ' ')
@@ -52,6 +63,9 @@ func (s *lineSession) AppendBatch(dst []byte, first uint64, msgs [][]byte) []byt
 }
 
 func (s *lineSession) ReadAck() (conn.Ack, error) {
+	if s.panicIn == "ReadAck" {
+		panic("lineAcks: ReadAck")
+	}
 	line, err := s.br.ReadString('\n')
 	if err != nil {
 		return conn.Ack{}, err
@@ -70,7 +84,12 @@ func (s *lineSession) ReadAck() (conn.Ack, error) {
 	return conn.Ack{}, fmt.Errorf("lineAcks: bad answer %q", line)
 }
 
-func (s *lineSession) AppendClose(dst []byte) []byte { return append(dst, "BYE\n"...) }
+func (s *lineSession) AppendClose(dst []byte) []byte {
+	if s.panicIn == "AppendClose" {
+		panic("lineAcks: AppendClose")
+	}
+	return append(dst, "BYE\n"...)
+}
 
 // ackServer serves lineAcks on loopback TCP and records what it took.
 type ackServer struct {
@@ -88,7 +107,7 @@ type ackServer struct {
 	dropAt   int                                // after this many messages in all, reset the connection without answering the last one
 	stalled  bool                               // read but keep the answers until release
 	pending  map[net.Conn][]byte                // the answers kept
-	greeting string                             // "OK\n" unless set
+	greeting string                             // "OK\n" unless set; "" never answers
 	changed  chan struct{}                      // closed and replaced at each message taken
 }
 
@@ -149,6 +168,10 @@ func (s *ackServer) serve(c net.Conn) {
 	s.opens++
 	greeting := s.greeting
 	s.mu.Unlock()
+	if greeting == "" { // never answer
+		io.Copy(io.Discard, c)
+		return
+	}
 	if _, err := io.WriteString(c, greeting); err != nil || greeting != "OK\n" {
 		return
 	}

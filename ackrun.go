@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-kit/log/level"
@@ -33,8 +34,9 @@ var errLinkLeft = errors.New("conn: connection left")
 type ackSession struct {
 	l    *link
 	s    AckSession
-	done chan struct{} // closed when the reader has returned
-	err  error         // why the reader returned; set before done is closed
+	done  chan struct{} // closed when the reader has returned
+	err   error         // why the reader returned; set before done is closed
+	acked atomic.Bool   // the peer acknowledged something: the connection proved itself
 }
 
 // An ackBox is where readers leave acknowledgements for the writer.
@@ -119,7 +121,7 @@ func (r *ackRun) open() {
 	s, err := r.handshake(l)
 	if err != nil {
 		w.m.log(level.WarnValue(), "acknowledged session not opened", "network", w.m.network, "address", l.endpoint, "err", err)
-		w.m.retire(l, err)
+		w.m.retireUnproven(l, err)
 		return
 	}
 	sess := &ackSession{l: l, s: s, done: make(chan struct{})}
@@ -204,6 +206,9 @@ func (w *BatchWriter) readAcks(sess *ackSession) {
 			sess.err = err
 			return
 		}
+		if !sess.acked.Load() {
+			sess.acked.Store(true)
+		}
 		w.acks.post(a)
 		w.nudge()
 	}
@@ -243,8 +248,12 @@ func (r *ackRun) leave(err error) {
 			err = errPeerClosed
 		}
 	}
-	if err != nil && !errors.Is(err, errLinkLeft) {
+	switch {
+	case err == nil || errors.Is(err, errLinkLeft):
+	case sess.acked.Load():
 		r.w.m.retire(sess.l, err)
+	default:
+		r.w.m.retireUnproven(sess.l, err)
 	}
 }
 

@@ -130,12 +130,20 @@ func (m *Manager) failed(l *link, b []byte, n int, err error, retry, checked boo
 
 // retire marks l dead, closes it and records why, unless that was done
 // already. The Manager's goroutine then redials.
-func (m *Manager) retire(l *link, cause error) {
+func (m *Manager) retire(l *link, cause error) { m.retireAs(l, cause, true) }
+
+// retireUnproven is retire for a connection that did not prove itself
+// whatever it carried: an acknowledged session on it failed before any
+// acknowledgement. The Manager redials after its backoff, so that a peer
+// that accepts and then refuses the protocol is not redialed in a loop.
+func (m *Manager) retireUnproven(l *link, cause error) { m.retireAs(l, cause, false) }
+
+func (m *Manager) retireAs(l *link, cause error, mayRedial bool) {
 	if !l.retired.CompareAndSwap(false, true) {
 		return
 	}
 	l.cause = sane(cause)
-	l.redial = cause != ErrClosed && !refused(l.cause) && l.proven(m.now())
+	l.redial = mayRedial && cause != ErrClosed && !refused(l.cause) && l.proven(m.now())
 	closeConn(l.conn)
 	close(l.dead)
 }
