@@ -32,8 +32,8 @@ var errLinkLeft = errors.New("conn: connection left")
 
 // An ackSession is an AckSession on one connection, and its reader.
 type ackSession struct {
-	l    *link
-	s    AckSession
+	l     *link
+	s     AckSession
 	done  chan struct{} // closed when the reader has returned
 	err   error         // why the reader returned; set before done is closed
 	acked atomic.Bool   // the peer acknowledged something: the connection proved itself
