@@ -307,8 +307,9 @@ func (r *ackRun) takeAcks() {
 	}
 	r.waitFrom = time.Now()
 	w.unacked = int(r.sentHigh - r.acked.seq())
-	if w.unacked == 0 {
-		w.seen = time.Time{}
+	w.seen = time.Time{} // the oldest message is a newer one now: the next gather sees it
+	if w.unacked > 0 {
+		w.seen = r.waitFrom // it was sent, at the latest, now
 	}
 	w.signalLocked()
 	w.mu.Unlock()

@@ -40,6 +40,13 @@ import (
 // later ones summed at most once per WithDropReportInterval, and passes
 // the same report to the hook set by WithDropHook.
 //
+// With WithAcks the BatchWriter speaks a protocol in which the peer's
+// program acknowledges messages (RELP: the relp subpackage): a message
+// keeps its room in the buffer until it is acknowledged, and what a lost
+// connection leaves unacknowledged is sent again on the next one, so a
+// collector's restart loses nothing and duplicates at most a window.
+// Flush and Close then count acknowledgements, not writes.
+//
 // Use a BatchWriter when writes are small and frequent and a caller must
 // not wait on the network; use Manager.Write when each write must report
 // its own delivery to the socket.
@@ -266,6 +273,10 @@ type flushWait struct {
 // or ctx.Err() (the drops are then left for the next Flush to report).
 // A drop is reported once, by every Flush waiting when it happens that
 // waited for the message dropped, else by the next Flush.
+//
+// With acks (WithAcks), Flush waits until every message accepted before
+// it was acknowledged or dropped: nil means the peer acknowledged them
+// all; a message the peer refused is a drop, reported as above.
 func (w *BatchWriter) Flush(ctx context.Context) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -339,6 +350,13 @@ func (w *BatchWriter) noteDiscardsLocked(n uint64) {
 // still queued then are dropped, counted, and reported by an error matching
 // ErrUnflushed. It does not close the Manager. Close is idempotent; later
 // calls wait for the first to finish and return nil.
+//
+// With acks (WithAcks), Close waits within the close timeout until every
+// message is acknowledged, then ends the session with the protocol's close
+// (RELP's "close"), which leaves the connection: the Manager dials a new
+// one. Its error then says how many messages were not acknowledged
+// ("conn: messages left unwritten: 12 not acknowledged"); some of those
+// may have reached the peer.
 func (w *BatchWriter) Close() error {
 	w.mu.Lock()
 	if w.closing.Load() {
