@@ -397,3 +397,25 @@ func TestAcksProtocolPanics(t *testing.T) {
 		}
 	})
 }
+
+// A peer that acknowledges what was never sent is a broken peer: the
+// connection is left, and nothing is taken as acknowledged.
+func TestAcksBeyondWhatWasSent(t *testing.T) {
+	s := newAckServer(t)
+	s.set(func(s *ackServer) { s.ackAhead = 1000 })
+	_, w := newAckWriter(t, s, conn.WithCloseTimeout(300*time.Millisecond))
+	writeNumbered(t, w, 0, 5)
+	s.awaitOpens(t, 2, 10*time.Second)
+	if st := w.Stats(); st.Acked != 0 {
+		t.Fatalf("Acked %d: acknowledgements beyond what was sent were taken", st.Acked)
+	}
+	s.set(func(s *ackServer) { s.ackAhead = 0 })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := w.Flush(ctx); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+	if st := w.Stats(); st.Acked != 5 {
+		t.Fatalf("Acked %d, want 5", st.Acked)
+	}
+}

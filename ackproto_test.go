@@ -105,6 +105,7 @@ type ackServer struct {
 	byes     int
 	refuse   func(seq uint64, text string) bool // answer R instead of A
 	dropAt   int                                // after this many messages in all, reset the connection without answering the last one
+	ackAhead uint64                             // acknowledge this many more than taken
 	stalled  bool                               // read but keep the answers until release
 	pending  map[net.Conn][]byte                // the answers kept
 	greeting string                             // "OK\n" unless set; "" never answers
@@ -205,7 +206,7 @@ func (s *ackServer) serve(c net.Conn) {
 		s.seqs = append(s.seqs, seq)
 		close(s.changed)
 		s.changed = make(chan struct{})
-		answer := fmt.Appendf(nil, "A %d\n", seq+1)
+		answer := fmt.Appendf(nil, "A %d\n", seq+1+s.ackAhead)
 		if s.refuse != nil && s.refuse(seq, text) {
 			answer = fmt.Appendf(nil, "R %d no thanks\n", seq)
 		}

@@ -41,6 +41,8 @@ type ackSession struct {
 
 // An ackBox is where readers leave acknowledgements for the writer.
 type ackBox struct {
+	sent atomic.Uint64 // messages below this were written, or are being: no Ack goes beyond
+
 	mu       sync.Mutex
 	through  uint64    // the highest Through reported
 	refusals []refusal // refused messages not yet counted, by sequence number
@@ -204,6 +206,10 @@ func (w *BatchWriter) readAcks(sess *ackSession) {
 		a, err := sess.s.ReadAck()
 		if err != nil {
 			sess.err = err
+			return
+		}
+		if sent := w.acks.sent.Load(); a.Through > sent {
+			sess.err = fmt.Errorf("conn: the peer acknowledged messages up to %d; %d were sent", a.Through, sent)
 			return
 		}
 		if !sess.acked.Load() {
@@ -380,6 +386,9 @@ func (r *ackRun) send(k, size int) {
 	r.frame = frame
 	if r.sent.seq() == r.acked.seq() {
 		r.waitFrom = time.Now() // the first message waiting: its ack is due within the timeout
+	}
+	if end := first + uint64(k); end > w.acks.sent.Load() {
+		w.acks.sent.Store(end) // before the write: its acks may come before it returns
 	}
 	w.writing.Store(true)
 	if w.aborted.Load() {
