@@ -419,3 +419,47 @@ func TestAcksBeyondWhatWasSent(t *testing.T) {
 		t.Fatalf("Acked %d, want 5", st.Acked)
 	}
 }
+
+// An idle acknowledging writer holds no session and waits for no
+// connection: its Close returns at once even with the peer down.
+func TestAcksIdleCloseWithThePeerDown(t *testing.T) {
+	s := newAckServer(t)
+	addr := s.Addr()
+	s.Close()
+	m := conn.New("tcp", addr, conn.WithLogger(log.NewNopLogger()))
+	defer m.Close()
+	w := conn.NewBatchWriter(m, conn.WithAcks(lineAcks{}), conn.WithCloseTimeout(10*time.Second))
+	time.Sleep(50 * time.Millisecond) // the writer settles into its wait: nothing observable says when
+	start := time.Now()
+	if err := w.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("Close of an idle writer took %v", d)
+	}
+}
+
+// An idle session whose peer closes it is not replaced until there is
+// something to send; then the message goes on a new one.
+func TestAcksIdleSessionLostThenWrite(t *testing.T) {
+	s := newAckServer(t)
+	_, w := newAckWriter(t, s)
+	writeNumbered(t, w, 0, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := w.Flush(ctx); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+	s.resetAll()
+	time.Sleep(50 * time.Millisecond) // let the reset arrive: what is tested is a Write after it
+	writeNumbered(t, w, 1, 2)
+	if err := w.Flush(ctx); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+	checkAllOnce(t, s.Got(), 2)
+	s.set(func(s *ackServer) {
+		if s.opens != 2 {
+			t.Errorf("%d sessions, want 2", s.opens)
+		}
+	})
+}

@@ -82,6 +82,15 @@ func (w *BatchWriter) runAcked(head *segment) {
 		if r.sess != nil && (r.sess.ended() || w.m.live() != r.sess.l) {
 			r.leave(nil)
 		}
+		if r.sess == nil && r.idle() {
+			// No session is needed before there is something to send: an
+			// idle writer neither waits for a connection nor holds one.
+			if !r.waitIdle() {
+				w.discard()
+				return
+			}
+			continue
+		}
 		if r.sess == nil {
 			if !w.m.awaitLive(w.abort) {
 				w.discard()
@@ -100,6 +109,33 @@ func (w *BatchWriter) runAcked(head *segment) {
 		}
 		r.send(k, size)
 	}
+}
+
+// idle reports whether nothing waits to be sent or acknowledged.
+func (r *ackRun) idle() bool {
+	if r.sent.seq() > r.acked.seq() {
+		return false
+	}
+	a, ok := r.w.ready(&r.sent)
+	return !ok || a == drained
+}
+
+// waitIdle waits, without a session, for a message to send. It returns
+// false when Close's time ran out or the Manager was closed.
+func (r *ackRun) waitIdle() bool {
+	w := r.w
+	w.sleeping.Store(true) // then look: a Write publishes, then looks
+	defer w.sleeping.Store(false)
+	if !r.idle() || r.finished() {
+		return true
+	}
+	select {
+	case <-w.wake:
+		return true
+	case <-w.abort:
+	case <-w.m.closing:
+	}
+	return false
 }
 
 // finished reports whether the queue is closed and every message in it
