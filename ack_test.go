@@ -201,6 +201,10 @@ func TestAcksWindowBoundsWhatIsInFlight(t *testing.T) {
 		}
 	}
 	s.awaitGot(window, 10*time.Second)
+	time.Sleep(50 * time.Millisecond) // time for a message beyond the window to arrive, if one were sent
+	if got := len(s.Got()); got != window {
+		t.Fatalf("the server took %d messages while acknowledgements were stalled, window %d", got, window)
+	}
 	if st := w.Stats(); st.Queue.Unacked != window || st.Written != window {
 		t.Fatalf("stalled: Unacked %d, Written %d, want the window %d", st.Queue.Unacked, st.Written, window)
 	}
@@ -462,4 +466,150 @@ func TestAcksIdleSessionLostThenWrite(t *testing.T) {
 			t.Errorf("%d sessions, want 2", s.opens)
 		}
 	})
+}
+
+// A refusal in the same burst as acknowledgements before it is a drop for
+// the Flushes that waited for it only.
+func TestAcksRefusalCountsInOrderForFlush(t *testing.T) {
+	s := newAckServer(t)
+	s.set(func(s *ackServer) { s.refuse = func(seq uint64, _ string) bool { return seq == 7 } })
+	s.stall()
+	_, w := newAckWriter(t, s)
+	writeNumbered(t, w, 0, 5)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	first := make(chan error, 1)
+	go func() { first <- w.Flush(ctx) }()
+	s.awaitGot(5, 10*time.Second)
+	writeNumbered(t, w, 5, 10)
+	s.awaitGot(10, 10*time.Second)
+	second := make(chan error, 1)
+	go func() { second <- w.Flush(ctx) }()
+	time.Sleep(20 * time.Millisecond) // both Flushes wait; nothing observable says so
+	s.release()
+	if err := <-first; err != nil {
+		t.Fatalf("Flush of messages 0-4: %v, want nil: the refused message 7 was not among them", err)
+	}
+	if err := <-second; !errors.Is(err, conn.ErrUnflushed) {
+		t.Fatalf("Flush of messages 0-9: %v, want the refusal of 7", err)
+	}
+}
+
+// A refusal of a message already acknowledged changes nothing, and a
+// later refusal still counts.
+func TestAcksLateRefusalOfAnAcknowledgedMessage(t *testing.T) {
+	s := newAckServer(t)
+	s.set(func(s *ackServer) {
+		s.refuse = func(seq uint64, _ string) bool { return seq == 7 }
+		s.extra = func(seq uint64) string {
+			if seq == 4 {
+				return "R 4 too late\n"
+			}
+			return ""
+		}
+	})
+	_, w := newAckWriter(t, s)
+	writeNumbered(t, w, 0, 10)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := w.Flush(ctx); !errors.Is(err, conn.ErrUnflushed) {
+		t.Fatalf("Flush: %v", err)
+	}
+	if st := w.Stats(); st.Refused != 1 || st.Acked != 9 {
+		t.Fatalf("stats %+v: want message 7 refused, the other 9 acknowledged", st)
+	}
+}
+
+// A batch that replays unacknowledged messages and carries new ones counts
+// only the new ones as Written.
+func TestAcksWrittenCountsFirstWritesOnly(t *testing.T) {
+	s := newAckServer(t)
+	s.stall()
+	_, w := newAckWriter(t, s, conn.WithWindow(32, 0), conn.WithAckTimeout(100*time.Millisecond))
+	writeNumbered(t, w, 0, 20)
+	s.awaitGot(20, 10*time.Second)
+	// The next handshake hangs until the ack timeout, while 80 more
+	// messages queue: the replay then shares its batch with new ones.
+	s.set(func(s *ackServer) { s.greeting = "" })
+	s.resetAll()
+	s.awaitOpens(t, 2, 10*time.Second)
+	writeNumbered(t, w, 20, 100)
+	s.set(func(s *ackServer) { s.greeting = "OK\n" })
+	s.release()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := w.Flush(ctx); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+	st := w.Stats()
+	if st.Written != 100 || st.Acked != 100 || st.Replayed != 20 {
+		t.Fatalf("stats %+v: want 100 written once, 20 replayed", st)
+	}
+	checkAllOnce(t, s.Got(), 100)
+}
+
+// A session left idle longer than the ack timeout is kept: the timeout
+// is for acknowledgements awaited, and the handshake's deadline is gone.
+func TestAcksIdleSessionOutlivesTheAckTimeout(t *testing.T) {
+	s := newAckServer(t)
+	_, w := newAckWriter(t, s, conn.WithAckTimeout(50*time.Millisecond))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	writeNumbered(t, w, 0, 1)
+	if err := w.Flush(ctx); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+	time.Sleep(200 * time.Millisecond) // idle for four ack timeouts
+	writeNumbered(t, w, 1, 2)
+	if err := w.Flush(ctx); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+	s.set(func(s *ackServer) {
+		if s.opens != 1 {
+			t.Errorf("%d sessions, want 1: an idle session was left", s.opens)
+		}
+	})
+}
+
+// A peer that accepts the handshake and then drops every connection
+// before acknowledging anything is redialed on the backoff schedule, not
+// in a loop.
+func TestAcksSessionsThatNeverAcknowledgeBackOff(t *testing.T) {
+	s := newAckServer(t)
+	s.set(func(s *ackServer) { s.resetAfterHello = 20 * time.Millisecond })
+	m := conn.New("tcp", s.Addr(), conn.WithBackoff(100*time.Millisecond, time.Second), conn.WithLogger(log.NewNopLogger()))
+	defer m.Close()
+	w := conn.NewBatchWriter(m, conn.WithAcks(lineAcks{}), conn.WithCloseTimeout(100*time.Millisecond))
+	defer w.Close()
+	writeNumbered(t, w, 0, 1)
+	time.Sleep(time.Second)
+	var opens int
+	s.set(func(s *ackServer) { opens = s.opens })
+	if opens > 8 {
+		t.Fatalf("%d sessions in 1s with a 100ms backoff: redialed without backoff", opens)
+	}
+}
+
+// After Close ends the session gracefully, the Manager has left the
+// connection and dialed another, on which a new writer works.
+func TestAcksCloseLeavesTheConnection(t *testing.T) {
+	s := newAckServer(t)
+	m, w := newAckWriter(t, s)
+	writeNumbered(t, w, 0, 3)
+	if err := w.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for m.Stats().Dials < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("stats %+v: the closed session's connection was not left", m.Stats())
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	w2 := conn.NewBatchWriter(m, conn.WithAcks(lineAcks{}))
+	writeNumbered(t, w2, 3, 6)
+	if err := w2.Close(); err != nil {
+		t.Fatalf("second writer's Close: %v", err)
+	}
+	checkAllOnce(t, s.Got(), 6)
 }

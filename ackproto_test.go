@@ -97,19 +97,21 @@ type ackServer struct {
 	ln net.Listener
 	wg sync.WaitGroup
 
-	mu       sync.Mutex
-	got      []string // message texts taken, in order, duplicates included
-	seqs     []uint64 // their sequence numbers
-	conns    []net.Conn
-	opens    int
-	byes     int
-	refuse   func(seq uint64, text string) bool // answer R instead of A
-	dropAt   int                                // after this many messages in all, reset the connection without answering the last one
-	ackAhead uint64                             // acknowledge this many more than taken
-	stalled  bool                               // read but keep the answers until release
-	pending  map[net.Conn][]byte                // the answers kept
-	greeting string                             // "OK\n" unless set; "" never answers
-	changed  chan struct{}                      // closed and replaced at each message taken
+	mu              sync.Mutex
+	got             []string // message texts taken, in order, duplicates included
+	seqs            []uint64 // their sequence numbers
+	conns           []net.Conn
+	opens           int
+	byes            int
+	refuse          func(seq uint64, text string) bool // answer R instead of A
+	dropAt          int                                // after this many messages in all, reset the connection without answering the last one
+	extra           func(seq uint64) string            // more answers after the one to seq
+	resetAfterHello time.Duration                      // reset each connection this long after the greeting
+	ackAhead        uint64                             // acknowledge this many more than taken
+	stalled         bool                               // read but keep the answers until release
+	pending         map[net.Conn][]byte                // the answers kept
+	greeting        string                             // "OK\n" unless set; "" never answers
+	changed         chan struct{}                      // closed and replaced at each message taken
 }
 
 func newAckServer(t testing.TB) *ackServer {
@@ -176,6 +178,14 @@ func (s *ackServer) serve(c net.Conn) {
 	if _, err := io.WriteString(c, greeting); err != nil || greeting != "OK\n" {
 		return
 	}
+	s.mu.Lock()
+	resetAfter := s.resetAfterHello
+	s.mu.Unlock()
+	if resetAfter > 0 {
+		time.Sleep(resetAfter)
+		c.(*net.TCPConn).SetLinger(0)
+		return
+	}
 	for {
 		line, err := br.ReadString('\n')
 		if err != nil {
@@ -209,6 +219,9 @@ func (s *ackServer) serve(c net.Conn) {
 		answer := fmt.Appendf(nil, "A %d\n", seq+1+s.ackAhead)
 		if s.refuse != nil && s.refuse(seq, text) {
 			answer = fmt.Appendf(nil, "R %d no thanks\n", seq)
+		}
+		if s.extra != nil {
+			answer = append(answer, s.extra(seq)...)
 		}
 		if s.stalled {
 			s.pending[c] = append(s.pending[c], answer...)

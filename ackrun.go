@@ -256,7 +256,8 @@ func (w *BatchWriter) readAcks(sess *ackSession) {
 	}
 }
 
-// post records a.
+// post records a. Through only grows, so refusals are recorded in order,
+// each beyond every acknowledgement before it.
 func (b *ackBox) post(a Ack) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -324,9 +325,6 @@ func (r *ackRun) takeAcks() {
 	for r.acked.seq() < through {
 		w.advance(&r.acked)
 		seq := r.acked.seq()
-		for len(refusals) > 0 && refusals[0].seq < seq {
-			refusals = refusals[1:] // acknowledged by another session first
-		}
 		l := r.acked.s.published(r.acked.i)
 		r.acked.skip(1, l)
 		if len(refusals) == 0 || refusals[0].seq != seq {
@@ -343,6 +341,11 @@ func (r *ackRun) takeAcks() {
 		released, releasedBytes = released+1, releasedBytes+l
 	}
 	account()
+	if len(refusals) > 0 { // beyond what was written: for a later turn
+		w.acks.mu.Lock()
+		w.acks.refusals = append(refusals, w.acks.refusals...)
+		w.acks.mu.Unlock()
+	}
 	w.advance(&r.acked)
 	if r.sent.seq() < r.acked.seq() {
 		r.sent = r.acked // acknowledged on a session left before its replay
