@@ -33,6 +33,14 @@
 // under way on it have returned, so a switch loses nothing and tears
 // nothing. Only the loss of an endpoint can lose what was in flight to it.
 //
+// A BatchWriter queues small messages and writes them in the background,
+// so that its caller never waits on the network. Given a protocol in which
+// the collector acknowledges messages (WithAcks; RELP in the relp
+// subpackage), it keeps each message until it is acknowledged and sends
+// the unacknowledged ones again after a lost connection: a collector's
+// restart then loses nothing, and a nil error from Flush or Close means
+// the collector has every message.
+//
 // See RELIABILITY.md in the repository for what a nil error from Write
 // promises and what can still be lost.
 package conn
