@@ -117,6 +117,9 @@ func (p *Protocol) Open(rw io.ReadWriter) (conn.AckSession, error) {
 		}
 		return nil, err
 	}
+	if string(f.Cmd) == "serverclose" && f.Txnr == 0 {
+		return nil, ErrServerClose
+	}
 	if string(f.Cmd) != "rsp" || f.Txnr != 1 {
 		return nil, s.protocolError("expected the answer to open (1 rsp)", f)
 	}
