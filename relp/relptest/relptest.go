@@ -321,8 +321,6 @@ type serverConn struct {
 	closing bool   // a close's answer is in held
 }
 
-var errClosing = errors.New("closing")
-
 func (c *serverConn) serve() {
 	s := c.s
 	defer s.wg.Done()
