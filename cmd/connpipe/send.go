@@ -768,7 +768,8 @@ func (j *sendJob) run(ctx context.Context, e *env) int {
 		if s.acks {
 			still = "not acknowledged"
 		}
-		if left := dropped - full - tooLong - cut - refused; left > 0 {
+		left := dropped - full - tooLong - cut - refused
+		if left > 0 {
 			if stoppedBy != "" {
 				why = append(why, fmt.Sprintf("%s %s when %s", count(left), still, stoppedBy))
 			} else {
@@ -780,7 +781,10 @@ func (j *sendJob) run(ctx context.Context, e *env) int {
 			undelivered = "not acknowledged"
 		}
 		msg := fmt.Sprintf("%s: %s of %s %s: %s", programName, count(dropped), plural(read, "line"), undelivered, strings.Join(why, ", "))
-		if ms.LastError != nil && end != gaveUp && (closeErr != nil || ms.State != conn.Connected) {
+		// With acks, the BatchWriter's own close of the session is the
+		// last error after a refusal: only lines left unacknowledged have
+		// a connection's error to explain them.
+		if ms.LastError != nil && end != gaveUp && (closeErr != nil || ms.State != conn.Connected) && (!s.acks || left > 0) {
 			msg += fmt.Sprintf("; last error: %v", ms.LastError)
 		}
 		con.Printf("%s", msg)
