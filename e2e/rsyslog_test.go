@@ -21,10 +21,11 @@ import (
 	"github.com/seed44b27a20/conn"
 )
 
-// rsyslog runs rsyslogd in the foreground with a config of its own: imtcp on
-// a loopback port, every message's text appended to out.log. The main queue
-// is direct, so that a message read from the socket is in the file before
-// rsyslogd reads the next: what rsyslogd read is never lost at its shutdown.
+// rsyslog runs rsyslogd in the foreground with a config of its own: imtcp
+// (or imrelp, relp_test.go) on a loopback port, every message's text
+// appended to out.log. The main queue is direct, so that a message read
+// from the socket is in the file before rsyslogd reads the next: what
+// rsyslogd read is never lost at its shutdown.
 type rsyslog struct {
 	t      *testing.T
 	bin    string
@@ -47,17 +48,27 @@ func findRsyslogd(t *testing.T) string {
 
 func startRsyslog(t *testing.T) *rsyslog {
 	t.Helper()
+	return startRsyslogInput(t, imtcpInput)
+}
+
+// imtcpInput configures rsyslog's plain TCP input; %[1]s is the port.
+const imtcpInput = `module(load="imtcp")
+input(type="imtcp" address="127.0.0.1" port="%[1]s")`
+
+// startRsyslogInput starts rsyslogd with input, the configuration of its
+// input module, in which %[1]s is the port (and %% a percent sign).
+func startRsyslogInput(t *testing.T, input string) *rsyslog {
+	t.Helper()
 	r := &rsyslog{t: t, bin: findRsyslogd(t), dir: t.TempDir()}
 	port := stablePort(t)
 	r.addr = net.JoinHostPort("127.0.0.1", port)
 	os.Mkdir(filepath.Join(r.dir, "work"), 0o755)
 	conf := fmt.Sprintf(`global(workDirectory="%[1]s/work")
 main_queue(queue.type="Direct")
-module(load="imtcp")
-input(type="imtcp" address="127.0.0.1" port="%[2]s")
+%[2]s
 template(name="text" type="string" string="%%msg%%\n")
 action(type="omfile" file="%[1]s/out.log" template="text")
-`, r.dir, port)
+`, r.dir, fmt.Sprintf(input, port))
 	if err := os.WriteFile(filepath.Join(r.dir, "rsyslog.conf"), []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +126,7 @@ func (r *rsyslog) start() {
 	}
 	r.cmd, r.exited = cmd, make(chan error, 1)
 	go func() { r.exited <- cmd.Wait() }()
-	// Nothing signals that imtcp listens; ask until it answers.
+	// Nothing signals that the input listens; ask until it answers.
 	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(5 * time.Millisecond) {
 		select {
 		case err := <-r.exited:

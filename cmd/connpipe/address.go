@@ -13,7 +13,7 @@ import (
 // An endpoint is a parsed ADDRESS: what to pass to net.Dial or net.Listen,
 // and whether to speak TLS on top.
 type endpoint struct {
-	Scheme  string // "tcp", "udp", "unix" or "tls"
+	Scheme  string // "tcp", "udp", "unix", "tls" or "relp"
 	Network string // for net.Dial: "tcp", "udp" or "unix"
 	Address string // "host:port" (IPv6 hosts in brackets), or a socket path
 	Host    string // the host of Address, without brackets; "" for unix
@@ -22,6 +22,9 @@ type endpoint struct {
 
 // TLS reports whether the endpoint speaks TLS over TCP.
 func (e endpoint) TLS() bool { return e.Scheme == "tls" }
+
+// Acks reports whether the endpoint acknowledges each line: RELP over TCP.
+func (e endpoint) Acks() bool { return e.Scheme == "relp" }
 
 // String returns the endpoint in canonical form, "scheme://address", which
 // parseAddress maps back to the same endpoint.
@@ -33,9 +36,10 @@ var schemes = map[string]string{
 	"udp":  "udp",
 	"unix": "unix",
 	"tls":  "tcp",
+	"relp": "tcp",
 }
 
-const schemeHint = "use tcp://, udp://, unix://, tls:// or host:port"
+const schemeHint = "use tcp://, udp://, unix://, tls://, relp:// or host:port"
 
 // maxUnixPath is the longest unix socket path: sun_path holds 108 bytes on
 // Linux, including the terminating NUL.
@@ -43,7 +47,7 @@ const maxUnixPath = 107
 
 // parseAddress parses an ADDRESS: tcp://host:port, udp://host:port,
 // unix:///absolute/path, unix://./relative/path, unix://@abstract,
-// tls://host:port, or a bare
+// tls://host:port, relp://host:port, or a bare
 // host:port meaning TCP. The scheme is case-insensitive. The port must be a
 // number from 0 to 65535 (callers that dial reject 0). An IPv6 host goes in
 // brackets: tcp://[::1]:5000. Errors say what is wrong and how to write it.

@@ -43,7 +43,7 @@ func TestParseAddressErrors(t *testing.T) {
 		in   string
 		want string // in the error
 	}{
-		{"htp://x:1", `unknown scheme "htp" in "htp://x:1": use tcp://, udp://, unix://, tls:// or host:port`},
+		{"htp://x:1", `unknown scheme "htp" in "htp://x:1": use tcp://, udp://, unix://, tls://, relp:// or host:port`},
 		{"http://x:80", `unknown scheme "http"`},
 		{"localhost", `missing port in "localhost": write host:port, e.g. localhost:5000`},
 		{"localhost:", `missing port in "localhost:"`},

@@ -311,7 +311,7 @@ func TestBadInput(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"send", "htp://" + addr}, `connpipe: unknown scheme "htp" in "htp://` + addr + `": use tcp://, udp://, unix://, tls:// or host:port`},
+		{[]string{"send", "htp://" + addr}, `connpipe: unknown scheme "htp" in "htp://` + addr + `": use tcp://, udp://, unix://, tls://, relp:// or host:port`},
 		{[]string{"send", "127.0.0.1"}, `missing port in "127.0.0.1"`},
 		{[]string{"send", "tcp://127.0.0.1"}, `missing port in "tcp://127.0.0.1"`},
 		{[]string{"send", "unix://tmp/s.sock"}, `relative socket path in "unix://tmp/s.sock": write unix:///tmp/s.sock for /tmp/s.sock, or unix://./tmp/s.sock for a path relative to the current directory`},

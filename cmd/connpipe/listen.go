@@ -96,6 +96,8 @@ func runListen(ctx context.Context, e *env, args []string) int {
 		}
 	}
 	switch {
+	case ep.Acks():
+		return fail(e, usagef("listen does not speak RELP: to try send relp:// locally, listen with rsyslog's imrelp (%q is relp://)", address))
 	case !ep.TLS() && len(tlsFlags) > 0:
 		return fail(e, usagef("%s only to tls:// addresses, not %q", applies(tlsFlags), address))
 	case (cfg.cert == "") != (cfg.key == ""):

@@ -39,7 +39,10 @@
 // whole and in order, and reports what was dropped, lost and retried.
 //
 // ADDRESS is tcp://host:port, udp://host:port, unix:///path/to/socket (or
-// unix://./relative/path), tls://host:port, or host:port for TCP.
+// unix://./relative/path), tls://host:port, relp://host:port, or host:port
+// for TCP. Over relp:// (RELP, rsyslog's imrelp) the server acknowledges
+// each line: send keeps a line until it is acknowledged and sends the
+// unacknowledged ones again after a lost connection.
 //
 // SIGINT (Ctrl-C) and SIGTERM: the first stops a command gracefully (send
 // stops reading and flushes what is queued, within -close-timeout, with a
@@ -48,8 +51,9 @@
 // ends by the signal, after its summary, so a shell shows status 130
 // (SIGINT) or 143 (SIGTERM).
 //
-// Exit status: 0 on success; 1 when send could not deliver every line (it
-// says how many) or gave up on an error that retrying cannot fix, when demo
+// Exit status: 0 on success (for send over relp://: every line was
+// acknowledged); 1 when send could not deliver every line (it says how
+// many; over relp://, a line refused or not acknowledged in time) or gave up on an error that retrying cannot fix, when demo
 // found a line lost or out of order, or on a runtime error such as a file
 // that cannot be read; 2 for a usage error; 130 or 143 when interrupted.
 package main
@@ -88,11 +92,13 @@ Usage:
 ADDRESS:
   tcp://host:port   udp://host:port   unix:///path/to/socket (unix://./relative)
   tls://host:port   host:port (TCP)
+  relp://host:port  RELP (rsyslog's imrelp): every line acknowledged, none lost
 
 Examples:
   tail -F app.log | connpipe send tcp://logs.internal:5000
   tail -F app.log | connpipe send tcp://primary:514 tcp://standby:514
   connpipe send -file events.log -ca ca.pem tls://collector:6514
+  tail -F app.log | connpipe send relp://collector:2514
   connpipe listen tcp://127.0.0.1:5000
   connpipe demo
 
@@ -111,10 +117,11 @@ Ctrl-C (or SIGTERM): the first stops reading and flushes what is queued, within
 -close-timeout, with a countdown; the second stops at once. The summary is
 printed either way.
 
-Exit status: 0 every line was written to a connection; 1 some lines were
-dropped or not delivered (the summary says how many), an error that retrying
-cannot fix, or a file that cannot be read; 2 bad usage; 130 (SIGINT) or 143
-(SIGTERM) interrupted, after the summary.
+Exit status: 0 every line was written to a connection (relp://: acknowledged
+by the server); 1 some lines were dropped or not delivered (relp://: refused,
+or not acknowledged in time; the summary says how many), an error that
+retrying cannot fix, or a file that cannot be read; 2 bad usage; 130 (SIGINT)
+or 143 (SIGTERM) interrupted, after the summary.
 `
 
 // env is what a command runs with; tests substitute their own. The

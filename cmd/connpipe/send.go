@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/seed44b27a20/conn"
+	"github.com/seed44b27a20/conn/relp"
 )
 
 // Defaults of send's flags that differ from the library's.
@@ -53,6 +54,7 @@ type sendConfig struct {
 	probe        time.Duration // -policy priority: how often to probe the earlier ADDRESSes
 	stagger      time.Duration // with several ADDRESSes: how long a dial hangs before the next starts
 	maxAge       time.Duration // replace each connection after this long; 0: never
+	window       int           // relp://: lines sent and not yet acknowledged, at most
 }
 
 func sendFlags(c *sendConfig) *flagSet {
@@ -95,8 +97,17 @@ off, and says so on stderr. To try TLS locally, in two terminals:
   connpipe send -ca cp.pem tls://127.0.0.1:6514
 
 ADDRESS: tcp://host:port, udp://host:port, unix:///path (unix://./path if
-relative), tls://host:port or host:port (TCP). Over UDP, lines are packed into
-datagrams of up to 1432 bytes.
+relative), tls://host:port, relp://host:port or host:port (TCP). Over UDP,
+lines are packed into datagrams of up to 1432 bytes.
+
+RELP: relp://host:port speaks RELP over TCP to rsyslog's imrelp (or any RELP
+server), which acknowledges each line once it has taken it. A line stays
+queued until it is acknowledged; lines sent on a connection that is lost
+before their acknowledgement are sent again on the next one, so a restart of
+the collector loses nothing and may duplicate at most -window lines. A line
+the server refuses (an answer other than 200) is not sent again: it counts
+as not delivered. The summary counts the lines acknowledged, sent again
+(replayed) and refused. One trailing newline of each line is not sent.
 
 Examples:
   tail -F app.log | connpipe send tcp://logs.internal:5000
@@ -104,10 +115,12 @@ Examples:
   connpipe send -file events.log -ca ca.pem tls://collector:6514
   journalctl -f -o json | connpipe send -full drop -buffer 64M unix:///run/collector.sock
 
-Exit status: 0 every line was written to a connection; 1 some lines were
-dropped or not delivered (the summary on stderr says how many), an error that
-retrying cannot fix, or a file that cannot be read; 2 bad usage; 130 (SIGINT)
-or 143 (SIGTERM) interrupted, after the summary.
+Exit status: 0 every line was written to a connection (relp://: every line
+was acknowledged by the server); 1 some lines were dropped or not delivered
+(relp://: refused, or not acknowledged within -close-timeout; the summary on
+stderr says how many), an error that retrying cannot fix, or a file that
+cannot be read; 2 bad usage; 130 (SIGINT) or 143 (SIGTERM) interrupted, after
+the summary.
 `)
 	c.buffer = conn.DefaultBufferSize
 	fs.StringVar(&c.file, "file", "", "read lines from `PATH` instead of stdin (- is stdin)")
@@ -128,6 +141,7 @@ or 143 (SIGTERM) interrupted, after the summary.
 	fs.StringVar(&c.policy, "policy", "priority", "with several ADDRESSes, `priority|spread`: the first that accepts, moving back to earlier ones; or one of them, spread over many senders")
 	fs.DurationVar(&c.probe, "probe", conn.DefaultProbeInterval, "-policy priority: while on a later ADDRESS, dial the earlier ones this often (±10%) to move back")
 	fs.DurationVar(&c.stagger, "stagger", conn.DefaultDialStagger, "with several ADDRESSes: dial the next one when a dial has hung this long (0: one at a time, each for up to -dial-timeout)")
+	fs.IntVar(&c.window, "window", conn.DefaultWindow, "relp: send at most `N` lines ahead of the server's acknowledgements; also the most a lost connection can duplicate")
 	fs.DurationVar(&c.maxAge, "max-age", 0, "replace each connection, gracefully, once it has lived this long (±10%; 0: never); over udp://, look the name up again")
 	return fs
 }
@@ -249,6 +263,10 @@ func prepareSend(e *env, fs *flagSet, cfg *sendConfig, addresses []string) (*sen
 	switch {
 	case !ep.TLS() && len(tlsFlags) > 0:
 		return nil, usagef("%s only to tls:// addresses, not %q", applies(tlsFlags), address)
+	case set["window"] && !ep.Acks():
+		return nil, usagef("-window applies only to relp:// addresses, not %q: other schemes have no acknowledgements to wait for", address)
+	case cfg.window < 1:
+		return nil, usagef("-window must be at least 1, not %d", cfg.window)
 	case !eps.several() && len(multiFlags) > 0:
 		return nil, usagef("%s only with several ADDRESSes, the first being the primary: connpipe send [flags] ADDRESS ADDRESS...", applies(multiFlags))
 	case cfg.policy != "priority" && cfg.policy != "spread":
@@ -322,6 +340,10 @@ type sender struct {
 	w       *conn.BatchWriter
 	maxLine int  // longer lines are dropped: they can never be sent
 	several bool // several ADDRESSes: only a failed round over all of them is fatal
+	acks    bool // relp://: delivered means acknowledged
+	verbose bool
+
+	refusal atomic.Pointer[error] // the server's latest refusal of a line (relp://)
 
 	stopping atomic.Bool // the input is no longer read: no new Writes
 	inWrite  atomic.Bool // a Write is under way, which may wait for room
@@ -356,7 +378,7 @@ type seenEvent struct {
 func (ev *seenEvent) next() time.Time { return ev.at.Add(ev.Wait) }
 
 func newSender(maxLine int, verbose bool) *sender {
-	s := &sender{maxLine: maxLine, fatal: make(chan struct{})}
+	s := &sender{maxLine: maxLine, fatal: make(chan struct{}), verbose: verbose}
 	if verbose {
 		s.events = make(chan conn.Event, 64)
 	}
@@ -364,6 +386,19 @@ func newSender(maxLine int, verbose bool) *sender {
 }
 
 var errStopped = errors.New("stopped")
+
+// dropReport hears the BatchWriter's drops (relp://): a line the server
+// refused is kept for the summary, and printed with -v.
+func (s *sender) dropReport(con *console, r conn.DropReport) {
+	if !errors.Is(r.Err, conn.ErrAckRefused) {
+		return // the summary counts the other drops
+	}
+	err := r.Err
+	s.refusal.Store(&err)
+	if s.verbose {
+		con.Printf("%s: the server refused a line, which is not sent again: %v", programName, err)
+	}
+}
 
 func (s *sender) hook(ev conn.Event) {
 	s.last.Store(&seenEvent{Event: ev, at: time.Now()})
@@ -568,6 +603,11 @@ func (j *sendJob) run(ctx context.Context, e *env) int {
 	if cfg.full == "wait" {
 		bopts = append(bopts, conn.WithWaitWhenFull(cfg.waitForRoom()))
 	}
+	if j.ep.Acks() {
+		s.acks = true
+		bopts = append(bopts, conn.WithAcks(relp.New()), conn.WithWindow(cfg.window, 0),
+			conn.WithDropHook(func(r conn.DropReport) { s.dropReport(con, r) }))
+	}
 	s.w = conn.NewBatchWriter(m, bopts...)
 
 	var flush atomic.Pointer[flushState] // nil while reading
@@ -663,14 +703,23 @@ func (j *sendJob) run(ctx context.Context, e *env) int {
 
 	read, written := s.lines.Load(), st.Written
 	full, tooLong, cut := s.full.Load(), s.tooLong.Load()+s.tooLarge.Load(), s.cut.Load()
+	if s.acks {
+		written = st.Acked // delivered means acknowledged
+	}
 	dropped := read - written
 	switched := ""
 	if ms.Switches > 0 {
 		switched = ", " + switches(ms.Switches)
 	}
-	con.Printf("%s: %s read (%s), %s written, %s dropped, %s%s, %s",
-		programName, plural(read, "line"), bytesize(s.bytes.Load()), count(written), count(dropped),
-		plural(s.reconnects.Load(), "reconnect"), switched, elapsed(time.Since(start)))
+	if s.acks {
+		con.Printf("%s: %s read (%s), %s acknowledged, %s replayed, %s refused, %s dropped, %s%s, %s",
+			programName, plural(read, "line"), bytesize(s.bytes.Load()), count(written), count(st.Replayed), count(st.Refused),
+			count(dropped-st.Refused), plural(s.reconnects.Load(), "reconnect"), switched, elapsed(time.Since(start)))
+	} else {
+		con.Printf("%s: %s read (%s), %s written, %s dropped, %s%s, %s",
+			programName, plural(read, "line"), bytesize(s.bytes.Load()), count(written), count(dropped),
+			plural(s.reconnects.Load(), "reconnect"), switched, elapsed(time.Since(start)))
+	}
 
 	code := exitOK
 	if wasIntr {
@@ -706,15 +755,36 @@ func (j *sendJob) run(ctx context.Context, e *env) int {
 		if cut > 0 {
 			why = append(why, fmt.Sprintf("%s read but not yet queued when the input was stopped", count(cut)))
 		}
-		if left := dropped - full - tooLong - cut; left > 0 {
+		refused := uint64(0)
+		if s.acks && st.Refused > 0 {
+			refused = st.Refused
+			what := fmt.Sprintf("%s refused by the server", count(refused))
+			if err := s.refusal.Load(); err != nil {
+				what += fmt.Sprintf(" (the last: %v)", *err)
+			}
+			why = append(why, what)
+		}
+		still := "still queued"
+		if s.acks {
+			still = "not acknowledged"
+		}
+		left := dropped - full - tooLong - cut - refused
+		if left > 0 {
 			if stoppedBy != "" {
-				why = append(why, fmt.Sprintf("%s still queued when %s", count(left), stoppedBy))
+				why = append(why, fmt.Sprintf("%s %s when %s", count(left), still, stoppedBy))
 			} else {
-				why = append(why, fmt.Sprintf("%s still queued when the %v close timeout ran out", count(left), cfg.closeTimeout))
+				why = append(why, fmt.Sprintf("%s %s when the %v close timeout ran out", count(left), still, cfg.closeTimeout))
 			}
 		}
-		msg := fmt.Sprintf("%s: %s of %s not delivered: %s", programName, count(dropped), plural(read, "line"), strings.Join(why, ", "))
-		if ms.LastError != nil && end != gaveUp && (closeErr != nil || ms.State != conn.Connected) {
+		undelivered := "not delivered"
+		if s.acks {
+			undelivered = "not acknowledged"
+		}
+		msg := fmt.Sprintf("%s: %s of %s %s: %s", programName, count(dropped), plural(read, "line"), undelivered, strings.Join(why, ", "))
+		// With acks, the BatchWriter's own close of the session is the
+		// last error after a refusal: only lines left unacknowledged have
+		// a connection's error to explain them.
+		if ms.LastError != nil && end != gaveUp && (closeErr != nil || ms.State != conn.Connected) && (!s.acks || left > 0) {
 			msg += fmt.Sprintf("; last error: %v", ms.LastError)
 		}
 		con.Printf("%s", msg)
@@ -803,7 +873,11 @@ func (s *sender) status(con *console, m *conn.Manager, eps targets, cfg sendConf
 				continue
 			}
 			st := s.w.Stats()
-			lps, bps := meter.rate(now, st.Written, st.WrittenBytes)
+			done, doneBytes := st.Written, st.WrittenBytes
+			if s.acks {
+				done, doneBytes = st.Acked, st.AckedBytes
+			}
+			lps, bps := meter.rate(now, done, doneBytes)
 			ms := m.Stats()
 			v := statusView{
 				now:        now,
@@ -815,8 +889,11 @@ func (s *sender) status(con *console, m *conn.Manager, eps targets, cfg sendConf
 				lastErr:    ms.LastError,
 				event:      s.last.Load(),
 				flush:      flush.Load(),
-				written:    st.Written,
-				bytes:      st.WrittenBytes,
+				written:    done,
+				bytes:      doneBytes,
+				acks:       s.acks,
+				replayed:   st.Replayed,
+				refused:    st.Refused,
 				lps:        lps,
 				bps:        bps,
 				reconnects: s.reconnects.Load(),
@@ -840,8 +917,11 @@ type statusView struct {
 	lastErr    error      // the Manager's last error
 	event      *seenEvent // the latest state change; nil if none yet
 	flush      *flushState
-	written    uint64
+	written    uint64 // acknowledged, with acks
 	bytes      uint64
+	acks       bool // relp://: written counts acknowledged lines
+	replayed   uint64
+	refused    uint64
 	lps, bps   float64
 	reconnects uint64
 	dropped    uint64
@@ -909,10 +989,20 @@ func (v statusView) String() string {
 	if v.waiting {
 		parts = append(parts, "queue full: reading waits")
 	}
+	done := "lines"
+	if v.acks {
+		done = "acked"
+	}
 	parts = append(parts,
-		fmt.Sprintf("%s lines %s", count(v.written), bytesize(v.bytes)),
+		fmt.Sprintf("%s %s %s", count(v.written), done, bytesize(v.bytes)),
 		fmt.Sprintf("%s/s %s/s", rateString(v.lps), bytesize(v.bps)),
 		plural(v.reconnects, "reconnect"))
+	if v.replayed > 0 {
+		parts = append(parts, count(v.replayed)+" replayed")
+	}
+	if v.refused > 0 {
+		parts = append(parts, count(v.refused)+" refused")
+	}
 	if v.switches > 0 {
 		parts = append(parts, switches(v.switches))
 	}
