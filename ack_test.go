@@ -590,26 +590,32 @@ func TestAcksSessionsThatNeverAcknowledgeBackOff(t *testing.T) {
 	}
 }
 
-// After Close ends the session gracefully, the Manager has left the
-// connection and dialed another, on which a new writer works.
-func TestAcksCloseLeavesTheConnection(t *testing.T) {
+// Close ends the session gracefully and dials nothing more; a new writer
+// on the same Manager then gets a new connection at once (no backoff).
+func TestAcksCloseDialsNothing(t *testing.T) {
 	s := newAckServer(t)
-	m, w := newAckWriter(t, s)
+	m := conn.New("tcp", s.Addr(), conn.WithBackoff(5*time.Second, 10*time.Second), conn.WithLogger(log.NewNopLogger()))
+	defer m.Close()
+	w := conn.NewBatchWriter(m, conn.WithAcks(lineAcks{}))
 	writeNumbered(t, w, 0, 3)
 	if err := w.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for m.Stats().Dials < 2 {
-		if time.Now().After(deadline) {
-			t.Fatalf("stats %+v: the closed session's connection was not left", m.Stats())
-		}
-		time.Sleep(2 * time.Millisecond)
+	time.Sleep(100 * time.Millisecond) // a redial, if there were one, would come within this
+	if st := m.Stats(); st.Dials != 1 {
+		t.Fatalf("stats %+v: the Manager dialed again after the session's close", st)
 	}
+	start := time.Now()
 	w2 := conn.NewBatchWriter(m, conn.WithAcks(lineAcks{}))
+	defer w2.Close()
 	writeNumbered(t, w2, 3, 6)
-	if err := w2.Close(); err != nil {
-		t.Fatalf("second writer's Close: %v", err)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := w2.Flush(ctx); err != nil {
+		t.Fatalf("second writer's Flush: %v", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("the second writer's messages took %v: the dead connection was redialed after a backoff", d)
 	}
 	checkAllOnce(t, s.Got(), 6)
 }

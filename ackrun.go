@@ -21,11 +21,6 @@ import (
 // Acknowledgements are read by a goroutine per session (ReadAck blocks),
 // which leaves them in the BatchWriter's mailbox (acks) and nudges.
 
-// errSessionClosed is the cause recorded for a connection whose session a
-// BatchWriter's Close ended gracefully: the protocol's close leaves it
-// unusable.
-var errSessionClosed = errors.New("conn: acknowledged session closed by the batch writer")
-
 // errLinkLeft: the connection a session belongs to was lost or switched
 // out before a write.
 var errLinkLeft = errors.New("conn: connection left")
@@ -286,7 +281,7 @@ func (s *ackSession) ended() bool {
 func (r *ackRun) leave(err error) {
 	sess := r.sess
 	r.sess = nil
-	if err == nil && sess.ended() && !errors.Is(sess.err, errSessionClosed) {
+	if err == nil && sess.ended() {
 		err = sess.err
 		if err == io.EOF {
 			err = errPeerClosed
@@ -540,7 +535,10 @@ func (b *ackBox) pending(seq uint64) bool {
 
 // closeSession ends the session gracefully once everything is
 // acknowledged: the protocol's close, then its confirmation, within
-// Close's time. The connection is then left: the protocol is over on it.
+// Close's time. The connection is not retired: the peer closes it, and
+// the Manager redials when it is next written on (the liveness check sees
+// the close), rather than at once for nobody: the program is usually
+// closing the Manager too.
 func (r *ackRun) closeSession() {
 	w := r.w
 	sess := r.sess
@@ -568,7 +566,6 @@ func (r *ackRun) closeSession() {
 			}
 		}
 	}
-	w.m.retire(sess.l, errSessionClosed)
 }
 
 // stopReaders ends the readers of every session and waits for them: a

@@ -353,8 +353,8 @@ func (w *BatchWriter) noteDiscardsLocked(n uint64) {
 //
 // With acks (WithAcks), Close waits within the close timeout until every
 // message is acknowledged, then ends the session with the protocol's close
-// (RELP's "close"), which leaves the connection: the Manager dials a new
-// one. Its error then says how many messages were not acknowledged
+// (RELP's "close"), after which the peer closes the connection: the
+// Manager dials a new one when it is next written on. Its error then says how many messages were not acknowledged
 // ("conn: messages left unwritten: 12 not acknowledged"); some of those
 // may have reached the peer.
 func (w *BatchWriter) Close() error {
