@@ -74,7 +74,8 @@ type AckSession interface {
 // Through-1 with it (a RELP answer other than 200, say): the BatchWriter
 // counts it as refused and dropped, reports it, and does not send it
 // again. An Ack whose Through is not above an earlier one's changes
-// nothing.
+// nothing, so each refusal needs an Ack of its own, and the messages
+// taken before it an Ack before it.
 type Ack struct {
 	Through uint64
 	Err     error
