@@ -58,7 +58,6 @@ type ackRun struct {
 	sessions []*ackSession // sessions whose reader may still run, sess included
 	frame    []byte        // the batch being written
 	msgs     [][]byte
-	shut     bool      // the window filled, and has not yet half emptied
 	waitFrom time.Time // when the oldest unacknowledged message began waiting for an ack (or the last ack came)
 	poll     *time.Timer
 }
@@ -367,13 +366,7 @@ func (r *ackRun) windowOpen() (bool, int) {
 	w := r.w
 	inflight := int(r.sent.seq() - r.acked.seq())
 	inflightBytes := int(r.sent.s.bytes + uint64(r.sent.off) - r.acked.s.bytes - uint64(r.acked.off))
-	if inflight > 0 && r.shut && (inflight > w.cfg.window/2 || inflightBytes > w.cfg.windowBytes/2) {
-		// A full window reopens only once half of it is free: reopening
-		// at each acknowledgement would send a message per write.
-		return false, 0
-	}
-	r.shut = inflight >= w.cfg.window || (inflight > 0 && inflightBytes >= w.cfg.windowBytes)
-	if r.shut {
+	if inflight >= w.cfg.window || (inflight > 0 && inflightBytes >= w.cfg.windowBytes) {
 		return false, 0
 	}
 	return true, min(w.cfg.maxBatch, max(w.cfg.windowBytes-inflightBytes, 0))
