@@ -380,6 +380,17 @@ func (r *ackRun) windowOpen() (bool, int) {
 // gather returns how many messages from sent go in the next batch, within
 // the window and the batch size, and their bytes.
 func (r *ackRun) gather() (k, size int) {
+	k, size = r.batch()
+	if k > 0 {
+		r.w.saw()
+	}
+	return k, size
+}
+
+// batch is gather without the bookkeeping: what the next batch would
+// hold. 0 when the next message does not fit in what is left of the
+// window: the writer then waits for acknowledgements.
+func (r *ackRun) batch() (k, size int) {
 	w := r.w
 	open, limit := r.windowOpen()
 	if !open {
@@ -397,9 +408,6 @@ func (r *ackRun) gather() (k, size int) {
 			break
 		}
 		k, size = k+1, size+l
-	}
-	if k > 0 {
-		w.saw()
 	}
 	return k, size
 }
@@ -518,8 +526,8 @@ func (r *ackRun) news() bool {
 		return true
 	}
 	if a, ok := w.ready(&r.sent); ok && a == more {
-		open, _ := r.windowOpen()
-		return open
+		k, _ := r.batch() // the window may be open, but too small for the next message
+		return k > 0
 	}
 	return false
 }
