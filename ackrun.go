@@ -79,6 +79,10 @@ func (w *BatchWriter) runAcked(head *segment) {
 			r.closeSession()
 			return
 		}
+		if w.aborted.Load() { // Close's time ran out: send wrote nothing
+			w.discard()
+			return
+		}
 		if r.sess != nil && (r.sess.ended() || w.m.live() != r.sess.l) {
 			r.leave(nil)
 		}
