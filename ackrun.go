@@ -311,12 +311,15 @@ func (r *ackRun) takeAcks() {
 	w := r.w
 	w.acks.mu.Lock()
 	through := min(w.acks.through, r.sentHigh)
+	if through <= r.acked.seq() {
+		// Refusals beyond what was written (a write that failed after
+		// the peer took part of it) stay for a later turn.
+		w.acks.mu.Unlock()
+		return
+	}
 	refusals := w.acks.refusals
 	w.acks.refusals = nil
 	w.acks.mu.Unlock()
-	if through <= r.acked.seq() {
-		return
-	}
 	var n, bytes, released, releasedBytes int
 	var refusedErr error
 	w.mu.Lock()
