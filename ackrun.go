@@ -74,6 +74,10 @@ func (w *BatchWriter) runAcked(head *segment) {
 			r.closeSession()
 			return
 		}
+		if w.aborted.Load() { // Close's time ran out: send wrote nothing
+			w.discard()
+			return
+		}
 		if r.sess != nil && (r.sess.ended() || w.m.live() != r.sess.l) {
 			r.leave(nil)
 		}
@@ -302,12 +306,15 @@ func (r *ackRun) takeAcks() {
 	w := r.w
 	w.acks.mu.Lock()
 	through := min(w.acks.through, r.sentHigh)
+	if through <= r.acked.seq() {
+		// Refusals beyond what was written (a write that failed after
+		// the peer took part of it) stay for a later turn.
+		w.acks.mu.Unlock()
+		return
+	}
 	refusals := w.acks.refusals
 	w.acks.refusals = nil
 	w.acks.mu.Unlock()
-	if through <= r.acked.seq() {
-		return
-	}
 	var n, bytes, released, releasedBytes int
 	var refusedErr error
 	w.mu.Lock()
@@ -375,6 +382,17 @@ func (r *ackRun) windowOpen() (bool, int) {
 // gather returns how many messages from sent go in the next batch, within
 // the window and the batch size, and their bytes.
 func (r *ackRun) gather() (k, size int) {
+	k, size = r.batch()
+	if k > 0 {
+		r.w.saw()
+	}
+	return k, size
+}
+
+// batch is gather without the bookkeeping: what the next batch would
+// hold. 0 when the next message does not fit in what is left of the
+// window: the writer then waits for acknowledgements.
+func (r *ackRun) batch() (k, size int) {
 	w := r.w
 	open, limit := r.windowOpen()
 	if !open {
@@ -392,9 +410,6 @@ func (r *ackRun) gather() (k, size int) {
 			break
 		}
 		k, size = k+1, size+l
-	}
-	if k > 0 {
-		w.saw()
 	}
 	return k, size
 }
@@ -513,8 +528,8 @@ func (r *ackRun) news() bool {
 		return true
 	}
 	if a, ok := w.ready(&r.sent); ok && a == more {
-		open, _ := r.windowOpen()
-		return open
+		k, _ := r.batch() // the window may be open, but too small for the next message
+		return k > 0
 	}
 	return false
 }
