@@ -444,26 +444,37 @@ func (r *ackRun) send(k, size int) {
 		w.writing.Store(false)
 		return // run's next wait sees the abort
 	}
-	_, err = w.m.writeLink(r.sess.l, frame)
+	n, err := w.m.writeLink(r.sess.l, frame)
 	w.writing.Store(false)
+	if err == nil || n > 0 {
+		// A write that failed part-way may have carried its messages
+		// whole: they count as written, and sending them again as
+		// replays, the duplicates they may be.
+		r.wrote(k, err == nil)
+	}
 	if err != nil {
 		r.leave(err)
 		return
 	}
 	r.sent.skip(k, size)
-	fresh := 0
-	if end := r.sent.seq(); end > r.sentHigh {
+}
+
+// wrote counts a write of the k messages at sent: those never written
+// before are Written, the others Replayed.
+func (r *ackRun) wrote(k int, ok bool) {
+	w := r.w
+	fresh, freshBytes := 0, 0
+	if end := r.sent.seq() + uint64(k); end > r.sentHigh {
 		fresh = int(min(end-r.sentHigh, uint64(k)))
 		r.sentHigh = end
 	}
-	freshBytes := 0
-	if fresh > 0 {
-		for i := r.sent.i - fresh; i < r.sent.i; i++ {
-			freshBytes += r.sent.s.published(i)
-		}
+	for i := r.sent.i + k - fresh; i < r.sent.i+k; i++ { // a batch is in one segment
+		freshBytes += r.sent.s.published(i)
 	}
 	w.mu.Lock()
-	w.stats.Writes++
+	if ok {
+		w.stats.Writes++
+	}
 	w.stats.Written += uint64(fresh)
 	w.stats.WrittenBytes += uint64(freshBytes)
 	w.stats.Replayed += uint64(k - fresh)

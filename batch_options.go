@@ -130,7 +130,8 @@ type BatchStats struct {
 	Writes        uint64 // writes on the connection: batches
 
 	// With acknowledged delivery (WithAcks). Written counts a message's
-	// first write; Discarded includes Refused.
+	// first write (a write that failed part-way counts: the peer may have
+	// taken its messages); Discarded includes Refused.
 	Acked      uint64 // messages the peer acknowledged
 	AckedBytes uint64
 	Replayed   uint64 // messages written again on a new connection because they were not acknowledged: the only duplicates
