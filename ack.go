@@ -60,7 +60,9 @@ type AckSession interface {
 	// protocol does not allow: the connection is then left, and what was
 	// not acknowledged goes on the next one. After AppendClose's bytes
 	// were written, it returns io.EOF once the peer has confirmed the
-	// close.
+	// close. It must return when a read fails, timeouts included, and
+	// not retry: the BatchWriter ends a reader by making its reads fail,
+	// and its Close waits for that.
 	ReadAck() (Ack, error)
 	// AppendClose appends to dst the bytes that end the session
 	// gracefully, or returns dst unchanged if the protocol has none (then
