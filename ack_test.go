@@ -619,3 +619,34 @@ func TestAcksCloseDialsNothing(t *testing.T) {
 	}
 	checkAllOnce(t, s.Got(), 6)
 }
+
+// WithMaxMessage refuses a message longer than the collector takes whole,
+// at Write, counted and reported, and takes one of exactly that length.
+func TestAcksMaxMessage(t *testing.T) {
+	s := newAckServer(t)
+	var mu sync.Mutex
+	var reports []conn.DropReport
+	_, w := newAckWriter(t, s, conn.WithMaxMessage(7), conn.WithDropHook(func(r conn.DropReport) {
+		mu.Lock()
+		reports = append(reports, r)
+		mu.Unlock()
+	}))
+	if n, err := w.Write([]byte("m000000")); err != nil || n != 7 {
+		t.Fatalf("Write of 7 bytes: %d, %v", n, err)
+	}
+	if n, err := w.Write([]byte("m0000001")); !errors.Is(err, conn.ErrTooLong) || n != 0 {
+		t.Fatalf("Write of 8 bytes: %d, %v; want ErrTooLong", n, err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if st := w.Stats(); st.Rejected != 1 || st.Acked != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(reports) == 0 || !errors.Is(reports[len(reports)-1].Err, conn.ErrTooLong) {
+		t.Fatalf("drop reports %+v, want ErrTooLong", reports)
+	}
+	checkAllOnce(t, s.Got(), 1)
+}

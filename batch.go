@@ -3,6 +3,7 @@ package conn
 import (
 	"context"
 	"fmt"
+	"math"
 	"runtime"
 	"slices"
 	"sync"
@@ -109,7 +110,7 @@ type BatchWriter struct {
 // besides them a BatchWriter keeps up to four spare segments under load,
 // and one once it has been idle for 10 ms.
 func NewBatchWriter(m *Manager, opts ...BatchOption) *BatchWriter {
-	cfg := batchConfig{size: DefaultBufferSize, maxBatch: DefaultMaxBatch, closeTimeout: DefaultCloseTimeout, dropInterval: DefaultDropReportInterval,
+	cfg := batchConfig{size: DefaultBufferSize, maxBatch: DefaultMaxBatch, closeTimeout: DefaultCloseTimeout, dropInterval: DefaultDropReportInterval, maxMessage: math.MaxInt,
 		window: DefaultWindow, windowBytes: DefaultWindowBytes, ackTimeout: DefaultAckTimeout}
 	if isDatagram(m.network) {
 		cfg.maxBatch = DefaultDatagramSize
@@ -150,7 +151,7 @@ func NewBatchWriter(m *Manager, opts ...BatchOption) *BatchWriter {
 // Write queues a copy of p as one message and returns at once (or, with
 // WithWaitWhenFull, when there is room or the wait is over). It returns
 // len(p) and nil when the message was accepted; 0 and ErrBufferFull or
-// ErrTooLarge when it was dropped; 0 and an error matching ErrClosed after
+// ErrTooLarge (or ErrTooLong, see WithMaxMessage) when it was dropped; 0 and an error matching ErrClosed after
 // Close ("batch writer closed") or after the Manager's Close ("manager
 // closed"). Every refused message is counted in Rejected and reported (see
 // WithDropHook). It never waits on the network. It takes no lock unless
@@ -159,6 +160,9 @@ func NewBatchWriter(m *Manager, opts ...BatchOption) *BatchWriter {
 func (w *BatchWriter) Write(p []byte) (int, error) {
 	if w.q.closed.Load() {
 		return w.refuse(len(p), w.closedErr())
+	}
+	if len(p) > w.cfg.maxMessage {
+		return w.refuse(len(p), ErrTooLong)
 	}
 	if !w.q.reserve(len(p)) {
 		if err := w.waitForRoom(len(p)); err != nil {

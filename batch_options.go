@@ -2,6 +2,7 @@ package conn
 
 import (
 	"errors"
+	"math"
 	"strings"
 	"time"
 )
@@ -24,6 +25,10 @@ var ErrBufferFull = errors.New("conn: buffer full")
 // WithBufferSize). It was dropped and counted.
 var ErrTooLarge = errors.New("conn: message larger than the buffer")
 
+// ErrTooLong is returned by BatchWriter.Write for a message longer than
+// WithMaxMessage allows. It was dropped and counted.
+var ErrTooLong = errors.New("conn: message longer than the maximum (WithMaxMessage)")
+
 // ErrUnflushed is matched by the error of BatchWriter.Close when messages
 // were still queued when its time ran out, and of Flush when messages it
 // waited for were dropped. They are counted as dropped.
@@ -45,6 +50,7 @@ type batchConfig struct {
 	closeTimeout time.Duration
 	dropHook     func(DropReport)
 	dropInterval time.Duration
+	maxMessage   int
 
 	// Acknowledged delivery (ack.go).
 	acks        AckProtocol
@@ -76,6 +82,22 @@ func WithMaxBatch(bytes int) BatchOption {
 	return batchOptionFunc(func(c *batchConfig) {
 		if bytes > 0 {
 			c.maxBatch = bytes
+		}
+	})
+}
+
+// WithMaxMessage makes Write refuse a message longer than bytes with
+// ErrTooLong (counted in Rejected and reported like every drop), rather
+// than send what the peer would cut or refuse. With acknowledged delivery
+// it keeps messages within what the collector takes whole: rsyslog's
+// imrelp cuts a message longer than its maxDataSize (8 KiB by default) and
+// still acknowledges it, and with oversizeMode="abort" it ends the session
+// instead, at every replay. A value below 1 means no limit, the default.
+func WithMaxMessage(bytes int) BatchOption {
+	return batchOptionFunc(func(c *batchConfig) {
+		c.maxMessage = math.MaxInt
+		if bytes > 0 {
+			c.maxMessage = bytes
 		}
 	})
 }
@@ -124,7 +146,7 @@ type BatchStats struct {
 	WrittenBytes  uint64
 	Dropped       uint64 // Rejected + Discarded
 	DroppedBytes  uint64
-	Rejected      uint64 // messages Write refused: ErrBufferFull, ErrTooLarge, ErrClosed
+	Rejected      uint64 // messages Write refused: ErrBufferFull, ErrTooLarge, ErrTooLong, ErrClosed
 	Discarded     uint64 // messages accepted, then dropped unwritten: left at Close, or too large for a datagram
 	Retried       uint64 // messages partly written on a connection that failed, written again whole
 	Writes        uint64 // writes on the connection: batches

@@ -18,7 +18,7 @@ type DropReport struct {
 	Rejected  uint64        // messages Write refused
 	Discarded uint64        // messages accepted, then dropped unwritten
 	Bytes     uint64        // the bytes of both
-	Err       error         // why the latest of them was dropped: ErrBufferFull, ErrTooLarge, ErrClosed, ErrUnflushed, or the connection's error for a datagram too large
+	Err       error         // why the latest of them was dropped: ErrBufferFull, ErrTooLarge, ErrTooLong, ErrClosed, ErrUnflushed, or the connection's error for a datagram too large
 	Period    time.Duration // since the previous report, or since the BatchWriter was made
 }
 
@@ -96,6 +96,8 @@ func dropCause(err error) *error {
 		return &ErrBufferFull
 	case ErrTooLarge:
 		return &ErrTooLarge
+	case ErrTooLong:
+		return &ErrTooLong
 	case ErrClosed:
 		return &ErrClosed
 	case errWriterClosed:
