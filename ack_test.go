@@ -650,3 +650,54 @@ func TestAcksMaxMessage(t *testing.T) {
 	}
 	checkAllOnce(t, s.Got(), 1)
 }
+
+// The Manager's Close ends an idle acknowledging writer: its Writes then
+// fail at once rather than queue messages that nothing will send.
+func TestAcksManagerClosedWhileIdle(t *testing.T) {
+	s := newAckServer(t)
+	m, w := newAckWriter(t, s)
+	writeNumbered(t, w, 0, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := w.Flush(ctx); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+	m.Close()
+	time.Sleep(50 * time.Millisecond) // the writer sees the Manager's Close: nothing observable says when
+	if _, err := w.Write([]byte("late")); !errors.Is(err, conn.ErrClosed) {
+		t.Fatalf("Write after the Manager's Close: %v, want ErrClosed", err)
+	}
+}
+
+// An acknowledgement one beyond what was sent is a broken peer too.
+func TestAcksOneBeyondWhatWasSent(t *testing.T) {
+	s := newAckServer(t)
+	s.set(func(s *ackServer) { s.ackAhead = 1 })
+	_, w := newAckWriter(t, s, conn.WithCloseTimeout(100*time.Millisecond))
+	writeNumbered(t, w, 0, 1)
+	s.awaitOpens(t, 2, 10*time.Second)
+}
+
+// The ack timeout counts from the oldest unacknowledged message (or the
+// last acknowledgement), not from the latest wake: Writes arriving all the
+// time do not keep a silent peer's connection.
+func TestAcksTimeoutWithWritesArriving(t *testing.T) {
+	s := newAckServer(t)
+	s.stall()
+	_, w := newAckWriter(t, s, conn.WithAckTimeout(200*time.Millisecond), conn.WithWindow(4, 0), conn.WithCloseTimeout(100*time.Millisecond))
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			fmt.Fprintf(w, "m%06d", i)
+		}
+	}()
+	defer func() { close(stop); <-done }()
+	s.awaitOpens(t, 2, 10*time.Second)
+}
