@@ -14,3 +14,11 @@ func Drain(s conn.AckSession) {
 	ss.q, ss.head = ss.q[:0], 0
 	ss.mu.Unlock()
 }
+
+// QueueCap returns the capacity of s's queue of outstanding messages.
+func QueueCap(s conn.AckSession) int {
+	ss := s.(*session)
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	return cap(ss.q)
+}

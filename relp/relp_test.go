@@ -101,16 +101,16 @@ func TestOpenAnswers(t *testing.T) {
 func TestAppendBatchFraming(t *testing.T) {
 	s, _ := open(t, "")
 	big := strings.Repeat("x", 200<<10)
-	got := string(s.AppendBatch([]byte("kept"), 0, msgs("", "a\n", "b\n\n", "c\r\n", "<13>hello", big)))
+	got := string(s.AppendBatch([]byte("kept"), 0, msgs("", "a\n", "b\n\n", "c\r\n", "<13>hello", big, "\n")))
 	want := "kept" + "2 syslog 0\n" + "3 syslog 1 a\n" + "4 syslog 2 b\n\n" + "5 syslog 2 c\r\n" +
-		"6 syslog 9 <13>hello\n" + "7 syslog 204800 " + big + "\n"
+		"6 syslog 9 <13>hello\n" + "7 syslog 204800 " + big + "\n" + "8 syslog 0\n"
 	if got != want {
 		t.Errorf("AppendBatch: got %.80q..., want %.80q...", got, want)
 	}
-	if got := string(s.AppendBatch(nil, 6, msgs("next"))); got != "8 syslog 4 next\n" {
+	if got := string(s.AppendBatch(nil, 7, msgs("next"))); got != "9 syslog 4 next\n" {
 		t.Errorf("second batch: %q", got)
 	}
-	if got := string(s.AppendClose(nil)); got != "9 close 0\n" {
+	if got := string(s.AppendClose(nil)); got != "10 close 0\n" {
 		t.Errorf("AppendClose: %q", got)
 	}
 }
@@ -186,6 +186,10 @@ func TestReadAck(t *testing.T) {
 		{"rsp without code", 1, false, rsp(2, ""), nil, relp.ErrProtocol},
 		{"close not sent", 1, false, rsp(2, "200 OK") + rsp(3, ""), []conn.Ack{{Through: 101}}, relp.ErrProtocol},
 		{"bad code", 1, false, rsp(2, "2x0 OK"), nil, relp.ErrProtocol},
+		{"code without SP", 1, false, rsp(2, "2000"), nil, relp.ErrProtocol},
+		{"code and LF", 1, false, rsp(2, "200\nmore"), []conn.Ack{{Through: 101}}, io.EOF},
+		{"2xx other than 200", 1, false, rsp(2, "201 fine?"), []conn.Ack{{Through: 101, Err: refused(201, "fine?")}}, io.EOF},
+		{"long text", 1, false, rsp(2, "500 "+strings.Repeat("t", 100)), []conn.Ack{{Through: 101, Err: refused(500, strings.Repeat("t", 80))}}, io.EOF},
 		{"syslog from server", 1, false, "2 syslog 2 hi\n", nil, relp.ErrProtocol},
 		{"hint with txnr", 1, false, "2 serverclose 0\n", nil, relp.ErrProtocol},
 		{"long txnr", 1, false, "0000000002 rsp 6 200 OK\n", nil, relp.ErrProtocol},
@@ -276,5 +280,35 @@ func BenchmarkAppendBatch(b *testing.B) {
 		if i%4 == 0 { // as the writer would, now and then: keep the queue bounded
 			relp.Drain(s)
 		}
+	}
+}
+
+// A session that always has a message outstanding (a steady stream, the
+// window never empty) keeps its queue of outstanding messages small.
+func TestOutstandingQueueStaysSmall(t *testing.T) {
+	pr, pw := io.Pipe()
+	defer pr.Close()
+	go pw.Write([]byte(okOpen))
+	s, err := relp.New().Open(&fakeRW{in: pr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	answers := make(chan error, 1)
+	for i := 0; i < 10_000; i++ {
+		s.AppendBatch(nil, uint64(i), msgs("m"))
+		if i == 0 {
+			continue
+		}
+		go func() { _, err := io.WriteString(pw, rsp(i+1, "200 OK")); answers <- err }() // the answer to message i-1, txnr i+1
+		a, err := s.ReadAck()
+		if err != nil || a.Through != uint64(i) {
+			t.Fatalf("ack %d: %v, %v", i, a, err)
+		}
+		if err := <-answers; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c := relp.QueueCap(s); c > 64 {
+		t.Fatalf("queue capacity %d after 10,000 messages with one outstanding", c)
 	}
 }
