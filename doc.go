@@ -41,6 +41,16 @@
 // restart then loses nothing, and a nil error from Flush or Close means
 // the collector has every message.
 //
+// Another protocol that acknowledges plugs in by implementing AckProtocol
+// (a handshake per connection) and AckSession (framing a batch of
+// messages numbered by the BatchWriter, and reading what the peer
+// acknowledged as "every message below n"); the window, the replay, the
+// counting, Flush and Close stay the BatchWriter's. Lumberjack v2 would
+// frame each batch as a window frame and numbered data frames and map its
+// cumulative ack frames to those numbers; Fluentd's forward protocol would
+// frame each batch as one PackedForward entry with a chunk id and map each
+// chunk's ack to the end of its batch. See ack.go.
+//
 // See RELIABILITY.md in the repository for what a nil error from Write
 // promises and what can still be lost.
 package conn
