@@ -162,6 +162,7 @@ func (r *ackRun) open() {
 		return
 	}
 	sess := &ackSession{l: l, s: s, done: make(chan struct{})}
+	l.reader.Store(&sess.done) // a switch lingers on l without reading: the session reads
 	r.sess = sess
 	r.sessions = slices.DeleteFunc(r.sessions, (*ackSession).ended)
 	r.sessions = append(r.sessions, sess)

@@ -68,7 +68,12 @@ type link struct {
 	drainedOnce atomic.Bool
 	drained     chan struct{}
 	switched    atomic.Bool // another link replaced this working one
-	via         Switch      // how this link replaced a working one; set before it is current
+	// reader, when set, is closed once the goroutine that owns conn's
+	// input (a BatchWriter's acknowledged session) has returned: a
+	// switched-out link then lingers without reading, so that no byte of
+	// the session's answers goes astray.
+	reader atomic.Pointer[chan struct{}]
+	via    Switch // how this link replaced a working one; set before it is current
 
 	// Set by retire before dead is closed.
 	cause  error

@@ -130,6 +130,21 @@ func (m *Manager) linger(l *link) {
 	if !ok || cw.CloseWrite() != nil {
 		return
 	}
+	if done := l.reader.Load(); done != nil {
+		// Another goroutine reads this connection (an acknowledged
+		// session): reading here too would split its answers between
+		// two readers, and a frame pieced together from both could
+		// acknowledge what the peer refused. Its reader sees the peer's
+		// close.
+		t := time.NewTimer(maxLinger)
+		defer t.Stop()
+		select {
+		case <-*done:
+		case <-t.C:
+		case <-m.closing:
+		}
+		return
+	}
 	if l.conn.SetReadDeadline(time.Now().Add(maxLinger)) != nil {
 		return
 	}

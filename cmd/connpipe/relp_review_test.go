@@ -10,7 +10,6 @@ import (
 	"bufio"
 	"fmt"
 	"net"
-	"os"
 	"strings"
 	"sync"
 	"syscall"
@@ -131,7 +130,6 @@ func TestReviewSendRELPTerminatedMidStream(t *testing.T) {
 			}
 		})
 	}
-	_ = os.Interrupt
 }
 
 // -window 1: one line at a time, each waiting for its answer; a reset
