@@ -393,9 +393,7 @@ func lingerServer(t *testing.T, n int, answer func(c net.Conn)) conn.BatchStats 
 					logf("conn %d: %d %s %q %v", i, txnr, cmd, data, err)
 				}
 				if i > 0 {
-					select { // the second connection never answers
-					case <-quit:
-					}
+					<-quit // the second connection never answers
 					return
 				}
 				// The first waits for the client's half-close (the linger),
