@@ -324,35 +324,33 @@ func TestAcksTimeoutLeavesTheConnection(t *testing.T) {
 	}
 }
 
-// A handshake that is never answered is abandoned after the ack timeout,
-// and Close during one returns within the close timeout.
+// A handshake that is never answered is abandoned after the ack timeout
+// (a second one follows), and Close during one returns within the close
+// timeout, also when the ack timeout is an hour: the handshake's read is
+// cut short.
 func TestAcksHandshakeNeverAnswered(t *testing.T) {
-	s := newAckServer(t)
-	s.set(func(s *ackServer) { s.greeting = "" })
-	_, w := newAckWriter(t, s, conn.WithAckTimeout(50*time.Millisecond), conn.WithCloseTimeout(100*time.Millisecond))
-	writeNumbered(t, w, 0, 3)
-	s.awaitOpens(t, 2, 10*time.Second)
-	start := time.Now()
-	if err := w.Close(); !errors.Is(err, conn.ErrUnflushed) {
-		t.Fatalf("Close: %v, want the 3 messages unacknowledged", err)
-	}
-	if d := time.Since(start); d > 5*time.Second {
-		t.Fatalf("Close took %v", d)
-	}
-}
-
-func TestAcksCloseDuringALongHandshake(t *testing.T) {
-	s := newAckServer(t)
-	s.set(func(s *ackServer) { s.greeting = "" })
-	_, w := newAckWriter(t, s, conn.WithAckTimeout(time.Hour), conn.WithCloseTimeout(100*time.Millisecond))
-	writeNumbered(t, w, 0, 3)
-	s.awaitOpens(t, 1, 10*time.Second)
-	start := time.Now()
-	if err := w.Close(); !errors.Is(err, conn.ErrUnflushed) {
-		t.Fatalf("Close: %v", err)
-	}
-	if d := time.Since(start); d > 5*time.Second {
-		t.Fatalf("Close took %v: the handshake's read was not cut short", d)
+	for _, c := range []struct {
+		name       string
+		ackTimeout time.Duration
+		opens      int
+	}{
+		{"abandoned after the ack timeout", 50 * time.Millisecond, 2},
+		{"Close during a long one", time.Hour, 1},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s := newAckServer(t)
+			s.set(func(s *ackServer) { s.greeting = "" })
+			_, w := newAckWriter(t, s, conn.WithAckTimeout(c.ackTimeout), conn.WithCloseTimeout(100*time.Millisecond))
+			writeNumbered(t, w, 0, 3)
+			s.awaitOpens(t, c.opens, 10*time.Second)
+			start := time.Now()
+			if err := w.Close(); !errors.Is(err, conn.ErrUnflushed) {
+				t.Fatalf("Close: %v, want the 3 messages unacknowledged", err)
+			}
+			if d := time.Since(start); d > 5*time.Second {
+				t.Fatalf("Close took %v", d)
+			}
+		})
 	}
 }
 

@@ -598,6 +598,7 @@ func (r *ackRun) stopReaders() {
 	}
 	r.w.readers.Wait()
 	for _, s := range r.sessions {
+		s.l.reader.CompareAndSwap(&s.done, nil) // a later switch reads l's input itself again
 		if !s.l.retired.Load() {
 			s.l.conn.SetReadDeadline(time.Time{})
 		}
