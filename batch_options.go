@@ -64,7 +64,8 @@ type batchConfig struct {
 // the bound holds for messages of every size, 0 included; the memory the
 // BatchWriter holds stays below twice the buffer plus three segments (see
 // NewBatchWriter). A value below 1 keeps the default; values above 64 GiB
-// are taken as 64 GiB.
+// are taken as 64 GiB, and on 32-bit platforms (386, arm, mips, ...)
+// values above 1 GiB as 1 GiB.
 func WithBufferSize(bytes int) BatchOption {
 	return batchOptionFunc(func(c *batchConfig) {
 		if bytes > 0 {

@@ -8,7 +8,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -386,7 +385,7 @@ func TestFlushReportsAnEarlierDropOnce(t *testing.T) {
 		if m.Take() == nil {
 			t.Fatal("no connection")
 		}
-		f.Conn(0).failAfter(0, &net.OpError{Op: "write", Err: syscall.EMSGSIZE})
+		f.Conn(0).failAfter(0, &net.OpError{Op: "write", Err: conn.ErrMsgSize})
 		w.Write(make([]byte, 600))
 		synctest.Wait() // dropped before Flush is called
 		if err := w.Flush(context.Background()); !errors.Is(err, conn.ErrUnflushed) {

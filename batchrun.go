@@ -3,7 +3,6 @@ package conn
 import (
 	"errors"
 	"runtime"
-	"syscall"
 	"time"
 )
 
@@ -92,9 +91,9 @@ func (w *BatchWriter) run(head *segment) {
 		w.wrote(done, doneBytes, err == nil, done < k && n > doneBytes)
 		switch {
 		case err == nil:
-		case errors.Is(err, syscall.EMSGSIZE) && k-done > 1:
+		case errors.Is(err, errMsgSize) && k-done > 1:
 			singleUntil = c.seq() + uint64(k-done) // a datagram too large: find the message
-		case errors.Is(err, syscall.EMSGSIZE):
+		case errors.Is(err, errMsgSize):
 			w.dropUnsendable(&c) // can never be sent
 		default:
 			outage = true
@@ -265,7 +264,7 @@ func (w *BatchWriter) dropUnsendable(c *cursor) {
 	w.discardedBytes += uint64(l)
 	w.seen = time.Time{}
 	w.signalLocked()
-	w.dropped(syscall.EMSGSIZE)
+	w.dropped(errMsgSize)
 }
 
 // discard closes the queue and drops everything in it: the Manager was

@@ -47,13 +47,13 @@ func (m *Manager) armDeadline(l *link, now int64) {
 		return // another Write did it
 	case d == 0:
 		// Never set: no Write can be waiting on it.
-	case d > now && l.probe != nil:
+	case d > now && l.probe.tellsQuiet():
 		if !l.probe.quiet() {
 			return
 		}
 	case d > now:
-		// Without a prober nothing says whether an earlier Write is
-		// blocked. Move the deadline once; then only after a Write has
+		// Without the kernel's word (no prober, or not Linux) nothing
+		// says whether an earlier Write is blocked. Move the deadline once; then only after a Write has
 		// completed. A blocked Write is so extended at most once: it fails
 		// within twice the timeout of its start, while a Write after a
 		// pause never runs under a deadline that is nearly spent.

@@ -127,33 +127,6 @@ func (lg ledger) lostSince(t time.Time) int {
 	return n
 }
 
-// events records the Manager's state changes.
-type events struct {
-	mu  sync.Mutex
-	evs []conn.Event
-	at  []time.Time
-}
-
-func (e *events) hook(ev conn.Event) {
-	e.mu.Lock()
-	e.evs = append(e.evs, ev)
-	e.at = append(e.at, time.Now())
-	e.mu.Unlock()
-}
-
-// find returns when the first event after since that matches was
-// delivered; zero if none.
-func (e *events) find(since time.Time, match func(conn.Event) bool) time.Time {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	for i, ev := range e.evs {
-		if e.at[i].After(since) && match(ev) {
-			return e.at[i]
-		}
-	}
-	return time.Time{}
-}
-
 // endOn writes "end" until it succeeds, then waits until it has arrived
 // at sink and the sink has no other connection open: then every line
 // written before it has arrived, on that connection or an older one, which

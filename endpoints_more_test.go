@@ -6,7 +6,6 @@ import (
 	"math"
 	"net"
 	"slices"
-	"syscall"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -237,7 +236,7 @@ func TestEndpointsErrorDoesNotAliasTheManagersList(t *testing.T) {
 func TestUDPFailbacksToARefusingPrimaryDoNotGrowTheBackoff(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newHosts("a:1", "b:1")
-		refused := &net.OpError{Op: "write", Net: "udp", Err: syscall.ECONNREFUSED}
+		refused := &net.OpError{Op: "write", Net: "udp", Err: conn.ErrRefused}
 		h.at("a:1").prepare = func(c *fakeConn) { c.fail(refused) }
 		var evs events
 		m := conn.New("udp", "a:1", conn.WithDialer(h.Dial), conn.WithEndpoints("b:1"), conn.WithStateHook(evs.hook))

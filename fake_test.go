@@ -7,8 +7,9 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
+
+	"github.com/seed44b27a20/conn"
 )
 
 // fakeNet is an in-memory network with counters and failure hooks: each
@@ -105,7 +106,7 @@ func (c *fakeConn) Write(b []byte) (int, error) {
 		<-c.gate
 	}
 	if c.maxWrite > 0 && len(b) > c.maxWrite {
-		return 0, &net.OpError{Op: "write", Net: "udp", Err: syscall.EMSGSIZE}
+		return 0, &net.OpError{Op: "write", Net: "udp", Err: conn.ErrMsgSize}
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"runtime/debug"
-	"syscall"
 )
 
 // The Manager calls user code — the Dialer, the AfterFunc, the logger, the
@@ -66,7 +65,7 @@ func sane(err error) (out error) {
 	}
 	var op *net.OpError
 	_ = errors.As(err, &op)
-	_ = errors.Is(err, syscall.ECONNREFUSED)
+	_ = errors.Is(err, errRefused)
 	_ = isTimeout(err)
 	return err
 }

@@ -88,3 +88,30 @@ func recv[T any](t *testing.T, ch <-chan T) T {
 		panic("unreachable")
 	}
 }
+
+// events records the Manager's state changes.
+type events struct {
+	mu  sync.Mutex
+	evs []conn.Event
+	at  []time.Time
+}
+
+func (e *events) hook(ev conn.Event) {
+	e.mu.Lock()
+	e.evs = append(e.evs, ev)
+	e.at = append(e.at, time.Now())
+	e.mu.Unlock()
+}
+
+// find returns when the first event after since that matches was
+// delivered; zero if none.
+func (e *events) find(since time.Time, match func(conn.Event) bool) time.Time {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for i, ev := range e.evs {
+		if e.at[i].After(since) && match(ev) {
+			return e.at[i]
+		}
+	}
+	return time.Time{}
+}

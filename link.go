@@ -6,7 +6,6 @@ import (
 	"reflect"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 )
 
@@ -26,6 +25,7 @@ type link struct {
 	counted  bool    // Writes count themselves in inflight: the link may be switched out
 	endpoint string  // the address dialed
 	probe    *prober // the kernel's view of the socket; nil without one
+	dialTime int64   // how long the dial took: a round trip at least
 	watched  bool    // the liveness check applies: a stream socket
 	born     int64   // when the dial finished, ns since the Manager's epoch
 	proofAge int64   // how long the link must live to prove itself
@@ -36,8 +36,7 @@ type link struct {
 	deadline   atomic.Int64 // write deadline set on conn, ns since epoch; 0: none
 	deadlineMu sync.Mutex   // serialises setting the deadline
 	// blindArm: the deadline was moved without the kernel's word that no
-	// Write is blocked (a connection without a prober); no Write has
-	// completed since. See armDeadline.
+	// Write is blocked, and no Write has completed since. See armDeadline.
 	blindArm atomic.Bool
 	wrote    atomic.Bool // a Write through the Manager succeeded on conn
 
@@ -85,8 +84,9 @@ func (m *Manager) newLink(c net.Conn, dialStart int64) *link {
 	l := &link{
 		conn:     c,
 		counted:  m.cfg.multi.switches(),
-		probe:    newProber(c),
+		probe:    newProber(c, m.cfg.probe),
 		born:     now,
+		dialTime: now - dialStart,
 		proofAge: max(int64(minProofAge), 4*(now-dialStart)),
 		dead:     make(chan struct{}),
 		next:     make(chan struct{}),
@@ -141,7 +141,7 @@ func sameAddr(a, b net.Addr) bool {
 // refused reports an error caused by an ICMP port unreachable on a connected
 // datagram socket: the peer is down, so the loss does not prove anything.
 func refused(err error) bool {
-	return errors.Is(err, syscall.ECONNREFUSED)
+	return errors.Is(err, errRefused)
 }
 
 // isNil reports whether v is nil or an interface holding a nil pointer, so

@@ -157,7 +157,7 @@ func (l *link) confirmWrite() error {
 	if l.retired.Load() {
 		return errPeerClosed // another Write's confirmation found the reset
 	}
-	if err := l.probe.awaitReset(resetWaitFloor, l.resetCap); err != nil {
+	if err := l.probe.awaitReset(resetWaitFloor, l.resetCap, time.Duration(l.dialTime)); err != nil {
 		return err
 	}
 	if l.halfClosedBefore != "" && l.halfClosedBefore == l.endpoint {

@@ -3,8 +3,6 @@
 package conn
 
 import (
-	"net"
-	"sync"
 	"syscall"
 	"time"
 	"unsafe"
@@ -15,7 +13,6 @@ const (
 	pollERR   = 0x8
 	pollHUP   = 0x10
 	pollRDHUP = 0x2000
-	tiocOUTQ  = 0x5411 // SIOCOUTQ: bytes not yet acknowledged (TCP) or read by the peer (unix)
 )
 
 type pollFd struct {
@@ -24,68 +21,25 @@ type pollFd struct {
 	revents int16
 }
 
-// A prober asks the kernel about a socket without reading or writing it:
-// whether a Write could be blocked on it; and, for a stream socket, whether
-// the peer has closed or reset it, and whether it reset after a Write. It goes through
-// RawConn.Control, which holds neither the read nor the write lock, so it
-// neither waits for nor steals from a goroutine using the connection.
-//
-// The answers are left in fields and the system calls are bound methods
-// stored once, so that a check allocates nothing; mu serialises them.
-type prober struct {
-	rc     syscall.RawConn
-	stream bool // a stream socket: the liveness check applies
-	tcp    bool // a FIN alone does not tell a close from a half-close
-
-	mu                 sync.Mutex
-	peer, queue, reset func(fd uintptr) // p.peerFd, p.queueFd, p.resetFd
-	revents            int16
-	soerr              int
-	roomy              bool          // queueFd's answer
-	wait, waitCap      time.Duration // resetFd's floor and ceiling
+// nativeProbe is what Linux's check needs beside the prober's fields: the
+// answers of getsockopt(TCP_INFO), kept here so that the kernel writes
+// into memory that does not move (see getsockopt).
+type nativeProbe struct {
+	info    syscall.TCPInfo
+	infoLen uint32
+	rtt     time.Duration // roundTrip's answer
+	args    [5]uintptr    // socketcall's arguments, on linux/386
 }
 
-// newProber returns a prober for c's socket, looking through TLS (anything
-// with a NetConn method), or nil if c has none (or its methods panic).
-func newProber(c net.Conn) (p *prober) {
-	defer func() {
-		if recover() != nil {
-			p = nil
-		}
-	}()
-	for range 4 { // TLS over TCP is one level; a cycle must not loop
-		u, ok := c.(interface{ NetConn() net.Conn })
-		if !ok {
-			break
-		}
-		c = u.NetConn()
-	}
-	sc, ok := c.(syscall.Conn)
-	if !ok || isNil(sc) {
-		return nil
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return nil
-	}
-	var (
-		typ, domain int
-		sockErr     error
-	)
-	if err := rc.Control(func(fd uintptr) {
-		if typ, sockErr = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_TYPE); sockErr == nil {
-			domain, sockErr = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_DOMAIN)
-		}
-	}); err != nil || sockErr != nil {
-		return nil
-	}
-	stream := typ == syscall.SOCK_STREAM || typ == syscall.SOCK_SEQPACKET
-	p = &prober{rc: rc, stream: stream, tcp: stream && (domain == syscall.AF_INET || domain == syscall.AF_INET6)}
-	p.peer, p.queue, p.reset = p.peerFd, p.queueFd, p.resetFd
-	return p
+// useNative binds Linux's check: ppoll with POLLRDHUP, which tells a FIN
+// behind unread data and, on a unix socket, a half-close from a close;
+// SIOCOUTQ for quiet; ppoll again to wait for a reset.
+func (p *prober) useNative() bool {
+	p.peer, p.queue, p.reset = p.ppollFd, p.queueFd, p.resetFd
+	return true
 }
 
-func (p *prober) peerFd(fd uintptr) {
+func (p *prober) ppollFd(fd uintptr) {
 	pfd := pollFd{fd: int32(fd), events: pollRDHUP}
 	var zero syscall.Timespec
 	_, _, errno := syscall.RawSyscall6(syscall.SYS_PPOLL,
@@ -93,40 +47,30 @@ func (p *prober) peerFd(fd uintptr) {
 	if errno != 0 {
 		return
 	}
-	p.revents = pfd.revents
-	if pfd.revents&pollERR != 0 {
-		p.soerr, _ = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_ERROR)
+	p.pollVerdict(fd, pfd.revents)
+	if pfd.revents&pollRDHUP != 0 && p.errno == 0 && p.tcp {
+		p.fin = true // on a unix socket, a half-close: alive
 	}
 }
 
-// check reports whether the peer has closed or reset the connection. err is
-// set when the connection is unusable: reset, failed, closed by us, or, on
-// a unix socket, closed by the peer. fin alone means the peer's FIN has
-// arrived on a TCP connection, which may be a close or a half-close; on a
-// unix socket a half-close is told apart from a close (which also raises
-// POLLHUP) and reported as alive.
-func (p *prober) check() (fin bool, err error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.revents, p.soerr = 0, 0
-	if err := p.rc.Control(p.peer); err != nil {
-		return false, err
+// pollVerdict records the error that revents report: the socket's own, or a
+// reset (POLLHUP: both directions shut).
+func (p *prober) pollVerdict(fd uintptr, revents int16) {
+	if revents&pollERR != 0 {
+		if soerr, _ := syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_ERROR); soerr != 0 {
+			p.errno = syscall.Errno(soerr)
+			return
+		}
 	}
-	switch {
-	case p.soerr != 0:
-		return false, syscall.Errno(p.soerr)
-	case p.revents&(pollERR|pollHUP) != 0:
-		return false, syscall.ECONNRESET
-	case p.revents&pollRDHUP != 0 && p.tcp:
-		return true, nil
+	if revents&(pollERR|pollHUP) != 0 {
+		p.errno = syscall.ECONNRESET
 	}
-	return false, nil
 }
 
 func (p *prober) queueFd(fd uintptr) {
 	if p.tcp {
 		var outq int32
-		_, _, errno := syscall.RawSyscall(syscall.SYS_IOCTL, fd, tiocOUTQ, uintptr(unsafe.Pointer(&outq)))
+		_, _, errno := syscall.RawSyscall(syscall.SYS_IOCTL, fd, syscall.TIOCOUTQ, uintptr(unsafe.Pointer(&outq))) // SIOCOUTQ: bytes not yet acknowledged
 		p.roomy = errno == 0 && outq == 0
 		return
 	}
@@ -137,66 +81,38 @@ func (p *prober) queueFd(fd uintptr) {
 	p.roomy = errno == 0 && pfd.revents&pollOUT != 0
 }
 
-// quiet reports whether no Write can be blocked on the socket now: on TCP,
-// every byte written has been acknowledged (a blocked Write needs a full
-// send buffer); on other sockets, the kernel reports room to write (for a
-// unix stream socket, at most a quarter of its buffer is in use: a Write
-// blocked on a full buffer is woken only then).
-func (p *prober) quiet() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.roomy = false
-	if err := p.rc.Control(p.queue); err != nil {
-		return false
+// roundTrip returns the kernel's smoothed round trip of a TCP connection
+// (tcpi_rtt), or dial if it does not tell.
+func (p *prober) roundTrip(dial time.Duration) time.Duration {
+	p.native.rtt = 0
+	if err := p.rc.Control(p.rttFd); err != nil || p.native.rtt == 0 {
+		return dial
 	}
-	return p.roomy
+	return p.native.rtt
 }
 
+func (p *prober) rttFd(fd uintptr) {
+	n := &p.native
+	n.info, n.infoLen = syscall.TCPInfo{}, uint32(unsafe.Sizeof(n.info))
+	if getsockopt(n, fd, syscall.IPPROTO_TCP, syscall.TCP_INFO, unsafe.Pointer(&n.info), &n.infoLen) == 0 {
+		n.rtt = time.Duration(n.info.Rtt) * time.Microsecond
+	}
+}
+
+// resetFd waits up to p.wait for a reset: POLLERR and POLLHUP are always
+// reported.
 func (p *prober) resetFd(fd uintptr) {
-	// The peer answers data sent to a closed socket with a reset within a
-	// round trip; allow two and a floor for a busy machine.
-	var info syscall.TCPInfo
-	size := uint32(unsafe.Sizeof(info))
-	syscall.RawSyscall6(syscall.SYS_GETSOCKOPT, fd, syscall.IPPROTO_TCP, syscall.TCP_INFO,
-		uintptr(unsafe.Pointer(&info)), uintptr(unsafe.Pointer(&size)), 0) // on failure Rtt stays 0
-	pfd := pollFd{fd: int32(fd)} // POLLERR and POLLHUP are always reported
-	ts := syscall.NsecToTimespec(int64(resetWait(p.wait, p.waitCap, info.Rtt)))
+	pfd := pollFd{fd: int32(fd)}
+	ts := syscall.NsecToTimespec(int64(max(p.wait, 0)))
 	for {
 		// Syscall6, not RawSyscall6: this one blocks, and the scheduler
-		// must hand the thread's P to other goroutines meanwhile.
+		// must hand the thread's P to other goroutines meanwhile. The
+		// kernel leaves in ts what is left, for a restart after EINTR.
 		_, _, errno := syscall.Syscall6(syscall.SYS_PPOLL,
 			uintptr(unsafe.Pointer(&pfd)), 1, uintptr(unsafe.Pointer(&ts)), 0, 0, 0)
 		if errno != syscall.EINTR {
 			break
 		}
 	}
-	p.revents = pfd.revents
-	if pfd.revents&pollERR != 0 {
-		p.soerr, _ = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_ERROR)
-	}
-}
-
-// resetWait is how long to wait for a reset: floor plus two round trips of
-// rttMicros (tcpi_rtt, the smoothed round trip in µs), at most ceiling.
-func resetWait(floor, ceiling time.Duration, rttMicros uint32) time.Duration {
-	return min(floor+2*time.Duration(rttMicros)*time.Microsecond, ceiling)
-}
-
-// awaitReset waits up to floor plus two round trips (at most ceiling) for the peer to reset
-// the connection after a Write, and returns why it did, or nil if it did
-// not: then the peer's kernel accepted the data on an open socket.
-func (p *prober) awaitReset(floor, ceiling time.Duration) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.revents, p.soerr, p.wait, p.waitCap = 0, 0, floor, ceiling
-	if err := p.rc.Control(p.reset); err != nil {
-		return err
-	}
-	switch {
-	case p.soerr != 0:
-		return syscall.Errno(p.soerr)
-	case p.revents&(pollERR|pollHUP) != 0:
-		return syscall.ECONNRESET
-	}
-	return nil
+	p.pollVerdict(fd, pfd.revents)
 }

@@ -14,7 +14,6 @@ import (
 	"os"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -221,7 +220,7 @@ func TestIsPermanent(t *testing.T) {
 		{tls.RecordHeaderError{Msg: "first record does not look like a TLS handshake"}, true},
 		{tls.AlertError(42), true},
 		{&net.OpError{Op: "dial", Net: "tcp", Err: &net.DNSError{Err: "no such host", Name: "h", IsNotFound: true}}, false},
-		{&net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}, false},
+		{&net.OpError{Op: "dial", Net: "tcp", Err: conn.ErrRefused}, false},
 		{context.DeadlineExceeded, false},
 		{conn.ErrConnectionUnavailable, false},
 		{&conn.UnavailableError{Cause: net.UnknownNetworkError("x")}, true},

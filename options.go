@@ -55,6 +55,7 @@ type config struct {
 	problems     []string     // invalid option values, logged by New
 	bareErrors   bool         // Write returns ErrConnectionUnavailable itself, as go-kit's does
 	multi        *multiConfig // several endpoints (endpoints.go); nil: none of their options
+	probe        probeKind    // how the liveness check asks the kernel: the platform's best, unless a test asks for the peek
 }
 
 // defaultDial is shared by every Manager: a net.Dialer is safe for

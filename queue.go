@@ -1,6 +1,7 @@
 package conn
 
 import (
+	"math"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -55,15 +56,21 @@ const (
 	// maxSegment bounds a segment holding several messages so that its
 	// slot count stays far below the invalid bit.
 	maxSegment = 16 << 20
-	// maxBufferSize keeps every claim's end far below 1 << countShift.
-	maxBufferSize = 1 << 36
+	// maxBufferSize keeps every claim's end far below 1 << countShift: 64
+	// GiB. On 32-bit platforms it is 1 GiB, which an int holds: the pages
+	// may hold twice the buffer, and their address space is 4 GiB at most.
+	maxBufferSize = min(1<<36, math.MaxInt>>1)
 	// sparePages is how many written pages are kept for reuse, so that a
 	// producer sealing a segment under load rarely allocates one.
 	sparePages = 4
 )
 
 // A page is the memory of a segment: payloads from the front as bytes,
-// slots from the back as words.
+// slots from the back as words. The slots are the only words the queue
+// reads and writes with the sync/atomic functions rather than its types;
+// on 32-bit platforms those need 8-byte alignment, which holds because
+// words is an allocated []uint64: its first word is aligned (sync/atomic's
+// rule), and so every one after it.
 type page struct {
 	words []uint64 // slot i is words[len(words)-1-i]
 	data  []byte   // the same memory as bytes

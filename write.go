@@ -3,7 +3,6 @@ package conn
 import (
 	"errors"
 	"slices"
-	"syscall"
 	"time"
 )
 
@@ -106,7 +105,7 @@ func (m *Manager) writeClocked(l *link, b []byte, retry bool) (int, error) {
 // written and l had proven itself, writes b on the connection that replaces
 // it.
 func (m *Manager) failed(l *link, b []byte, n int, err error, retry, checked bool) (int, error) {
-	if errors.Is(err, syscall.EMSGSIZE) {
+	if errors.Is(err, errMsgSize) {
 		return n, err // a datagram too large: the message is at fault, not the connection
 	}
 	m.retire(l, err)

@@ -13,5 +13,6 @@
 //
 // Run it with: cd e2e && go test -v ./...   (needs rsyslogd on the PATH or
 // in /usr/sbin, and its imrelp module; Debian: apt-get install rsyslog
-// rsyslog-relp).
+// rsyslog-relp). Its tests are Unix-only: rsyslogd, and the signals that
+// stop and restart it, are.
 package e2e

@@ -1,3 +1,5 @@
+//go:build unix
+
 package e2e
 
 // The README's go-kit metrics recipe: go-kit's graphite and dogstatsd

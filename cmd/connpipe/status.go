@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -226,6 +227,10 @@ func (s *sizeFlag) Set(v string) error {
 	return nil
 }
 
+// maxSize bounds a size flag: 1 TiB, or what an int holds on 32-bit
+// platforms (2 GiB); the library caps the buffer further.
+const maxSize = min(1<<40, math.MaxInt)
+
 func parseSize(v string) (int, error) {
 	num := strings.TrimRightFunc(v, func(r rune) bool { return r < '0' || r > '9' })
 	unit := strings.TrimSpace(v[len(num):])
@@ -242,8 +247,8 @@ func parseSize(v string) (int, error) {
 		return 0, fmt.Errorf("unknown unit %q: use a number of bytes, or k, M or G (KiB, MiB, GiB)", unit)
 	}
 	n, err := strconv.Atoi(num)
-	if err != nil || n <= 0 || n > (1<<40)/mult {
-		return 0, fmt.Errorf("want a positive size such as 4M or 65536")
+	if err != nil || n <= 0 || n > maxSize/mult {
+		return 0, fmt.Errorf("want a positive size such as 4M or 65536, at most %s", bytesize(maxSize))
 	}
 	return n * mult, nil
 }

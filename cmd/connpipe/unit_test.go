@@ -6,6 +6,7 @@ import (
 	"errors"
 	"math"
 	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -28,7 +29,7 @@ func TestCount(t *testing.T) {
 }
 
 func TestBytesize(t *testing.T) {
-	for n, want := range map[int]string{0: "0 B", 1023: "1023 B", 1024: "1.0 KiB", 1536: "1.5 KiB", 4 << 20: "4.0 MiB", 200 << 20: "200 MiB", 3 << 40: "3072 GiB"} {
+	for n, want := range map[int64]string{0: "0 B", 1023: "1023 B", 1024: "1.0 KiB", 1536: "1.5 KiB", 4 << 20: "4.0 MiB", 200 << 20: "200 MiB", 3 << 40: "3072 GiB"} {
 		if got := bytesize(n); got != want {
 			t.Errorf("bytesize(%d) = %q, want %q", n, got, want)
 		}
@@ -41,14 +42,14 @@ func TestParseSize(t *testing.T) {
 			t.Errorf("parseSize(%q) = %d, %v; want %d", in, got, err, want)
 		}
 	}
-	for _, n := range []int{1, 1000, 1024, 4 << 20, 3 << 30, 1<<20 + 1} {
+	for _, n := range []int{1, 1000, 1024, 4 << 20, 1 << 30, 1<<20 + 1, maxSize} {
 		s := sizeFlag(n)
 		var back sizeFlag
 		if err := back.Set(s.String()); err != nil || back != s {
 			t.Errorf("sizeFlag(%d).String() = %q, which parses as %d, %v", n, s.String(), back, err)
 		}
 	}
-	for _, in := range []string{"", "0", "-1", "1.5M", "4X", "M", "99999999999999G"} {
+	for _, in := range []string{"", "0", "-1", "1.5M", "4X", "M", "99999999999999G", strconv.Itoa(maxSize) + "0", "2048G"} {
 		if got, err := parseSize(in); err == nil {
 			t.Errorf("parseSize(%q) = %d, want an error", in, got)
 		}

@@ -1,7 +1,3 @@
-//go:build linux && !386
-
-// (linux/386 has no direct getsockopt syscall number in package syscall.)
-
 package testnet
 
 import (
@@ -12,7 +8,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-	"unsafe"
 )
 
 // How Blackhole works (Linux): tcp_conn_request drops an incoming SYN
@@ -167,13 +162,9 @@ func waitAcceptQueue(fd, n int) error {
 // listening socket, from TCP_INFO (tcpi_unacked and tcpi_sacked carry
 // those values when tcpi_state is LISTEN).
 func acceptQueue(fd int) (queued, limit int, err error) {
-	var info syscall.TCPInfo
-	size := uint32(unsafe.Sizeof(info))
-	_, _, errno := syscall.Syscall6(syscall.SYS_GETSOCKOPT, uintptr(fd),
-		syscall.IPPROTO_TCP, syscall.TCP_INFO,
-		uintptr(unsafe.Pointer(&info)), uintptr(unsafe.Pointer(&size)), 0)
-	if errno != 0 {
-		return 0, 0, fmt.Errorf("getsockopt TCP_INFO: %w", errno)
+	info, err := tcpInfo(fd)
+	if err != nil {
+		return 0, 0, err
 	}
 	const tcpListen = 10 // TCP_LISTEN in include/net/tcp_states.h
 	if info.State != tcpListen {

@@ -31,7 +31,7 @@
 //	NewFlapper(tb) *Flapper           accepts and closes at once
 //	    both: Addr() string, Accepted() int, WaitAccepted(n, timeout) bool, Close()
 //
-//	NewBlackhole(tb) *Blackhole       connects hang until timed out (linux, not 386)
+//	NewBlackhole(tb) *Blackhole       connects hang until timed out (linux)
 //	    Addr() string, Close()
 //
 // Datagrams:
@@ -41,7 +41,7 @@
 //	    WaitCount(n int, timeout time.Duration) bool,
 //	    Stop(), Start() error, Close()
 //
-// Watching a client socket (linux):
+// Watching a client socket (Unix; a FIN behind unread data is seen on Linux only):
 //
 //	WaitPeerClosed(c net.Conn, timeout) (bool, error)
 //	    blocks until c's peer closed or half-closed it (FIN), reset it,

@@ -1,0 +1,15 @@
+package conn
+
+// WithPeekLivenessCheck makes a Manager's liveness check use the peek, the
+// portable check of every Unix, rather than the platform's own, so that
+// the tests run on Linux the path that macOS and the BSDs take.
+func WithPeekLivenessCheck() Option {
+	return optionFunc(func(c *config) { c.probe = probePeek })
+}
+
+// The system's errors for a datagram too large and a refused port, for the
+// fakes that imitate them (Plan 9 has none of its own).
+var (
+	ErrMsgSize = errMsgSize
+	ErrRefused = errRefused
+)

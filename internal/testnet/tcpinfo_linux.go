@@ -1,0 +1,30 @@
+//go:build linux && !386
+
+package testnet
+
+import (
+	"fmt"
+	"syscall"
+	"unsafe"
+)
+
+// tcpInfoCall holds what getsockopt(2) writes. It escapes to the heap
+// (tcpInfo returns a pointer into it), where memory does not move: the
+// call passes its addresses as integers.
+type tcpInfoCall struct {
+	info syscall.TCPInfo
+	size uint32
+}
+
+// tcpInfo reads fd's TCP_INFO.
+func tcpInfo(fd int) (*syscall.TCPInfo, error) {
+	c := new(tcpInfoCall)
+	c.size = uint32(unsafe.Sizeof(c.info))
+	_, _, errno := syscall.Syscall6(syscall.SYS_GETSOCKOPT, uintptr(fd),
+		syscall.IPPROTO_TCP, syscall.TCP_INFO,
+		uintptr(unsafe.Pointer(&c.info)), uintptr(unsafe.Pointer(&c.size)), 0)
+	if errno != 0 {
+		return nil, fmt.Errorf("getsockopt TCP_INFO: %w", errno)
+	}
+	return &c.info, nil
+}
