@@ -19,12 +19,16 @@ import (
 
 func TestBatchWriterDeliversEverythingInOrderAcrossRestarts(t *testing.T) {
 	scenario(t)
+	eachLivenessCheck(t, batchWriterDeliversEverythingInOrderAcrossRestarts)
+}
+
+func batchWriterDeliversEverythingInOrderAcrossRestarts(t *testing.T, lc livenessCheck) {
 	const (
 		writers  = 4
 		restarts = 4
 	)
 	sink := testnet.NewSink(t, "tcp")
-	m := conn.New("tcp", sink.Addr(), conn.WithBackoff(20*time.Millisecond, 500*time.Millisecond))
+	m := conn.New("tcp", sink.Addr(), lc.with(conn.WithBackoff(20*time.Millisecond, 500*time.Millisecond))...)
 	defer m.Close()
 	w := conn.NewBatchWriter(m)
 	defer w.Close()

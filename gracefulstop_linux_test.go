@@ -97,6 +97,10 @@ func isTimeoutErr(err error) bool {
 // through the whole drain and lost what it wrote after it (connpipe demo's
 // "silently lost" lines).
 func TestPeerStoppingGracefullyJustAfterTheDialLosesNothing(t *testing.T) {
+	eachLivenessCheck(t, peerStoppingGracefullyJustAfterTheDialLosesNothing)
+}
+
+func peerStoppingGracefullyJustAfterTheDialLosesNothing(t *testing.T, lc livenessCheck) {
 	for _, tc := range []struct {
 		name           string
 		afterFirstLine bool
@@ -113,8 +117,8 @@ func TestPeerStoppingGracefullyJustAfterTheDialLosesNothing(t *testing.T) {
 			)
 			s := startGracefulStopper(t, tc.afterFirstLine, drain, linger)
 			dt := &dialTimer{}
-			m := conn.New("tcp", s.ln.Addr().String(), conn.WithDialer(dt.Dial),
-				conn.WithBackoff(20*time.Millisecond, 20*time.Millisecond))
+			m := conn.New("tcp", s.ln.Addr().String(), lc.with(conn.WithDialer(dt.Dial),
+				conn.WithBackoff(20*time.Millisecond, 20*time.Millisecond))...)
 			defer m.Close()
 			if m.Take() == nil {
 				t.Fatal("no connection")

@@ -28,10 +28,14 @@ import (
 // nothing can report (RELIABILITY.md), and this scenario is about the
 // Write that follows a close, not about that race.
 func TestScenarioIdleTimeoutPeerLosesNothing(t *testing.T) {
+	eachLivenessCheck(t, testScenarioIdleTimeoutPeerLosesNothing)
+}
+
+func testScenarioIdleTimeoutPeerLosesNothing(t *testing.T, lc livenessCheck) {
 	scenario(t)
 	sink := testnet.NewSink(t, "tcp", testnet.WithIdleTimeout(30*time.Millisecond))
 	p := newIdlePeer()
-	m := conn.New("tcp", sink.Addr(), p.options()...)
+	m := conn.New("tcp", sink.Addr(), lc.with(p.options()...)...)
 	defer m.Close()
 
 	const bursts = 60
@@ -80,9 +84,13 @@ func TestScenarioIdleTimeoutPeerLosesNothing(t *testing.T) {
 }
 
 func TestScenarioSixteenWritersThroughOneResetRedialOnce(t *testing.T) {
+	eachLivenessCheck(t, testScenarioSixteenWritersThroughOneResetRedialOnce)
+}
+
+func testScenarioSixteenWritersThroughOneResetRedialOnce(t *testing.T, lc livenessCheck) {
 	sink := testnet.NewSink(t, "tcp")
 	dt := &dialTimer{}
-	m := conn.New("tcp", sink.Addr(), conn.WithDialer(dt.Dial))
+	m := conn.New("tcp", sink.Addr(), lc.with(conn.WithDialer(dt.Dial))...)
 	defer m.Close()
 	if _, err := m.Write([]byte("warm\n")); err != nil {
 		t.Fatal(err)
@@ -129,24 +137,27 @@ func TestScenarioSixteenWritersThroughOneResetRedialOnce(t *testing.T) {
 // graceful ones (a FIN, then it reads until the client leaves, up to 1 s).
 func TestScenarioEightWritersThroughFourRestarts(t *testing.T) {
 	scenario(t)
-	t.Run("abrupt", func(t *testing.T) {
-		// Lines in flight at a restart are written into the old connection
-		// after the sink stopped reading and before the client learned of
-		// the close: the reset discards them, and nothing can report them.
-		// A few per writer per restart at most.
-		eightWritersThroughRestarts(t, 4, func(s *testnet.Sink, down time.Duration) error { return s.Restart(down) })
-	})
-	t.Run("graceful", func(t *testing.T) {
-		// The FIN comes while the writers are busy: the periodic check
-		// notices it within 10 ms and the client leaves while the sink
-		// still reads. Nothing may be lost.
-		eightWritersThroughRestarts(t, 0, func(s *testnet.Sink, down time.Duration) error { return s.RestartGracefully(time.Second, down) })
+	eachLivenessCheck(t, func(t *testing.T, lc livenessCheck) {
+		t.Run("abrupt", func(t *testing.T) {
+			// Lines in flight at a restart are written into the old
+			// connection after the sink stopped reading and before the
+			// client learned of the close: the reset discards them, and
+			// nothing can report them. A few per writer per restart at
+			// most.
+			eightWritersThroughRestarts(t, lc, 4, func(s *testnet.Sink, down time.Duration) error { return s.Restart(down) })
+		})
+		t.Run("graceful", func(t *testing.T) {
+			// The FIN comes while the writers are busy: the periodic check
+			// notices it within 10 ms and the client leaves while the sink
+			// still reads. Nothing may be lost.
+			eightWritersThroughRestarts(t, lc, 0, func(s *testnet.Sink, down time.Duration) error { return s.RestartGracefully(time.Second, down) })
+		})
 	})
 }
 
 // eightWritersThroughRestarts runs the scenario with restart, allowing
 // lostPerWriter acknowledged lines lost per writer and restart.
-func eightWritersThroughRestarts(t *testing.T, lostPerWriter int, restart func(s *testnet.Sink, down time.Duration) error) {
+func eightWritersThroughRestarts(t *testing.T, lc livenessCheck, lostPerWriter int, restart func(s *testnet.Sink, down time.Duration) error) {
 	const (
 		writers  = 8
 		restarts = 4
@@ -158,7 +169,7 @@ func eightWritersThroughRestarts(t *testing.T, lostPerWriter int, restart func(s
 		up = maxWait*3/2 + 300*time.Millisecond
 	)
 	sink := testnet.NewSink(t, "tcp")
-	m := conn.New("tcp", sink.Addr(), conn.WithBackoff(20*time.Millisecond, maxWait))
+	m := conn.New("tcp", sink.Addr(), lc.with(conn.WithBackoff(20*time.Millisecond, maxWait))...)
 	defer m.Close()
 
 	type result struct {
@@ -450,15 +461,23 @@ func TestScenarioCloseWhileWriting(t *testing.T) {
 // A peer stops reading while one Write of 32 MiB is under way and other
 // goroutines keep arriving, one every 20 ms, each with a line: none of them
 // may hold the stalled Write past its timeout, and each returns within the
-// timeout of its own start (plus scheduling slack).
+// timeout of its own start (plus scheduling slack). With the peek, which
+// cannot ask the kernel whether a Write is blocked, the deadline may be
+// moved once without knowing: the bound is twice the timeout.
 func TestScenarioStalledWriteIsNotProlongedByOtherWriters(t *testing.T) {
 	scenario(t)
-	const (
-		timeout = 500 * time.Millisecond
-		slack   = 500 * time.Millisecond // scheduling under -race on 2 shared cores
-	)
+	eachLivenessCheck(t, stalledWriteIsNotProlongedByOtherWriters)
+}
+
+func stalledWriteIsNotProlongedByOtherWriters(t *testing.T, lc livenessCheck) {
+	const slack = 500 * time.Millisecond // scheduling under -race on 2 shared cores
+	timeout := 500 * time.Millisecond
+	bound := timeout
+	if lc.peek {
+		bound = 2 * timeout
+	}
 	peer := testnet.NewNeverReader(t)
-	m := conn.New("tcp", peer.Addr(), conn.WithWriteTimeout(timeout), conn.WithBackoff(50*time.Millisecond, 200*time.Millisecond))
+	m := conn.New("tcp", peer.Addr(), lc.with(conn.WithWriteTimeout(timeout), conn.WithBackoff(50*time.Millisecond, 200*time.Millisecond))...)
 	defer m.Close()
 	type result struct {
 		start, end time.Time
@@ -492,15 +511,15 @@ func TestScenarioStalledWriteIsNotProlongedByOtherWriters(t *testing.T) {
 	if !errors.Is(b.err, os.ErrDeadlineExceeded) {
 		t.Errorf("the 32 MiB Write: %v, want a timeout", b.err)
 	}
-	if took < timeout*7/8 || took > timeout+slack {
-		t.Errorf("the 32 MiB Write returned after %v, want within [%v, %v + slack]", took, timeout*7/8, timeout)
+	if took < timeout*7/8 || took > bound+slack {
+		t.Errorf("the 32 MiB Write returned after %v, want within [%v, %v + slack]", took, timeout*7/8, bound)
 	}
 	var late, queued int
 	var worst time.Duration
 	for _, r := range results {
 		d := r.end.Sub(r.start)
 		worst = max(worst, d)
-		if d > timeout+slack {
+		if d > bound+slack {
 			late++
 		}
 		if r.start.Before(b.end) {
@@ -511,7 +530,7 @@ func TestScenarioStalledWriteIsNotProlongedByOtherWriters(t *testing.T) {
 		}
 	}
 	if late > 0 {
-		t.Errorf("%d of %d Writes returned later than the timeout after their start (worst %v)", late, len(results), worst)
+		t.Errorf("%d of %d Writes returned later than %v after their start (worst %v)", late, len(results), bound, worst)
 	}
 	t.Logf("stalled peer, a writer every 20 ms: the 32 MiB Write failed after %v; %d Writes queued behind it; the slowest of %d small Writes took %v",
 		took.Round(time.Millisecond), queued, len(results), worst.Round(time.Millisecond))
@@ -558,7 +577,7 @@ func TestBusyHealthyConnectionNeverTimesOut(t *testing.T) {
 	writes := 0
 	for end := time.Now().Add(5 * timeout); time.Now().Before(end); writes++ {
 		if _, err := m.Write(chunk); err != nil {
-			t.Fatalf("Write %d, %v into a busy healthy connection: %v", writes, 3*timeout-time.Until(end), err)
+			t.Fatalf("Write %d, %v into a busy healthy connection: %v", writes, 5*timeout-time.Until(end), err)
 		}
 	}
 	if n := m.Stats().Dials; n != 1 {
@@ -566,5 +585,5 @@ func TestBusyHealthyConnectionNeverTimesOut(t *testing.T) {
 	}
 	m.Close()
 	<-served
-	t.Logf("busy healthy connection: %d Writes of 16 KiB in %v, none timed out", writes, 3*timeout)
+	t.Logf("busy healthy connection: %d Writes of 16 KiB in %v, none timed out", writes, 5*timeout)
 }

@@ -46,6 +46,10 @@
 //	WaitPeerClosed(c net.Conn, timeout) (bool, error)
 //	    blocks until c's peer closed or half-closed it (FIN), reset it,
 //	    or timeout; reads nothing
+//	WaitReset(c net.Conn, timeout) error
+//	    blocks until c was reset (after a FIN too) or failed; an error
+//	    after timeout. On Linux a ppoll; elsewhere it polls every
+//	    millisecond, which the other wait methods never do
 //
 // TLS and paths:
 //

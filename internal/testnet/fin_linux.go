@@ -1,11 +1,17 @@
 package testnet
 
 import (
-	"errors"
+	"fmt"
 	"net"
 	"syscall"
 	"time"
 	"unsafe"
+)
+
+const (
+	pollERR   = 0x8
+	pollHUP   = 0x10
+	pollRDHUP = 0x2000
 )
 
 // WaitPeerClosed blocks until c's kernel socket reports that the peer has
@@ -16,32 +22,36 @@ import (
 // for tests that must not write until the client has seen a close: a
 // signal, where a sleep would race.
 func WaitPeerClosed(c net.Conn, timeout time.Duration) (bool, error) {
-	for range 4 {
-		u, ok := c.(interface{ NetConn() net.Conn })
-		if !ok {
-			break
-		}
-		c = u.NetConn()
+	return poll(c, pollRDHUP, timeout)
+}
+
+// WaitReset blocks until c's socket has been reset (POLLHUP: both ways
+// shut) or failed, and returns nil then; an error if it was not within
+// timeout. It reads nothing.
+func WaitReset(c net.Conn, timeout time.Duration) error {
+	if reset, err := poll(c, 0, timeout); !reset || err != nil {
+		return fmt.Errorf("testnet: WaitReset: no reset within %v (%v)", timeout, err)
 	}
-	sc, ok := c.(syscall.Conn)
-	if !ok {
-		return false, errors.New("testnet: WaitPeerClosed: no socket under the connection")
-	}
-	rc, err := sc.SyscallConn()
+	return nil
+}
+
+// poll waits up to timeout for events on c's socket, or POLLERR or POLLHUP,
+// which are always reported, and reports whether any came.
+func poll(c net.Conn, events int16, timeout time.Duration) (bool, error) {
+	rc, err := rawConn(c)
 	if err != nil {
 		return false, err
 	}
-	const pollRDHUP = 0x2000
 	var (
-		closed  bool
-		pollErr error
+		happened bool
+		pollErr  error
 	)
 	err = rc.Control(func(fd uintptr) {
 		pfd := struct {
 			fd      int32
 			events  int16
 			revents int16
-		}{fd: int32(fd), events: pollRDHUP}
+		}{fd: int32(fd), events: events}
 		ts := syscall.NsecToTimespec(int64(timeout))
 		for {
 			n, _, errno := syscall.Syscall6(syscall.SYS_PPOLL, uintptr(unsafe.Pointer(&pfd)), 1,
@@ -52,12 +62,12 @@ func WaitPeerClosed(c net.Conn, timeout time.Duration) (bool, error) {
 			if errno != 0 {
 				pollErr = errno
 			}
-			closed = n > 0
+			happened = n > 0
 			return
 		}
 	})
 	if err != nil {
 		return false, err
 	}
-	return closed, pollErr
+	return happened, pollErr
 }
