@@ -213,6 +213,9 @@ func TestProberAwaitReset(t *testing.T) {
 			s.(*net.TCPConn).CloseWrite()
 			awaitClose(t, c)
 			p := newProber(c, kind)
+			if !p.peek && p.roundTrip(0) == 0 {
+				t.Skip("the kernel does not tell the round trip here (qemu-user does not translate TCP_INFO): ppoll falls back on the dial's")
+			}
 			start := time.Now()
 			if err := p.awaitReset(time.Millisecond, maxResetWait, 30*time.Millisecond); err != nil {
 				t.Fatalf("a reset from a half-closed peer: %v", err)

@@ -27,5 +27,8 @@ func tcpInfo(fd int) (*syscall.TCPInfo, error) {
 	if errno != 0 {
 		return nil, fmt.Errorf("getsockopt TCP_INFO: %w", errno)
 	}
+	if c.size < tcpInfoNeeded {
+		return nil, fmt.Errorf("getsockopt TCP_INFO: %d bytes: %w", c.size, errTCPInfoShort)
+	}
 	return &c.info, nil
 }
