@@ -28,7 +28,6 @@ type nativeProbe struct {
 	info    syscall.TCPInfo
 	infoLen uint32
 	rtt     time.Duration // roundTrip's answer
-	args    [5]uintptr    // socketcall's arguments, on linux/386
 }
 
 // useNative binds Linux's check: ppoll with POLLRDHUP, which tells a FIN
@@ -94,7 +93,7 @@ func (p *prober) roundTrip(dial time.Duration) time.Duration {
 func (p *prober) rttFd(fd uintptr) {
 	n := &p.native
 	n.info, n.infoLen = syscall.TCPInfo{}, uint32(unsafe.Sizeof(n.info))
-	if getsockopt(n, fd, syscall.IPPROTO_TCP, syscall.TCP_INFO, unsafe.Pointer(&n.info), &n.infoLen) == 0 {
+	if getsockopt(fd, syscall.IPPROTO_TCP, syscall.TCP_INFO, unsafe.Pointer(&n.info), &n.infoLen) == 0 {
 		n.rtt = time.Duration(n.info.Rtt) * time.Microsecond
 	}
 }

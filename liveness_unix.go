@@ -87,24 +87,17 @@ func newProber(c net.Conn, kind probeKind) (p *prober) {
 	if err != nil {
 		return nil
 	}
-	var (
-		typ     int
-		local   syscall.Sockaddr
-		sockErr error
-	)
+	var typ int
+	var sockErr error
 	if err := rc.Control(func(fd uintptr) {
-		if typ, sockErr = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_TYPE); sockErr == nil {
-			local, sockErr = syscall.Getsockname(int(fd))
-		}
+		typ, sockErr = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_TYPE)
 	}); err != nil || sockErr != nil {
 		return nil
 	}
 	stream := typ == syscall.SOCK_STREAM || typ == syscall.SOCK_SEQPACKET
-	var inet bool
-	switch local.(type) {
-	case *syscall.SockaddrInet4, *syscall.SockaddrInet6:
-		inet = true
-	}
+	// TCP or a unix socket: the connection's address says, without
+	// another system call (SO_DOMAIN is not portable).
+	_, inet := c.LocalAddr().(*net.TCPAddr)
 	p = &prober{rc: rc, stream: stream, tcp: stream && inet}
 	if kind == probePeek || !p.useNative() {
 		p.peek = true
