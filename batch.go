@@ -120,8 +120,7 @@ func NewBatchWriter(m *Manager, opts ...BatchOption) *BatchWriter {
 			o.applyBatch(&cfg)
 		}
 	}
-	seg := min(max(2*cfg.maxBatch, 64<<10), max(cfg.size, 4<<10), maxSegment)
-	q, head := newQueue(cfg.size, (seg+7)&^7)
+	q, head := newQueue(cfg.size, segmentSize(cfg))
 	w := &BatchWriter{
 		m:      m,
 		cfg:    cfg,
@@ -425,4 +424,12 @@ func (w *BatchWriter) Stats() BatchStats {
 		s.Queue.OldestAge = time.Since(seen)
 	}
 	return s
+}
+
+// segmentSize is the page size of segments that hold several messages:
+// room for two batches, at least 64 KiB, at most the buffer (but 4 KiB) and
+// maxSegment, in whole words.
+func segmentSize(cfg batchConfig) int {
+	seg := min(max(2*min(cfg.maxBatch, maxSegment), 64<<10), max(cfg.size, 4<<10), maxSegment) // min first: 2*maxBatch may overflow
+	return (seg + 7) &^ 7
 }

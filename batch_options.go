@@ -65,7 +65,8 @@ type batchConfig struct {
 // BatchWriter holds stays below twice the buffer plus three segments (see
 // NewBatchWriter). A value below 1 keeps the default; values above 64 GiB
 // are taken as 64 GiB, and on 32-bit platforms (386, arm, mips, ...)
-// values above 1 GiB as 1 GiB.
+// values above 256 MiB as 256 MiB: the memory bound (twice the buffer) and
+// the collector's headroom must fit in their address space.
 func WithBufferSize(bytes int) BatchOption {
 	return batchOptionFunc(func(c *batchConfig) {
 		if bytes > 0 {

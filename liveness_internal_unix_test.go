@@ -13,12 +13,12 @@ import (
 	"github.com/seed44b27a20/conn/internal/testnet"
 )
 
-// socketPair returns a connected pair of network ("tcp" or "unix")
-// sockets, closed when the test ends.
+// socketPair returns a connected pair of network ("tcp", "unix" or
+// "unixpacket") sockets, closed when the test ends.
 func socketPair(tb testing.TB, network string) (client, server net.Conn) {
 	tb.Helper()
 	addr := "127.0.0.1:0"
-	if network == "unix" {
+	if network != "tcp" {
 		addr = testnet.FreeUnixPath(tb)
 	}
 	ln, err := net.Listen(network, addr)
@@ -52,6 +52,12 @@ func awaitClose(t *testing.T, c net.Conn) {
 	}
 }
 
+// madeUpAddr is a TCP connection whose addresses are not TCP's.
+type madeUpAddr struct{ *net.TCPConn }
+
+func (madeUpAddr) LocalAddr() net.Addr  { return &net.UnixAddr{Name: "made-up", Net: "unix"} }
+func (madeUpAddr) RemoteAddr() net.Addr { return &net.UnixAddr{Name: "made-up", Net: "unix"} }
+
 // probeKinds are the checks this platform has: on Linux ppoll and the
 // peek, elsewhere the peek alone.
 func probeKinds() map[string]probeKind {
@@ -62,7 +68,10 @@ func probeKinds() map[string]probeKind {
 }
 
 // What each check finds: the peek cannot see a FIN behind unread data, nor
-// tell a unix socket's half-close from its close; ppoll can.
+// tell a unix socket's half-close from its close, nor see a unixpacket
+// peer's close (an empty record reads like it); ppoll can. A second check
+// finds what the first did: the kernel reports an error once, and the
+// peek keeps it.
 func TestProberFindings(t *testing.T) {
 	type finding struct {
 		fin    bool
@@ -83,26 +92,32 @@ func TestProberFindings(t *testing.T) {
 		{"TCP RST", "tcp", func(t *testing.T, s net.Conn) { s.(*net.TCPConn).SetLinger(0); s.Close() }, failed, failed},
 		{"unix half-close", "unix", func(t *testing.T, s net.Conn) { s.(*net.UnixConn).CloseWrite() }, alive, fin},
 		{"unix close", "unix", func(t *testing.T, s net.Conn) { s.Close() }, failed, fin},
+		{"unixpacket, an empty record", "unixpacket", func(t *testing.T, s net.Conn) { s.Write(nil) }, alive, alive},
+		{"unixpacket close", "unixpacket", func(t *testing.T, s net.Conn) { s.Close() }, failed, alive},
 	}
 	for kindName, kind := range probeKinds() {
 		for _, tc := range cases {
 			t.Run(kindName+"/"+tc.name, func(t *testing.T) {
 				c, s := socketPair(t, tc.network)
 				p := newProber(c, kind)
-				if p == nil || !p.stream || p.tcp != (tc.network == "tcp") || p.peek != (kindName == "peek") {
+				if p == nil || !p.stream || p.tcp != (tc.network == "tcp") || p.packet != (tc.network == "unixpacket") || p.peek != (kindName == "peek") {
 					t.Fatalf("prober %+v for a %s stream", p, tc.network)
 				}
 				tc.peer(t, s)
-				if tc.ppoll != alive || tc.peek != alive {
+				// Wait for the close, where the platform's own means can see
+				// it (elsewhere than Linux they are the peek's).
+				if tc.ppoll != alive && (runtime.GOOS == "linux" || tc.peek != alive) {
 					awaitClose(t, c)
 				}
 				want := tc.ppoll
 				if p.peek {
 					want = tc.peek
 				}
-				have, err := p.check()
-				if (finding{fin: have, failed: err != nil}) != want {
-					t.Fatalf("finding %v, %v; want %+v", have, err, want)
+				for i := range 2 {
+					have, err := p.check()
+					if (finding{fin: have, failed: err != nil}) != want {
+						t.Fatalf("check %d: finding %v, %v; want %+v", i+1, have, err, want)
+					}
 				}
 				if tc.name == "TCP FIN behind unread data" || tc.name == "alive, with unread data" {
 					buf := make([]byte, 16)
@@ -112,6 +127,20 @@ func TestProberFindings(t *testing.T) {
 				}
 			})
 		}
+		t.Run(kindName+"/TCP under a wrapper that makes up its address", func(t *testing.T) {
+			// TCP is the kernel's word: a wrapper's address does not turn
+			// the FIN check off.
+			c, s := loopbackPair(t)
+			p := newProber(madeUpAddr{c.(*net.TCPConn)}, kind)
+			if p == nil || !p.tcp {
+				t.Fatalf("prober %+v, want one for TCP", p)
+			}
+			s.Close()
+			awaitClose(t, c)
+			if fin, err := p.check(); !fin || err != nil {
+				t.Fatalf("finding %v, %v; want a FIN", fin, err)
+			}
+		})
 		t.Run(kindName+"/TCP FIN, then a reset for data written after it", func(t *testing.T) {
 			// Linux's recv reports the FIN before the reset: the peek must
 			// ask SO_ERROR.

@@ -28,13 +28,14 @@ type nativeProbe struct {
 	info    syscall.TCPInfo
 	infoLen uint32
 	rtt     time.Duration // roundTrip's answer
+	rttFd   func(uintptr) // p.tcpInfoFd, bound once
 }
 
 // useNative binds Linux's check: ppoll with POLLRDHUP, which tells a FIN
 // behind unread data and, on a unix socket, a half-close from a close;
 // SIOCOUTQ for quiet; ppoll again to wait for a reset.
 func (p *prober) useNative() bool {
-	p.peer, p.queue, p.reset = p.ppollFd, p.queueFd, p.resetFd
+	p.peer, p.queue, p.reset, p.native.rttFd = p.ppollFd, p.queueFd, p.resetFd, p.tcpInfoFd
 	return true
 }
 
@@ -84,13 +85,13 @@ func (p *prober) queueFd(fd uintptr) {
 // (tcpi_rtt), or dial if it does not tell.
 func (p *prober) roundTrip(dial time.Duration) time.Duration {
 	p.native.rtt = 0
-	if err := p.rc.Control(p.rttFd); err != nil || p.native.rtt == 0 {
+	if err := p.rc.Control(p.native.rttFd); err != nil || p.native.rtt == 0 {
 		return dial
 	}
 	return p.native.rtt
 }
 
-func (p *prober) rttFd(fd uintptr) {
+func (p *prober) tcpInfoFd(fd uintptr) {
 	n := &p.native
 	n.info, n.infoLen = syscall.TCPInfo{}, uint32(unsafe.Sizeof(n.info))
 	if getsockopt(fd, syscall.IPPROTO_TCP, syscall.TCP_INFO, unsafe.Pointer(&n.info), &n.infoLen) == 0 {

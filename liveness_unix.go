@@ -16,9 +16,10 @@ const (
 	// probeNative is the best the platform has: on Linux, ppoll with
 	// POLLRDHUP; on the other Unixes, the peek.
 	probeNative probeKind = iota
-	// probePeek is the portable check, which every Unix has: SO_ERROR,
-	// then recv with MSG_PEEK|MSG_DONTWAIT. It runs on Linux too when a
-	// test asks for it, so that the path other Unixes take is tested here.
+	// probePeek is the portable check, which every Unix has: recv with
+	// MSG_PEEK|MSG_DONTWAIT, and SO_ERROR at its end of file. It runs on
+	// Linux too when a test asks for it, so that the path other Unixes
+	// take is tested here.
 	probePeek
 )
 
@@ -35,14 +36,19 @@ const resetPoll = time.Millisecond
 // connection.
 //
 // The answers are left in fields and the system calls are bound methods
-// stored once, so that a check allocates nothing; mu serialises them.
+// stored once, so that a check allocates nothing (but the peek's on a Linux
+// unix socket with unread data, where recvfrom returns the peer's address:
+// the peek is Linux's in tests only); mu serialises them.
 //
 // What the peek cannot tell, which ppoll with POLLRDHUP can (Linux):
-//   - a FIN behind data nobody has read: the peek sees the data, and the
-//     connection looks alive. A TLS 1.3 connection that only writes has
-//     its session tickets unread, so the peek never sees its peer's close;
+//   - a FIN or a reset behind data nobody has read: the peek sees the
+//     data, and the connection looks alive. A TLS 1.3 connection that only
+//     writes has its session tickets unread, so the peek never sees its
+//     peer's close (after a reset the next Write fails itself);
 //   - a half-close from a close on a unix socket: both look like a FIN,
-//     which is treated as it is on TCP (see checkPeer);
+//     which is treated as it is on TCP (see checkPeer); on a unixpacket
+//     socket an empty record reads like either, so there the peek sees
+//     errors only (a Write to a closed unix peer fails itself);
 //   - whether a Write could be blocked on the socket (quiet): the write
 //     deadline then follows the rules for connections without a prober;
 //   - the round trip, which bounds the wait for a reset (awaitReset): the
@@ -51,12 +57,14 @@ type prober struct {
 	rc     syscall.RawConn
 	stream bool // a stream socket: the liveness check applies
 	tcp    bool // TCP: a closed peer answers data with a reset, after a round trip
+	packet bool // SOCK_SEQPACKET: an empty record reads as an end of file
 	peek   bool // the portable check (probePeek)
 
 	mu                 sync.Mutex
 	peer, queue, reset func(fd uintptr) // bound methods; queue is nil when the kernel cannot be asked
 	fin                bool             // peer's answer: the peer's FIN has arrived
 	errno              syscall.Errno    // peer's and reset's answer: the socket failed
+	failed             syscall.Errno    // the peek's first error, kept: the kernel reports one once
 	roomy              bool             // queue's answer
 	wait               time.Duration    // how long the native reset may wait
 	buf                [1]byte          // what the peek copies, and nobody reads
@@ -87,18 +95,25 @@ func newProber(c net.Conn, kind probeKind) (p *prober) {
 	if err != nil {
 		return nil
 	}
-	var typ int
-	var sockErr error
+	var (
+		typ     int
+		local   syscall.Sockaddr
+		sockErr error
+	)
 	if err := rc.Control(func(fd uintptr) {
-		typ, sockErr = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_TYPE)
+		if typ, sockErr = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_TYPE); sockErr == nil {
+			local, _ = syscall.Getsockname(int(fd))
+		}
 	}); err != nil || sockErr != nil {
 		return nil
 	}
 	stream := typ == syscall.SOCK_STREAM || typ == syscall.SOCK_SEQPACKET
-	// TCP or a unix socket: the connection's address says, without
-	// another system call (SO_DOMAIN is not portable).
-	_, inet := c.LocalAddr().(*net.TCPAddr)
-	p = &prober{rc: rc, stream: stream, tcp: stream && inet}
+	// TCP or unix from the kernel, not from the connection's address,
+	// which a wrapper may make up. A stream socket not known to be a unix
+	// one is taken for TCP, the safe side: its FIN is never taken for a
+	// half-close without a confirmed Write.
+	_, unix := local.(*syscall.SockaddrUnix)
+	p = &prober{rc: rc, stream: stream, tcp: stream && !unix, packet: typ == syscall.SOCK_SEQPACKET}
 	if kind == probePeek || !p.useNative() {
 		p.peek = true
 		p.peer, p.reset = p.peekFd, p.peekResetFd
@@ -127,8 +142,16 @@ func (p *prober) check() (fin bool, err error) {
 
 // peekFd is the portable check: recv's end of file is the peer's FIN, or a
 // reset after it (Linux reports the FIN first: SO_ERROR tells); an error is
-// a reset or a failure. One system call while the connection is alive.
+// a reset or a failure. One system call while the connection is alive. An
+// error is kept: reading it cleared it in the kernel, and the connection
+// is dead. On a SOCK_SEQPACKET socket an empty record reads as an end of
+// file too: there only an error counts (a Write to a closed unix peer
+// fails itself).
 func (p *prober) peekFd(fd uintptr) {
+	if p.failed != 0 {
+		p.errno = p.failed
+		return
+	}
 	n, _, err := syscall.Recvfrom(int(fd), p.buf[:], syscall.MSG_PEEK|msgDontWait)
 	switch {
 	case err == syscall.EAGAIN || err == syscall.EWOULDBLOCK || err == syscall.EINTR:
@@ -139,9 +162,10 @@ func (p *prober) peekFd(fd uintptr) {
 			p.errno = syscall.EIO
 		}
 	case n == 0:
-		p.fin = !p.pendingError(fd)
+		p.fin = !p.pendingError(fd) && !p.packet
 	}
-	// n > 0: data nobody has read, which hides a FIN behind it.
+	// n > 0: data nobody has read, which hides a FIN or a reset behind it.
+	p.failed = p.errno
 }
 
 // pendingError records the socket's pending error (SO_ERROR, which a reset
@@ -214,8 +238,15 @@ func (p *prober) awaitReset(floor, ceiling, dial time.Duration) error {
 	}
 }
 
-// peekResetFd looks for the reset with the peek's means: a pending error.
-func (p *prober) peekResetFd(fd uintptr) { p.pendingError(fd) }
+// peekResetFd looks for the reset with the peek's means: a pending error,
+// kept as peekFd keeps one.
+func (p *prober) peekResetFd(fd uintptr) {
+	if p.failed == 0 {
+		p.pendingError(fd)
+		p.failed = p.errno
+	}
+	p.errno = p.failed
+}
 
 // resetWait is how long to wait for a reset: floor plus two round trips,
 // at most ceiling.

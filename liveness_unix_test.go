@@ -56,9 +56,10 @@ func (lc livenessCheck) with(opts ...conn.Option) []conn.Option {
 // told, closes; told true, it first writes data the client never reads,
 // so that the FIN arrives behind it.
 type closingServer struct {
-	ln    net.Listener
-	first chan string // the first line of each connection
-	close chan bool   // close, after unread data if true
+	ln     net.Listener
+	first  chan string   // the first line of each connection
+	close  chan bool     // close, after unread data if true
+	closed chan struct{} // the connection was closed as told
 }
 
 func newClosingServer(t *testing.T, network, addr string, cfg *tls.Config) *closingServer {
@@ -69,7 +70,7 @@ func newClosingServer(t *testing.T, network, addr string, cfg *tls.Config) *clos
 	if cfg != nil {
 		ln = tls.NewListener(ln, cfg)
 	}
-	s := &closingServer{ln: ln, first: make(chan string, 8), close: make(chan bool, 8)}
+	s := &closingServer{ln: ln, first: make(chan string, 8), close: make(chan bool, 8), closed: make(chan struct{}, 8)}
 	done, quit := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(done)
@@ -85,9 +86,11 @@ func newClosingServer(t *testing.T, network, addr string, cfg *tls.Config) *clos
 				if unread {
 					c.Write([]byte("unread\n"))
 				}
+				c.Close()
+				s.closed <- struct{}{}
 			case <-quit:
+				c.Close()
 			}
-			c.Close()
 		}
 	}()
 	t.Cleanup(func() { close(quit); ln.Close(); <-done })
@@ -157,9 +160,15 @@ func writeAfterPeerClosedIdleConnection(t *testing.T, lc livenessCheck, network,
 	}
 	dt.awaitProof(0) // the close is that of an established connection
 	s.close <- unread
+	recv(t, s.closed)
 	c := m.Take()
-	if closed, err := testnet.WaitPeerClosed(c, 10*time.Second); !closed || err != nil {
-		t.Fatalf("the close did not arrive: %v", err)
+	// Where there is no POLLRDHUP, the test's means of waiting for the FIN
+	// are the peek's, as blind as it: then the FIN may still be on its way
+	// at the Write, which is lost all the same.
+	if runtime.GOOS == "linux" || !blind {
+		if closed, err := testnet.WaitPeerClosed(c, 10*time.Second); !closed || err != nil {
+			t.Fatalf("the close did not arrive: %v", err)
+		}
 	}
 
 	if _, err := m.Write([]byte("second\n")); err != nil {

@@ -57,9 +57,12 @@ const (
 	// slot count stays far below the invalid bit.
 	maxSegment = 16 << 20
 	// maxBufferSize keeps every claim's end far below 1 << countShift: 64
-	// GiB. On 32-bit platforms it is 1 GiB, which an int holds: the pages
-	// may hold twice the buffer, and their address space is 4 GiB at most.
-	maxBufferSize = min(1<<36, math.MaxInt>>1)
+	// GiB. On 32-bit platforms it is 256 MiB: the pages may hold twice the
+	// buffer, the collector wants as much again, and the address space
+	// is 2 to 4 GiB.
+	maxBufferSize = 256<<20 + is64*(1<<36-256<<20)
+	// is64 is 1 where an int has 64 bits, 0 where it has 32.
+	is64 = (math.MaxInt>>32 + 1) >> 31
 	// sparePages is how many written pages are kept for reuse, so that a
 	// producer sealing a segment under load rarely allocates one.
 	sparePages = 4

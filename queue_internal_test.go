@@ -2,8 +2,10 @@ package conn
 
 import (
 	"bytes"
+	"math"
 	"runtime"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 	"unsafe"
@@ -230,6 +232,36 @@ func TestSlotsAre64BitAligned(t *testing.T) {
 	for i := 0; q.put([]byte("x")) && q.active.Load() == head; i++ {
 		if head.published(i) != 1 {
 			t.Fatalf("message %d: published %d", i, head.published(i))
+		}
+	}
+}
+
+// The buffer's cap is what the platform can hold: 64 GiB where an int has
+// 64 bits, 256 MiB where it has 32 (twice the buffer must fit in the
+// address space). A huge WithMaxBatch does not overflow the segment size.
+func TestBufferCapFitsThePlatform(t *testing.T) {
+	want := int64(256 << 20)
+	if strconv.IntSize == 64 {
+		want = 1 << 36
+	}
+	var c batchConfig
+	WithBufferSize(math.MaxInt).applyBatch(&c)
+	if int64(maxBufferSize) != want || c.size != maxBufferSize {
+		t.Errorf("cap %d, WithBufferSize(MaxInt) gives %d; want %d on %d bits", maxBufferSize, c.size, want, strconv.IntSize)
+	}
+	WithBufferSize(4 << 20).applyBatch(&c)
+	for _, tc := range []struct{ maxBatch, size, want int }{
+		{64 << 10, 4 << 20, 128 << 10},
+		{1, 4 << 20, 64 << 10},
+		{64 << 10, 1000, 4 << 10},
+		{64 << 10, 5000, 5000},
+		{64 << 10, 5001, 5008},
+		{maxSegment, maxBufferSize, maxSegment},
+		{math.MaxInt, maxBufferSize, maxSegment},
+		{math.MaxInt/2 + 1, maxBufferSize, maxSegment},
+	} {
+		if have := segmentSize(batchConfig{maxBatch: tc.maxBatch, size: tc.size}); have != tc.want {
+			t.Errorf("segmentSize(maxBatch %d, size %d) = %d, want %d", tc.maxBatch, tc.size, have, tc.want)
 		}
 	}
 }

@@ -1,5 +1,3 @@
-//go:build linux && !386
-
 package testnet
 
 import (
@@ -20,10 +18,7 @@ type tcpInfoCall struct {
 func tcpInfo(fd int) (*syscall.TCPInfo, error) {
 	c := new(tcpInfoCall)
 	c.size = uint32(unsafe.Sizeof(c.info))
-	_, _, errno := syscall.Syscall6(syscall.SYS_GETSOCKOPT, uintptr(fd),
-		syscall.IPPROTO_TCP, syscall.TCP_INFO,
-		uintptr(unsafe.Pointer(&c.info)), uintptr(unsafe.Pointer(&c.size)), 0)
-	if errno != 0 {
+	if errno := c.getsockopt(fd); errno != 0 {
 		return nil, fmt.Errorf("getsockopt TCP_INFO: %w", errno)
 	}
 	if c.size < tcpInfoNeeded {
