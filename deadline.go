@@ -53,10 +53,11 @@ func (m *Manager) armDeadline(l *link, now int64) {
 		}
 	case d > now:
 		// Without the kernel's word (no prober, or not Linux) nothing
-		// says whether an earlier Write is blocked. Move the deadline once; then only after a Write has
-		// completed. A blocked Write is so extended at most once: it fails
-		// within twice the timeout of its start, while a Write after a
-		// pause never runs under a deadline that is nearly spent.
+		// says whether an earlier Write is blocked. Move the deadline
+		// once; then only after a Write has completed. A blocked Write is
+		// so extended at most once: it fails within twice the timeout of
+		// its start, while a Write after a pause never runs under a
+		// deadline that is nearly spent.
 		if l.blindArm.Load() {
 			return
 		}

@@ -5,8 +5,10 @@ package conn
 import (
 	"io"
 	"net"
+	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 // fill writes to c until a write blocks for 50 ms: its peer does not read.
@@ -48,5 +50,42 @@ func TestProberQuiet(t *testing.T) {
 				t.Fatal("quiet while the send buffer is full")
 			}
 		})
+	}
+}
+
+// ppoll's wait for a reset takes the kernel's round trip (tcpi_rtt), and
+// the dial's only where the kernel does not tell: qemu-user passes on only
+// the first word of TCP_INFO.
+func TestProberRoundTrip(t *testing.T) {
+	c, s := loopbackPair(t)
+	p := newProber(c, probeNative)
+	var (
+		info  = new(syscall.TCPInfo)
+		size  = new(uint32)
+		errno syscall.Errno
+	)
+	*size = uint32(unsafe.Sizeof(*info))
+	p.rc.Control(func(fd uintptr) {
+		errno = getsockopt(fd, syscall.IPPROTO_TCP, syscall.TCP_INFO, unsafe.Pointer(info), size)
+	})
+	told := errno == 0 && *size >= uint32(unsafe.Offsetof(info.Rtt)+unsafe.Sizeof(info.Rtt)) && info.Rtt > 0
+	rtt := p.roundTrip(time.Hour)
+	if !told {
+		if rtt != time.Hour {
+			t.Errorf("the kernel does not tell the round trip (%v, %d bytes), yet roundTrip is %v, not the dial's", errno, *size, rtt)
+		}
+		t.Skip("the kernel does not tell the round trip here (qemu-user?): the dial's stands for it")
+	}
+	if rtt <= 0 || rtt >= time.Second {
+		t.Fatalf("roundTrip %v on loopback, whose tcpi_rtt is %d µs", rtt, info.Rtt)
+	}
+	s.(*net.TCPConn).CloseWrite()
+	awaitClose(t, c)
+	start := time.Now()
+	if err := p.awaitReset(time.Millisecond, maxResetWait, 30*time.Millisecond); err != nil {
+		t.Fatalf("a reset from a half-closed peer: %v", err)
+	}
+	if took := time.Since(start); took > 50*time.Millisecond {
+		t.Errorf("waited %v: it should take the kernel's round trip (µs on loopback), not the dial's (30 ms)", took)
 	}
 }

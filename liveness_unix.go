@@ -157,10 +157,7 @@ func (p *prober) peekFd(fd uintptr) {
 	case err == syscall.EAGAIN || err == syscall.EWOULDBLOCK || err == syscall.EINTR:
 		// Nothing to read: alive.
 	case err != nil:
-		p.errno, _ = err.(syscall.Errno)
-		if p.errno == 0 {
-			p.errno = syscall.EIO
-		}
+		p.errno = errnoOf(err)
 	case n == 0:
 		p.fin = !p.pendingError(fd) && !p.packet
 	}
@@ -175,14 +172,20 @@ func (p *prober) pendingError(fd uintptr) bool {
 	soerr, err := syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_ERROR)
 	switch {
 	case err != nil:
-		p.errno, _ = err.(syscall.Errno)
-		if p.errno == 0 {
-			p.errno = syscall.EIO
-		}
+		p.errno = errnoOf(err)
 	case soerr != 0:
 		p.errno = syscall.Errno(soerr)
 	}
 	return p.errno != 0
+}
+
+// errnoOf is err as the system's error number, EIO if it is none (package
+// syscall returns Errno values, but says so nowhere).
+func errnoOf(err error) syscall.Errno {
+	if errno, ok := err.(syscall.Errno); ok && errno != 0 {
+		return errno
+	}
+	return syscall.EIO
 }
 
 // tellsQuiet reports whether quiet can answer: whether p asks the kernel
