@@ -478,18 +478,29 @@ func TestAcksRefusalCountsInOrderForFlush(t *testing.T) {
 	defer cancel()
 	first := make(chan error, 1)
 	go func() { first <- w.Flush(ctx) }()
+	awaitFlushes(t, w, 1) // its target is the first five
 	s.awaitGot(5, 10*time.Second)
 	writeNumbered(t, w, 5, 10)
 	s.awaitGot(10, 10*time.Second)
 	second := make(chan error, 1)
 	go func() { second <- w.Flush(ctx) }()
-	time.Sleep(20 * time.Millisecond) // both Flushes wait; nothing observable says so
+	awaitFlushes(t, w, 2)
 	s.release()
 	if err := <-first; err != nil {
 		t.Fatalf("Flush of messages 0-4: %v, want nil: the refused message 7 was not among them", err)
 	}
 	if err := <-second; !errors.Is(err, conn.ErrUnflushed) {
 		t.Fatalf("Flush of messages 0-9: %v, want the refusal of 7", err)
+	}
+}
+
+// awaitFlushes waits until n Flushes wait on w.
+func awaitFlushes(t *testing.T, w *conn.BatchWriter, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); conn.FlushesWaiting(w) < n; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d Flushes wait, want %d", conn.FlushesWaiting(w), n)
+		}
 	}
 }
 

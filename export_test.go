@@ -13,3 +13,11 @@ var (
 	ErrMsgSize = errMsgSize
 	ErrRefused = errRefused
 )
+
+// FlushesWaiting counts the Flushes that wait on w, for tests that must
+// not act before a Flush has begun to wait.
+func FlushesWaiting(w *BatchWriter) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.flushes)
+}
