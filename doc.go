@@ -16,7 +16,10 @@
 //   - notices a connection that its peer closed while it sat idle before
 //     writing on it, and redials and writes on the new connection instead of
 //     handing the bytes to a socket that will discard them, while a peer
-//     that only half-closed keeps getting every line;
+//     that only half-closed keeps getting every line (on Linux with ppoll;
+//     on the other Unixes with a peek, which does not see a close behind
+//     data the program never read, such as a TLS peer's; not on Windows:
+//     see Platforms in the README);
 //   - replaces a dead connection once, however many writers saw it fail, and
 //     never lets an error from an old connection close its successor;
 //   - costs an atomic load per Take and a few nanoseconds per Write: the hot
