@@ -33,7 +33,10 @@ type DropReport struct {
 // with what Close itself dropped, comes from Close; none come after Close
 // returns. A Write refused once that last report has begun (the hook's
 // own, say) is counted in Stats, not reported. A hook that panics is
-// logged and not called again.
+// logged and not called again. A report reads its counters one after
+// another, without stopping Writes: a message dropped while it is made may
+// have its count in one report and its bytes in the next; over all reports
+// both add up exactly.
 func WithDropHook(hook func(DropReport)) BatchOption {
 	return batchOptionFunc(func(c *batchConfig) {
 		c.dropHook = hook
