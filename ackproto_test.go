@@ -2,15 +2,20 @@ package conn_test
 
 import (
 	"bufio"
+	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/go-kit/log"
 	"github.com/seed44b27a20/conn"
 )
 
@@ -293,4 +298,182 @@ func (s *ackServer) awaitGot(n int, within time.Duration) {
 			s.t.Fatalf("server took %d messages, want %d within %v", got, n, within)
 		}
 	}
+}
+
+// awaitOpens waits until the server has seen n handshakes.
+func (s *ackServer) awaitOpens(t *testing.T, n int, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		var opens int
+		s.set(func(s *ackServer) { opens = s.opens })
+		if opens >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d handshakes within %v, want %d", opens, within, n)
+		}
+		time.Sleep(2 * time.Millisecond) // polling a count the server keeps; bounded
+	}
+}
+
+// newAckWriter returns a Manager and an acknowledging BatchWriter to s,
+// closed at the end of the test.
+func newAckWriter(t *testing.T, s *ackServer, opts ...conn.BatchOption) (*conn.Manager, *conn.BatchWriter) {
+	t.Helper()
+	return newAckWriterWith(t, s, lineAcks{}, opts...)
+}
+
+func newAckWriterWith(t *testing.T, s *ackServer, p conn.AckProtocol, opts ...conn.BatchOption) (*conn.Manager, *conn.BatchWriter) {
+	t.Helper()
+	m := conn.New("tcp", s.Addr(), conn.WithBackoff(time.Millisecond, 20*time.Millisecond), conn.WithLogger(log.NewNopLogger()))
+	w := conn.NewBatchWriter(m, append([]conn.BatchOption{conn.WithAcks(p)}, opts...)...)
+	t.Cleanup(func() {
+		w.Close()
+		m.Close()
+	})
+	return m, w
+}
+
+func writeNumbered(t *testing.T, w *conn.BatchWriter, from, to int) {
+	t.Helper()
+	for i := from; i < to; i++ {
+		if _, err := fmt.Fprintf(w, "m%06d", i); err != nil {
+			t.Fatalf("Write %d: %v", i, err)
+		}
+	}
+}
+
+// checkAllOnce checks that the server took messages from..to, each at
+// least once, in order of first arrival, and returns the duplicates.
+func checkAllOnce(t *testing.T, got []string, n int) (dups int) {
+	t.Helper()
+	seen := make(map[string]int)
+	next := 0
+	for _, g := range got {
+		seen[g]++
+		if seen[g] > 1 {
+			dups++
+			continue
+		}
+		if want := fmt.Sprintf("m%06d", next); g != want {
+			t.Fatalf("first arrivals out of order: got %q, want %q", g, want)
+		}
+		next++
+	}
+	if next != n {
+		t.Fatalf("server took %d distinct messages, want %d", next, n)
+	}
+	return dups
+}
+
+// checkInvariants checks what Stats must satisfy at all times.
+func checkInvariants(t *testing.T, st conn.BatchStats, window int) {
+	t.Helper()
+	if st.Accepted != st.Acked+st.Discarded+uint64(st.Queue.Messages) || st.Queue.Messages < 0 || st.Queue.Bytes < 0 ||
+		st.Queue.Unacked > window || st.Queue.Unacked < 0 || st.Written > st.Accepted || st.Acked > st.Written ||
+		st.Acked+st.Refused > st.Written || st.AckedBytes > st.WrittenBytes {
+		t.Errorf("stats do not add up: %+v", st)
+	}
+}
+
+// sample checks the invariants of w's Stats until stop is closed.
+func sample(t *testing.T, w *conn.BatchWriter, window int, stop chan struct{}, wg *sync.WaitGroup) {
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			checkInvariants(t, w.Stats(), window)
+			time.Sleep(100 * time.Microsecond)
+		}
+	}()
+}
+
+// stalledWithRemainder sets up a writer whose window in bytes has room
+// left, but less than the next message: 1 byte in flight, unacknowledged
+// (the server stalls), and a 1000-byte message next, with a 1000-byte
+// window.
+func stalledWithRemainder(t *testing.T, opts ...conn.BatchOption) (*ackServer, *conn.Manager, *conn.BatchWriter) {
+	t.Helper()
+	s := newAckServer(t)
+	s.stall()
+	m, w := newAckWriter(t, s, append([]conn.BatchOption{conn.WithWindow(128, 1000)}, opts...)...)
+	if _, err := w.Write([]byte("a")); err != nil {
+		t.Fatal(err)
+	}
+	s.awaitGot(1, 10*time.Second)
+	if _, err := w.Write(bytes.Repeat([]byte("b"), 1000)); err != nil {
+		t.Fatal(err)
+	}
+	return s, m, w
+}
+
+// faultDialer wraps each connection; once armed, the next Write carrying
+// messages writes only its first line, waits until the reply to it has been
+// read by the session's reader, and fails: a write that failed after the
+// peer took part of it (a reset mid-write, a write timeout).
+type faultDialer struct {
+	armed atomic.Bool
+	read  chan struct{} // closed when a reply is read after the fault
+	once  sync.Once
+}
+
+var errInjected = errors.New("injected write failure")
+
+func (d *faultDialer) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	return &faultConn{Conn: c, d: d}, nil
+}
+
+type faultConn struct {
+	net.Conn
+	d       *faultDialer
+	faulted atomic.Bool
+}
+
+func (c *faultConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 && c.faulted.Load() {
+		c.d.once.Do(func() { close(c.d.read) })
+	}
+	return n, err
+}
+
+func (c *faultConn) Write(b []byte) (int, error) {
+	if bytes.HasPrefix(b, []byte("HELLO")) || !c.d.armed.CompareAndSwap(true, false) {
+		return c.Conn.Write(b)
+	}
+	line := b[:bytes.IndexByte(b, '\n')+1]
+	c.faulted.Store(true)
+	n, err := c.Conn.Write(line)
+	if err != nil {
+		return n, err
+	}
+	select {
+	case <-c.d.read:
+		time.Sleep(50 * time.Millisecond) // the reader posts what it read
+	case <-time.After(5 * time.Second):
+	}
+	return n, errInjected
+}
+
+func newFaultWriter(t *testing.T, s *ackServer, opts ...conn.BatchOption) (*faultDialer, *conn.BatchWriter) {
+	t.Helper()
+	d := &faultDialer{read: make(chan struct{})}
+	d.armed.Store(true)
+	m := conn.New("tcp", s.Addr(), conn.WithDialer(d.dial), conn.WithBackoff(time.Millisecond, 20*time.Millisecond), conn.WithLogger(log.NewNopLogger()))
+	w := conn.NewBatchWriter(m, append([]conn.BatchOption{conn.WithAcks(lineAcks{})}, opts...)...)
+	t.Cleanup(func() {
+		w.Close()
+		m.Close()
+	})
+	return d, w
 }

@@ -1,10 +1,11 @@
 package conn_test
 
+// Close of a Manager with several endpoints or a maximum age: it does not wait
+// for a round, a drain, a discovery call, nor a Write stalled on an old connection.
+
 import (
 	"context"
-	"net"
-	"sync"
-	"sync/atomic"
+	"fmt"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -12,9 +13,25 @@ import (
 	"github.com/seed44b27a20/conn"
 )
 
-// Checks that pass: kept as evidence of what was found sound.
+func TestCloseEndsAStaggeredRound(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHosts("a:1", "b:1")
+		h.at("a:1").hang = true
+		h.at("b:1").hang = true
+		m := conn.New("tcp", "a:1", conn.WithDialer(h.Dial), conn.WithEndpoints("b:1"))
+		time.Sleep(time.Second)
+		start := time.Now()
+		m.Close()
+		if took := time.Since(start); took != 0 {
+			t.Errorf("Close took %v during a round", took)
+		}
+		if st := m.Stats(); st.State != conn.Closed {
+			t.Errorf("state %v", st.State)
+		}
+	})
+}
 
-func TestSoundCloseWhileADrainWaits(t *testing.T) {
+func TestCloseWhileADrainWaits(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		s := &stallNet{}
 		m := conn.New("tcp", "a:1", conn.WithDialer(contextFree(s.Dial)), conn.WithMaxConnectionAge(10*time.Second), conn.WithWriteTimeout(0))
@@ -39,79 +56,59 @@ func TestSoundCloseWhileADrainWaits(t *testing.T) {
 	})
 }
 
-// failOnRelease blocks its first Write until released, then fails it with
-// nothing written.
-type failOnRelease struct {
-	fakeConn
-	release atomic.Pointer[chan struct{}]
-}
-
-func (c *failOnRelease) Write(b []byte) (int, error) {
-	if r := c.release.Swap(nil); r != nil {
-		<-*r
-		return 0, errBroken
-	}
-	return c.fakeConn.Write(b)
-}
-
-func TestSoundAWriteFailingOnTheOldLinkMovesToTheNewOne(t *testing.T) {
+// A regression test from an adversarial review. What it caught:
+// A discovery function that ignores its context (a blocking API client)
+// makes Close hang: refresh runs in the Manager's goroutine and Close
+// waits for it. NewManager's contextless Dialer is abandoned on Close; a
+// discovery call is not.
+func TestCloseDoesNotWaitForADiscoveryThatIgnoresItsContext(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		var (
-			mu       sync.Mutex
-			allConns []*failOnRelease
-		)
-		dial := func(context.Context, string, string) (net.Conn, error) {
-			mu.Lock()
-			defer mu.Unlock()
-			c := &failOnRelease{fakeConn: fakeConn{local: &net.TCPAddr{Port: len(allConns)}}}
-			allConns = append(allConns, c)
-			return c, nil
+		f := &fakeNet{}
+		release := make(chan struct{})
+		calls := 0
+		discover := func(context.Context) ([]string, error) {
+			calls++
+			if calls > 1 {
+				<-release // blocks, whatever the context
+			}
+			return []string{"a:1"}, nil
 		}
-		conns := func() []*failOnRelease { mu.Lock(); defer mu.Unlock(); return allConns }
-		m := conn.New("tcp", "a:1", conn.WithDialer(dial), conn.WithMaxConnectionAge(10*time.Second), conn.WithWriteTimeout(0))
-		defer m.Close()
-		if _, err := m.Write([]byte("a")); err != nil {
-			t.Fatal(err)
+		m := conn.New("tcp", "a:1", conn.WithDialer(f.Dial), conn.WithDiscovery(discover),
+			conn.WithMaxConnectionAge(time.Second))
+		m.Take()
+		time.Sleep(2 * time.Second) // the rotation's refresh now blocks
+		start := time.Now()
+		done := make(chan struct{})
+		go func() { m.Close(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(time.Hour):
+			t.Errorf("Close blocked for %v on a discovery call", time.Since(start))
 		}
-		time.Sleep(time.Second)
-		rel := make(chan struct{})
-		conns()[0].release.Store(&rel)
-		errc := make(chan error, 1)
-		go func() { _, err := m.Write([]byte("b")); errc <- err }()
-		time.Sleep(10 * time.Second) // rotated while the Write is under way
-		synctest.Wait()
-		if len(conns()) != 2 {
-			t.Fatalf("%d conns", len(conns()))
-		}
-		close(rel)
-		if err := <-errc; err != nil {
-			t.Errorf("Write that failed with nothing written on the switched-out link: %v", err)
-		}
-		if got := conns()[1].data(); got != "b" {
-			t.Errorf("new link has %q", got)
-		}
-		if st := m.Stats(); st.Lost != 0 {
-			t.Errorf("Stats %+v", st)
-		}
+		close(release)
+		<-done
 	})
 }
 
-func TestSoundPanickingDialerInARound(t *testing.T) {
+func TestBatchWriterCloseInterruptsAWriteStalledOnASwitchedOutConnection(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		h := newHosts("b:1")
-		dial := func(ctx context.Context, network, address string) (net.Conn, error) {
-			if address == "a:1" {
-				panic("boom")
-			}
-			return h.Dial(ctx, network, address)
-		}
-		m := conn.New("tcp", "a:1", conn.WithDialer(dial), conn.WithEndpoints("b:1"))
+		const age = 10 * time.Second
+		s := &stallNet{}
+		m := conn.New("tcp", "a:1", conn.WithDialer(contextFree(s.Dial)), conn.WithMaxConnectionAge(age), conn.WithWriteTimeout(0))
 		defer m.Close()
-		if _, err := m.Write([]byte("x")); err != nil {
-			t.Fatal(err)
+		w := conn.NewBatchWriter(m, conn.WithCloseTimeout(time.Second))
+		m.Take()
+		fmt.Fprintln(w, "stalls") // the peer does not read: the batch blocks
+		time.Sleep(age * 11 / 10) // rotated meanwhile
+		synctest.Wait()
+		if st := m.Stats(); st.Switches != 1 {
+			t.Fatalf("Stats() = %+v, want a rotation", st)
 		}
-		if st := m.Stats(); st.Endpoint != "b:1" {
-			t.Errorf("Stats %+v", st)
+		s.Conn(1).flow(true)
+		start := time.Now()
+		w.Close()
+		if took := time.Since(start); took > time.Second {
+			t.Errorf("Close took %v with a write stalled on the old connection, want within its timeout", took)
 		}
 	})
 }

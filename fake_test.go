@@ -291,3 +291,52 @@ func (c *stallConn) LocalAddr() net.Addr             { return fakeRemote }
 func (c *stallConn) RemoteAddr() net.Addr            { return fakeRemote }
 func (c *stallConn) SetDeadline(time.Time) error     { return nil }
 func (c *stallConn) SetReadDeadline(time.Time) error { return nil }
+
+// hosts is an in-memory network of several endpoints, each a fakeNet, that
+// records when each was dialed.
+type hosts struct {
+	mu    sync.Mutex
+	nets  map[string]*fakeNet
+	dials []dialed
+}
+
+type dialed struct {
+	address string
+	at      time.Time
+}
+
+func newHosts(addrs ...string) *hosts {
+	h := &hosts{nets: map[string]*fakeNet{}}
+	for _, a := range addrs {
+		h.nets[a] = &fakeNet{}
+	}
+	return h
+}
+
+func (h *hosts) Dial(ctx context.Context, network, address string) (net.Conn, error) {
+	h.mu.Lock()
+	f := h.nets[address]
+	h.dials = append(h.dials, dialed{address, time.Now()})
+	h.mu.Unlock()
+	if f == nil {
+		return nil, &net.OpError{Op: "dial", Net: network, Err: errors.New("no such fake host " + address)}
+	}
+	return f.Dial(ctx, network, address)
+}
+
+func (h *hosts) at(address string) *fakeNet { return h.nets[address] }
+
+// dialsOf returns when address was dialed.
+func (h *hosts) dialsOf(address string) []time.Time {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var ts []time.Time
+	for _, d := range h.dials {
+		if d.address == address {
+			ts = append(ts, d.at)
+		}
+	}
+	return ts
+}
+
+var errRefused = errors.New("connection refused (fake)")

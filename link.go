@@ -48,6 +48,8 @@ type link struct {
 	checkErr   error
 	earlyFIN   atomic.Bool   // the peer's FIN arrived within proofAge of the dial
 	classified atomic.Bool   // classifyFIN has run: earlyFIN is final
+	heldOpen   atomic.Bool   // the peer still held it open at its proof age (classifyFIN)
+	idleClosed atomic.Bool   // a check found it closed by a peer that had held it open
 	resetCap   time.Duration // the longest confirmWrite waits for a reset
 	halfClose  atomic.Int32  // what the peer did with a Write after its early FIN: tookData, or halfCloser
 	// halfClosedBefore: the endpoint of the previous connection, if its
@@ -108,10 +110,12 @@ func (m *Manager) newLink(c net.Conn, dialStart int64) *link {
 
 // proven reports whether l carried a successful Write and lived long enough
 // for that to mean something, or its peer took data after an early FIN
-// (it does not accept and drop): its loss then resets the backoff and is
-// answered by an immediate redial.
+// (it does not accept and drop), or its peer held it open for its proof age
+// and closed it later, before any Write (a server that drops idle clients
+// does that to a connection dialed after a loss): its loss then resets the
+// backoff and is answered by an immediate redial.
 func (l *link) proven(now int64) bool {
-	return l.wrote.Load() && (now-l.born >= l.proofAge || l.halfClose.Load() != 0)
+	return l.idleClosed.Load() || l.wrote.Load() && (now-l.born >= l.proofAge || l.halfClose.Load() != 0)
 }
 
 // mayHaveCaused reports whether err, Put without a connection, may have come

@@ -74,6 +74,7 @@ func (l *link) checkPeer(paused bool, last, now int64) (confirm bool, err error)
 	}
 	switch hc := l.halfClose.Load(); {
 	case err != nil:
+		l.closedAfterHolding()
 		return false, err
 	case !fin || hc == halfCloser && now-l.born < int64(keepHalfClosed):
 		return false, nil
@@ -87,7 +88,17 @@ func (l *link) checkPeer(paused bool, last, now int64) (confirm bool, err error)
 		// goroutine runs late. The Write confirms.
 		return true, nil
 	}
+	l.closedAfterHolding()
 	return false, errPeerClosed
+}
+
+// closedAfterHolding notes that a check found l closed, or reset, by a peer
+// that had held it open for its proof age: the peer works, and dropped a
+// connection it found idle. See proven.
+func (l *link) closedAfterHolding() {
+	if l.heldOpen.Load() {
+		l.idleClosed.Store(true)
+	}
 }
 
 // checkAfterPause returns the verdict of a check that began after the
@@ -170,12 +181,13 @@ func (l *link) confirmWrite() error {
 
 // classifyFIN runs once the connection has lived its proof age, from the
 // Manager's goroutine: a FIN that has arrived by then came early, whenever
-// a Write first sees it.
+// a Write first sees it; a connection with neither a FIN nor an error then
+// was held open by its peer.
 func (l *link) classifyFIN() {
 	l.checkMu.Lock()
 	defer l.checkMu.Unlock()
 	defer l.classified.Store(true)
-	if fin, err := l.probe.check(); fin && err == nil {
-		l.earlyFIN.Store(true)
-	}
+	fin, err := l.probe.check()
+	l.earlyFIN.Store(fin && err == nil)
+	l.heldOpen.Store(!fin && err == nil)
 }

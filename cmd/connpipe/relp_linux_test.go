@@ -1,10 +1,7 @@
-//go:build linux
-
 package main
 
-// A second adversarial review of send relp://: the exit status and the
-// summary's counts when nothing is acknowledged, on interrupts, and with
-// -window 1.
+// The tests of send relp:// that run on Linux only: the exit status and the
+// summary's counts when nothing is acknowledged, on SIGTERM, and with -window 1.
 
 import (
 	"bufio"
@@ -19,7 +16,7 @@ import (
 	"github.com/seed44b27a20/conn/relp/relptest"
 )
 
-func TestReviewSendRELPEveryLineRefused(t *testing.T) {
+func TestSendRELPEveryLineRefused(t *testing.T) {
 	const lines = 50
 	s := relptest.NewServer(t, relptest.WithAnswer(func([]byte) (int, string) { return 503, "full" }))
 	r := runBinary(t, time.Minute, strings.NewReader(joinLines(numbered("line", lines))), "send", "relp://"+s.Addr())
@@ -37,7 +34,7 @@ func TestReviewSendRELPEveryLineRefused(t *testing.T) {
 
 // A server that answers the open and then closes every connection, before
 // answering anything: nothing is ever acknowledged.
-func TestReviewSendRELPServerClosesAfterOpen(t *testing.T) {
+func TestSendRELPServerClosesAfterOpen(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -91,7 +88,7 @@ func TestReviewSendRELPServerClosesAfterOpen(t *testing.T) {
 // SIGTERM mid-stream while lines flow: the process ends by the signal and
 // the summary adds up: every line read is acknowledged, refused or
 // dropped, and every acknowledged line reached the server.
-func TestReviewSendRELPTerminatedMidStream(t *testing.T) {
+func TestSendRELPTerminatedMidStream(t *testing.T) {
 	for _, stall := range []bool{false, true} {
 		t.Run(fmt.Sprint("stall=", stall), func(t *testing.T) {
 			s := relptest.NewServer(t)
@@ -134,7 +131,7 @@ func TestReviewSendRELPTerminatedMidStream(t *testing.T) {
 
 // -window 1: one line at a time, each waiting for its answer; a reset
 // costs at most one duplicate.
-func TestReviewSendRELPWindowOne(t *testing.T) {
+func TestSendRELPWindowOne(t *testing.T) {
 	const lines = 300
 	s := relptest.NewServer(t)
 	cmd := command(t, time.Minute, "send", "-window", "1", "-backoff-base", "10ms", "-backoff-max", "50ms", "relp://"+s.Addr())

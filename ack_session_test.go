@@ -1,0 +1,163 @@
+package conn_test
+
+// Sessions of acknowledged delivery, one per connection: handshakes refused,
+// sessions lost or never acknowledging, peers and protocols that misbehave,
+// and the datagram networks that cannot carry one.
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/go-kit/log"
+	"github.com/seed44b27a20/conn"
+)
+
+// A peer that never answers the handshake is left after the ack timeout,
+// and one that refuses it is retried with backoff; neither blocks Close.
+func TestAcksHandshakeRefusedThenAccepted(t *testing.T) {
+	s := newAckServer(t)
+	s.set(func(s *ackServer) { s.greeting = "NO\n" })
+	_, w := newAckWriter(t, s)
+	writeNumbered(t, w, 0, 5)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var opens int
+		s.set(func(s *ackServer) { opens = s.opens })
+		if opens >= 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d opens within 10s: a refused handshake is not retried", opens)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	s.set(func(s *ackServer) { s.greeting = "OK\n" })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := w.Flush(ctx); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+	checkAllOnce(t, s.Got(), 5)
+}
+
+func TestAcksRefuseDatagramNetworks(t *testing.T) {
+	m := conn.New("udp", "127.0.0.1:9")
+	defer m.Close()
+	w := conn.NewBatchWriter(m, conn.WithAcks(lineAcks{}))
+	_, err := w.Write([]byte("x"))
+	if err == nil || err.Error() != `conn: acknowledged delivery needs a stream network, not "udp"` {
+		t.Fatalf("Write: %v", err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if st := w.Stats(); st.Rejected != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+// An idle session whose peer closes it is not replaced until there is
+// something to send; then the message goes on a new one.
+func TestAcksIdleSessionLostThenWrite(t *testing.T) {
+	s := newAckServer(t)
+	_, w := newAckWriter(t, s)
+	writeNumbered(t, w, 0, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := w.Flush(ctx); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+	s.resetAll()
+	time.Sleep(50 * time.Millisecond) // let the reset arrive: what is tested is a Write after it
+	writeNumbered(t, w, 1, 2)
+	if err := w.Flush(ctx); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+	checkAllOnce(t, s.Got(), 2)
+	s.set(func(s *ackServer) {
+		if s.opens != 2 {
+			t.Errorf("%d sessions, want 2", s.opens)
+		}
+	})
+}
+
+// A peer that accepts the handshake and then drops every connection
+// before acknowledging anything is redialed on the backoff schedule, not
+// in a loop.
+func TestAcksSessionsThatNeverAcknowledgeBackOff(t *testing.T) {
+	s := newAckServer(t)
+	s.set(func(s *ackServer) { s.resetAfterHello = 20 * time.Millisecond })
+	m := conn.New("tcp", s.Addr(), conn.WithBackoff(100*time.Millisecond, time.Second), conn.WithLogger(log.NewNopLogger()))
+	defer m.Close()
+	w := conn.NewBatchWriter(m, conn.WithAcks(lineAcks{}), conn.WithCloseTimeout(100*time.Millisecond))
+	defer w.Close()
+	writeNumbered(t, w, 0, 1)
+	time.Sleep(time.Second)
+	var opens int
+	s.set(func(s *ackServer) { opens = s.opens })
+	if opens > 8 {
+		t.Fatalf("%d sessions in 1s with a 100ms backoff: redialed without backoff", opens)
+	}
+}
+
+// A peer that acknowledges what was never sent is a broken peer: the
+// connection is left, and nothing is taken as acknowledged.
+func TestAcksBeyondWhatWasSent(t *testing.T) {
+	s := newAckServer(t)
+	s.set(func(s *ackServer) { s.ackAhead = 1000 })
+	_, w := newAckWriter(t, s, conn.WithCloseTimeout(300*time.Millisecond))
+	writeNumbered(t, w, 0, 5)
+	s.awaitOpens(t, 2, 10*time.Second)
+	if st := w.Stats(); st.Acked != 0 {
+		t.Fatalf("Acked %d: acknowledgements beyond what was sent were taken", st.Acked)
+	}
+	s.set(func(s *ackServer) { s.ackAhead = 0 })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := w.Flush(ctx); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+	if st := w.Stats(); st.Acked != 5 {
+		t.Fatalf("Acked %d, want 5", st.Acked)
+	}
+}
+
+// An acknowledgement one beyond what was sent is a broken peer too.
+func TestAcksOneBeyondWhatWasSent(t *testing.T) {
+	s := newAckServer(t)
+	s.set(func(s *ackServer) { s.ackAhead = 1 })
+	_, w := newAckWriter(t, s, conn.WithCloseTimeout(100*time.Millisecond))
+	writeNumbered(t, w, 0, 1)
+	s.awaitOpens(t, 2, 10*time.Second)
+}
+
+// A protocol whose code panics costs its connection, never the program;
+// the messages wait, and Close reports them.
+func TestAcksProtocolPanics(t *testing.T) {
+	for _, where := range []string{"Open", "AppendBatch", "ReadAck"} {
+		t.Run(where, func(t *testing.T) {
+			s := newAckServer(t)
+			_, w := newAckWriterWith(t, s, lineAcks{panicIn: where}, conn.WithCloseTimeout(100*time.Millisecond))
+			writeNumbered(t, w, 0, 3)
+			s.awaitOpens(t, 2, 10*time.Second)
+			if err := w.Close(); !errors.Is(err, conn.ErrUnflushed) {
+				t.Fatalf("Close: %v", err)
+			}
+		})
+	}
+	t.Run("AppendClose", func(t *testing.T) {
+		s := newAckServer(t)
+		_, w := newAckWriterWith(t, s, lineAcks{panicIn: "AppendClose"})
+		writeNumbered(t, w, 0, 3)
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if err := w.Flush(ctx); err != nil {
+			t.Fatalf("Flush: %v", err)
+		}
+		if err := w.Close(); err != nil {
+			t.Fatalf("Close: %v: everything was acknowledged", err)
+		}
+	})
+}

@@ -1,0 +1,130 @@
+package conn_test
+
+// The ack timeout (WithAckTimeout): a peer that stops acknowledging, or
+// never answers the handshake, is left, and an idle session is kept.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/seed44b27a20/conn"
+)
+
+// A peer that stops acknowledging is left after the ack timeout; what it
+// did not acknowledge goes on the next connection.
+func TestAcksTimeoutLeavesTheConnection(t *testing.T) {
+	s := newAckServer(t)
+	s.stall()
+	_, w := newAckWriter(t, s, conn.WithAckTimeout(100*time.Millisecond))
+	writeNumbered(t, w, 0, 10)
+	s.awaitOpens(t, 2, 10*time.Second)
+	s.release()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := w.Flush(ctx); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+	if st := w.Stats(); st.Acked != 10 || st.Replayed < 10 {
+		t.Fatalf("stats %+v: want 10 acknowledged after a replay of all 10", st)
+	}
+}
+
+// The ack timeout counts from the oldest unacknowledged message (or the
+// last acknowledgement), not from the latest wake: Writes arriving all the
+// time do not keep a silent peer's connection.
+func TestAcksTimeoutWithWritesArriving(t *testing.T) {
+	s := newAckServer(t)
+	s.stall()
+	_, w := newAckWriter(t, s, conn.WithAckTimeout(200*time.Millisecond), conn.WithWindow(4, 0), conn.WithCloseTimeout(100*time.Millisecond))
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			fmt.Fprintf(w, "m%06d", i)
+		}
+	}()
+	defer func() { close(stop); <-done }()
+	s.awaitOpens(t, 2, 10*time.Second)
+}
+
+// The next message does not fit in what is left of the window in bytes:
+// the writer must wait for acknowledgements, and the ack timeout must
+// still leave a peer that stopped acknowledging.
+func TestAcksTimeoutWithMessageLargerThanWindowLeft(t *testing.T) {
+	s, _, _ := stalledWithRemainder(t, conn.WithAckTimeout(100*time.Millisecond))
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		var opens int
+		s.set(func(s *ackServer) { opens = s.opens })
+		if opens >= 2 {
+			return
+		}
+		if time.Now().After(deadline) {
+			s.release()
+			t.Fatalf("the peer acknowledged nothing for 3s with a 100ms ack timeout and the connection was not left (%d sessions)", opens)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// A handshake that is never answered is abandoned after the ack timeout
+// (a second one follows), and Close during one returns within the close
+// timeout, also when the ack timeout is an hour: the handshake's read is
+// cut short.
+func TestAcksHandshakeNeverAnswered(t *testing.T) {
+	for _, c := range []struct {
+		name       string
+		ackTimeout time.Duration
+		opens      int
+	}{
+		{"abandoned after the ack timeout", 50 * time.Millisecond, 2},
+		{"Close during a long one", time.Hour, 1},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s := newAckServer(t)
+			s.set(func(s *ackServer) { s.greeting = "" })
+			_, w := newAckWriter(t, s, conn.WithAckTimeout(c.ackTimeout), conn.WithCloseTimeout(100*time.Millisecond))
+			writeNumbered(t, w, 0, 3)
+			s.awaitOpens(t, c.opens, 10*time.Second)
+			start := time.Now()
+			if err := w.Close(); !errors.Is(err, conn.ErrUnflushed) {
+				t.Fatalf("Close: %v, want the 3 messages unacknowledged", err)
+			}
+			if d := time.Since(start); d > 5*time.Second {
+				t.Fatalf("Close took %v", d)
+			}
+		})
+	}
+}
+
+// A session left idle longer than the ack timeout is kept: the timeout
+// is for acknowledgements awaited, and the handshake's deadline is gone.
+func TestAcksIdleSessionOutlivesTheAckTimeout(t *testing.T) {
+	s := newAckServer(t)
+	_, w := newAckWriter(t, s, conn.WithAckTimeout(50*time.Millisecond))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	writeNumbered(t, w, 0, 1)
+	if err := w.Flush(ctx); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+	time.Sleep(200 * time.Millisecond) // idle for four ack timeouts
+	writeNumbered(t, w, 1, 2)
+	if err := w.Flush(ctx); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+	s.set(func(s *ackServer) {
+		if s.opens != 1 {
+			t.Errorf("%d sessions, want 1: an idle session was left", s.opens)
+		}
+	})
+}

@@ -1,0 +1,127 @@
+//go:build unix
+
+package conn_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/seed44b27a20/conn"
+	"github.com/seed44b27a20/conn/internal/testnet"
+)
+
+// A peer that closes every connection left idle for a while (HAProxy's
+// timeout client, nginx stream, a cloud load balancer) is the commonest
+// peer there is. Writers that arrive together at a steady cadence slower
+// than its timeout all get through, through a Manager or a BatchWriter:
+// no error, no loss, no backoff wait. That includes the connection dialed
+// by New and each one dialed after a loss, which the peer closes before
+// any Write reaches it: the peer held it open past its proof age, so it
+// works, and its loss is redialed at once.
+func TestIdleClosingPeerGetsEveryWriteOfWritersArrivingTogether(t *testing.T) {
+	scenario(t)
+	cases := []struct{ idle, pause time.Duration }{
+		{20 * time.Millisecond, 45 * time.Millisecond},
+		{40 * time.Millisecond, 60 * time.Millisecond},
+		{40 * time.Millisecond, 150 * time.Millisecond},
+		{80 * time.Millisecond, 100 * time.Millisecond},
+	}
+	eachLivenessCheck(t, func(t *testing.T, lc livenessCheck) {
+		for _, tc := range cases {
+			for _, batch := range []bool{false, true} {
+				through := "Manager"
+				if batch {
+					through = "BatchWriter"
+				}
+				t.Run(fmt.Sprintf("idle %v, every %v, %s", tc.idle, tc.pause, through), func(t *testing.T) {
+					t.Parallel()
+					idleClosingPeer(t, lc, tc.idle, tc.pause, batch)
+				})
+			}
+		}
+	})
+}
+
+func idleClosingPeer(t *testing.T, lc livenessCheck, idle, pause time.Duration, batch bool) {
+	const writers, rounds = 8, 25
+	sink := testnet.NewSink(t, "tcp", testnet.WithIdleTimeout(idle))
+	var dt dialTimer
+	var backedOff atomic.Int64 // losses followed by a backoff wait
+	hook := func(ev conn.Event) {
+		if ev.State == conn.Disconnected && ev.Wait > 0 {
+			backedOff.Add(1)
+		}
+	}
+	m := conn.New("tcp", sink.Addr(), lc.with(conn.WithDialer(dt.Dial),
+		conn.WithBackoff(10*time.Millisecond, 50*time.Millisecond), conn.WithStateHook(hook))...)
+	defer m.Close()
+	var w io.Writer = m
+	var bw *conn.BatchWriter
+	if batch {
+		bw = conn.NewBatchWriter(m)
+		defer bw.Close()
+		w = bw
+	}
+
+	tick := time.NewTicker(pause)
+	defer tick.Stop()
+	var failed []error
+	for round := range rounds {
+		<-tick.C
+		gate := make(chan struct{})
+		errs := make(chan error, writers)
+		for i := range writers {
+			go func() {
+				<-gate
+				_, err := fmt.Fprintf(w, "r%d w%d\n", round, i)
+				errs <- err
+			}()
+		}
+		close(gate)
+		for range writers {
+			if err := recv(t, errs); err != nil {
+				failed = append(failed, fmt.Errorf("round %d: %w", round, err))
+			}
+		}
+	}
+	if batch {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := bw.Flush(ctx); err != nil {
+			t.Errorf("Flush: %v", err)
+		}
+	}
+
+	// Nothing lost silently, whatever the timing.
+	want := rounds*writers - len(failed)
+	sink.WaitLines(want, 10*time.Second)
+	if got := sink.LineCount(); got != want {
+		t.Errorf("%d lines received, want %d (%d of %d Writes failed)", got, want, len(failed), rounds*writers)
+	}
+	t.Logf("%d rounds of %d writers: %d failed, %d received, %d connections, %d losses followed by a backoff",
+		rounds, writers, len(failed), sink.LineCount(), sink.Accepted(), backedOff.Load())
+
+	// A connection closed before its proof age is that of a peer that
+	// accepts and drops: its loss is retried on the backoff, and Writes
+	// may fail then. A slow dial (a loaded machine) makes the proof age
+	// reach the idle timeout; only then may this happen here.
+	dt.mu.Lock()
+	for i, took := range dt.took {
+		if max(10*time.Millisecond, 4*took)+proofMargin >= idle {
+			t.Logf("dial %d took %v: its proof age reached the idle timeout; failures and backoffs are not judged", i, took)
+			dt.mu.Unlock()
+			return
+		}
+	}
+	dt.mu.Unlock()
+	for _, err := range failed {
+		t.Errorf("Write: %v, want nil", err)
+	}
+	if n := backedOff.Load(); n != 0 {
+		t.Errorf("%d losses were followed by a backoff wait, want 0: every connection was held open by the peer", n)
+	}
+}
