@@ -60,7 +60,7 @@ func TestAcksTimeoutWithWritesArriving(t *testing.T) {
 // the writer must wait for acknowledgements, and the ack timeout must
 // still leave a peer that stopped acknowledging.
 func TestAcksTimeoutWithMessageLargerThanWindowLeft(t *testing.T) {
-	s, _, _ := stalledWithRemainder(t, conn.WithAckTimeout(100*time.Millisecond))
+	s, _, _ := stalledWithRemainder(t, conn.WithAckTimeout(100*time.Millisecond), conn.WithCloseTimeout(100*time.Millisecond))
 	deadline := time.Now().Add(3 * time.Second)
 	for {
 		var opens int

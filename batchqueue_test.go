@@ -224,9 +224,9 @@ func liveHeap() uint64 {
 // message size, and goes back once the queue drains.
 func TestBatchWriterMemoryIsBoundedAndGivenBack(t *testing.T) {
 	if testing.Short() {
-		t.Skip("fills 32 MiB buffers")
+		t.Skip("fills 16 MiB buffers")
 	}
-	const size = 32 << 20
+	const size = 16 << 20
 	for _, msgSize := range []int{0, 1, 51, 1000, 40 << 10, 64<<10 + 1, 100 << 10} {
 		t.Run(fmt.Sprint(msgSize), func(t *testing.T) {
 			var up atomic.Bool
@@ -317,7 +317,7 @@ func TestBatchWriterStatsAndFlushWhileSegmentsTurnOver(t *testing.T) {
 			}
 		})
 	}
-	for range 4 {
+	for range 2 {
 		before := calls.Load()
 		time.Sleep(time.Second)
 		if calls.Load() == before {

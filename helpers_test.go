@@ -20,9 +20,20 @@ func contextFree(d conn.Dialer) conn.DialContextFunc {
 }
 
 // scenario marks a long scenario on real sockets (a second or more): it is
-// skipped under -short, or when CONN_SHORT is set, which is how
-// .ci/mutation judges mutants with the fast tests first.
+// skipped under -short, or when CONN_SHORT is set, and runs in parallel
+// with the other scenarios. They spend their time waiting on timers and
+// sockets, each with its own peer, so they share the machine well; the
+// tests that keep the cores busy (rotation under load, memory) run alone,
+// before them.
 func scenario(t *testing.T) {
+	t.Helper()
+	scenarioAlone(t)
+	t.Parallel()
+}
+
+// scenarioAlone is scenario for a test that measures the whole process
+// (its goroutines) and so must not share it.
+func scenarioAlone(t *testing.T) {
 	t.Helper()
 	if testing.Short() || os.Getenv("CONN_SHORT") != "" {
 		t.Skip("a long socket scenario: skipped with -short or CONN_SHORT")

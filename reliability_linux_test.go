@@ -139,6 +139,7 @@ func TestScenarioEightWritersThroughFourRestarts(t *testing.T) {
 	scenario(t)
 	eachLivenessCheck(t, func(t *testing.T, lc livenessCheck) {
 		t.Run("abrupt", func(t *testing.T) {
+			t.Parallel()
 			// Lines in flight at a restart are written into the old
 			// connection after the sink stopped reading and before the
 			// client learned of the close: the reset discards them, and
@@ -147,6 +148,7 @@ func TestScenarioEightWritersThroughFourRestarts(t *testing.T) {
 			eightWritersThroughRestarts(t, lc, 4, func(s *testnet.Sink, down time.Duration) error { return s.Restart(down) })
 		})
 		t.Run("graceful", func(t *testing.T) {
+			t.Parallel()
 			// The FIN comes while the writers are busy: the periodic check
 			// notices it within 10 ms and the client leaves while the sink
 			// still reads. Nothing may be lost.
@@ -305,7 +307,7 @@ func TestScenarioFlappingPeerFollowsBackoff(t *testing.T) {
 }
 
 func TestScenarioBlackhole(t *testing.T) {
-	scenario(t)
+	scenarioAlone(t) // counts goroutines
 	hole := testnet.NewBlackhole(t)
 	m := conn.New("tcp", hole.Addr())
 	start := time.Now()
