@@ -425,3 +425,21 @@ func TestAcksConcurrentWritersServerCloseStorm(t *testing.T) {
 		t.Errorf("%d replayed over %d connections with a window of %d", st.Replayed, conns, window)
 	}
 }
+
+// A write that fails having written nothing wrote no message: the messages
+// go on the next connection as first writes, Written once, none Replayed.
+func TestAcksWriteFailedWithNothingWrittenIsNoReplay(t *testing.T) {
+	s := newAckServer(t)
+	r, w := newRecordedAckWriter(t, s)
+	r.mu.Lock()
+	r.fail = true
+	r.mu.Unlock()
+	writeNumbered(t, w, 0, 3)
+	flushWithin(t, w, 20*time.Second)
+	if st := w.Stats(); st.Written != 3 || st.Replayed != 0 || st.Acked != 3 || st.WrittenBytes != 3*7 {
+		t.Fatalf("stats %+v: want 3 written (21 bytes), none replayed", st)
+	}
+	if dups := checkAllOnce(t, s.Got(), 3); dups != 0 {
+		t.Fatalf("%d duplicates", dups)
+	}
+}

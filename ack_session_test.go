@@ -7,6 +7,11 @@ package conn_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -160,4 +165,75 @@ func TestAcksProtocolPanics(t *testing.T) {
 			t.Fatalf("Close: %v: everything was acknowledged", err)
 		}
 	})
+}
+
+// openFailsTwice fails its first handshake with errFirstOpen and returns no
+// session, and no error, from its second: the writer logs each failure as
+// it is and opens a session on the third connection.
+type openFailsTwice struct {
+	lineAcks
+	opens *atomic.Int32
+}
+
+var errFirstOpen = errors.New("first handshake fails")
+
+func (p openFailsTwice) Open(rw io.ReadWriter) (conn.AckSession, error) {
+	switch p.opens.Add(1) {
+	case 1:
+		return nil, errFirstOpen
+	case 2:
+		return nil, nil
+	}
+	return p.lineAcks.Open(rw)
+}
+
+func TestAcksHandshakeFailuresLoggedAsTheyAre(t *testing.T) {
+	s := newAckServer(t)
+	var (
+		mu     sync.Mutex
+		errs   []string
+		logged = make(chan struct{})
+	)
+	logger := log.LoggerFunc(func(kv ...any) error {
+		var msg, err any
+		for i := 0; i+1 < len(kv); i += 2 {
+			switch kv[i] {
+			case "msg":
+				msg = kv[i+1]
+			case "err":
+				err = kv[i+1]
+			}
+		}
+		if msg != "acknowledged session not opened" {
+			return nil
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if errs = append(errs, fmt.Sprint(err)); len(errs) == 2 {
+			close(logged)
+		}
+		return nil
+	})
+	m := conn.New("tcp", s.Addr(), conn.WithBackoff(time.Millisecond, 20*time.Millisecond), conn.WithLogger(logger))
+	w := conn.NewBatchWriter(m, conn.WithAcks(openFailsTwice{opens: new(atomic.Int32)}))
+	t.Cleanup(func() {
+		w.Close()
+		m.Close()
+	})
+	writeNumbered(t, w, 0, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := w.Flush(ctx); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+	checkAllOnce(t, s.Got(), 3)
+	select {
+	case <-logged:
+	case <-time.After(10 * time.Second):
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if want := []string{errFirstOpen.Error(), "conn: AckProtocol.Open returned no session"}; !slices.Equal(errs, want) {
+		t.Fatalf("handshake failures logged %q, want %q", errs, want)
+	}
 }
