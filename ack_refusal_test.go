@@ -220,3 +220,27 @@ func TestAcksRefusalsAndMaxMessage(t *testing.T) {
 		t.Errorf("drop hook told of %d, want %d", hooked, int(wantRefused)+8*5)
 	}
 }
+
+// A refused message gives its room in the buffer back, as an acknowledged
+// one does: refusing message after message, far more than the buffer's
+// size in all, never fills it.
+func TestAcksRefusedMessagesGiveTheirRoomBack(t *testing.T) {
+	s := newAckServer(t)
+	s.set(func(s *ackServer) { s.refuse = func(uint64, string) bool { return true } })
+	_, w := newAckWriter(t, s, conn.WithBufferSize(4096))
+	text := strings.Repeat("r", 100)
+	for i := range 400 { // 400 * (100 + MessageOverhead) bytes: over 10 buffers
+		if _, err := w.Write([]byte(text)); err != nil {
+			t.Fatalf("Write %d: %v; stats %+v", i, err, w.Stats())
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := w.Flush(ctx)
+		cancel()
+		if !errors.Is(err, conn.ErrUnflushed) {
+			t.Fatalf("Flush %d: %v, want ErrUnflushed for the refused message", i, err)
+		}
+	}
+	if st := w.Stats(); st.Refused != 400 || st.Discarded != 400 || st.Queue.Messages != 0 || st.Queue.Bytes != 0 {
+		t.Fatalf("stats %+v: want 400 refused", st)
+	}
+}

@@ -187,34 +187,64 @@ func (p openFailsTwice) Open(rw io.ReadWriter) (conn.AckSession, error) {
 	return p.lineAcks.Open(rw)
 }
 
+// noteValues keeps the value of one key in the Manager's log lines with
+// one message.
+type noteValues struct {
+	msg, key string
+	mu       sync.Mutex
+	vals     []string
+	changed  chan struct{} // closed and replaced at each value kept
+}
+
+func newNoteValues(msg, key string) *noteValues {
+	return &noteValues{msg: msg, key: key, changed: make(chan struct{})}
+}
+
+func (v *noteValues) Log(kv ...any) error {
+	var msg, val any
+	for i := 0; i+1 < len(kv); i += 2 {
+		switch kv[i] {
+		case "msg":
+			msg = kv[i+1]
+		case v.key:
+			val = kv[i+1]
+		}
+	}
+	if msg != v.msg {
+		return nil
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.vals = append(v.vals, fmt.Sprint(val))
+	close(v.changed)
+	v.changed = make(chan struct{})
+	return nil
+}
+
+// await waits until n values were kept (the log is written by the
+// Manager's goroutine) and returns them.
+func (v *noteValues) await(t *testing.T, n int) []string {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		v.mu.Lock()
+		vals, changed := slices.Clone(v.vals), v.changed
+		v.mu.Unlock()
+		if len(vals) >= n {
+			return vals
+		}
+		select {
+		case <-changed:
+		case <-deadline:
+			t.Fatalf("%q logged with %s %q within 10s, want %d of them", v.msg, v.key, vals, n)
+		}
+	}
+}
+
 func TestAcksHandshakeFailuresLoggedAsTheyAre(t *testing.T) {
 	s := newAckServer(t)
-	var (
-		mu     sync.Mutex
-		errs   []string
-		logged = make(chan struct{})
-	)
-	logger := log.LoggerFunc(func(kv ...any) error {
-		var msg, err any
-		for i := 0; i+1 < len(kv); i += 2 {
-			switch kv[i] {
-			case "msg":
-				msg = kv[i+1]
-			case "err":
-				err = kv[i+1]
-			}
-		}
-		if msg != "acknowledged session not opened" {
-			return nil
-		}
-		mu.Lock()
-		defer mu.Unlock()
-		if errs = append(errs, fmt.Sprint(err)); len(errs) == 2 {
-			close(logged)
-		}
-		return nil
-	})
-	m := conn.New("tcp", s.Addr(), conn.WithBackoff(time.Millisecond, 20*time.Millisecond), conn.WithLogger(logger))
+	notes := newNoteValues("acknowledged session not opened", "err")
+	m := conn.New("tcp", s.Addr(), conn.WithBackoff(time.Millisecond, 20*time.Millisecond), conn.WithLogger(notes))
 	w := conn.NewBatchWriter(m, conn.WithAcks(openFailsTwice{opens: new(atomic.Int32)}))
 	t.Cleanup(func() {
 		w.Close()
@@ -227,13 +257,7 @@ func TestAcksHandshakeFailuresLoggedAsTheyAre(t *testing.T) {
 		t.Fatalf("Flush: %v", err)
 	}
 	checkAllOnce(t, s.Got(), 3)
-	select {
-	case <-logged:
-	case <-time.After(10 * time.Second):
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	if want := []string{errFirstOpen.Error(), "conn: AckProtocol.Open returned no session"}; !slices.Equal(errs, want) {
+	if errs, want := notes.await(t, 2), []string{errFirstOpen.Error(), "conn: AckProtocol.Open returned no session"}; !slices.Equal(errs, want) {
 		t.Fatalf("handshake failures logged %q, want %q", errs, want)
 	}
 }

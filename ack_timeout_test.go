@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -127,4 +128,54 @@ func TestAcksIdleSessionOutlivesTheAckTimeout(t *testing.T) {
 			t.Errorf("%d sessions, want 1: an idle session was left", s.opens)
 		}
 	})
+}
+
+// A handshake never answered fails with ErrAckTimeout once the ack timeout
+// has passed, and is logged so.
+func TestAcksHandshakeNeverAnsweredLoggedAsAckTimeout(t *testing.T) {
+	s := newAckServer(t)
+	s.set(func(s *ackServer) { s.greeting = "" })
+	notes := newNoteValues("acknowledged session not opened", "err")
+	m := conn.New("tcp", s.Addr(), conn.WithBackoff(time.Millisecond, 20*time.Millisecond), conn.WithLogger(notes))
+	w := conn.NewBatchWriter(m, conn.WithAcks(lineAcks{}), conn.WithAckTimeout(50*time.Millisecond), conn.WithCloseTimeout(100*time.Millisecond))
+	t.Cleanup(func() {
+		w.Close()
+		m.Close()
+	})
+	writeNumbered(t, w, 0, 1)
+	errs := notes.await(t, 1)
+	if want := conn.ErrAckTimeout.Error() + ": handshake: "; !strings.HasPrefix(errs[0], want) {
+		t.Fatalf("handshake never answered logged as %q, want %q...", errs[0], want)
+	}
+}
+
+// The log line of an ack timeout says how many messages wait for an
+// acknowledgement: those sent since the last one.
+func TestAcksTimeoutLogsTheUnacknowledged(t *testing.T) {
+	s := newAckServer(t)
+	notes := newNoteValues("no acknowledgement; leaving the connection", "unacked")
+	r := newBatchRecorder()
+	m := conn.New("tcp", s.Addr(), conn.WithDialer(r.dial), conn.WithBackoff(time.Millisecond, 20*time.Millisecond), conn.WithLogger(notes))
+	w := conn.NewBatchWriter(m, conn.WithAcks(lineAcks{}), conn.WithAckTimeout(100*time.Millisecond), conn.WithCloseTimeout(100*time.Millisecond))
+	t.Cleanup(func() {
+		w.Close()
+		m.Close()
+	})
+	writeNumbered(t, w, 0, 2)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := w.Flush(ctx); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+	s.stall()
+	// All three sent before the writer waits: the first write is held
+	// while the other two queue.
+	h := r.holdNext()
+	writeNumbered(t, w, 2, 3)
+	h.await(t)
+	writeNumbered(t, w, 3, 5)
+	h.release()
+	if got := notes.await(t, 1); got[0] != "3" {
+		t.Fatalf("ack timeout logged unacked=%s, want 3 (2 acknowledged before, 3 sent since)", got[0])
+	}
 }
