@@ -619,3 +619,44 @@ func TestBatchWriterWriteWaitingForRoomEndsWithClose(t *testing.T) {
 		m.Close()
 	})
 }
+
+// Once the datagram too large is found and dropped, writes carry several
+// messages again: only the messages of the batch that failed go one by one.
+func TestBatchWriterBatchesAgainAfterAnUnsendableDatagram(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		tick := make(chan time.Time)
+		gate := make(chan struct{}) // each write on the connection takes one token
+		f := &fakeNet{dialErr: errors.New("down"), prepare: func(c *fakeConn) { c.maxWrite, c.gate = 100, gate }}
+		m := conn.New("udp", "x:1", conn.WithDialer(f.Dial), conn.WithAfterFunc(func(time.Duration) <-chan time.Time { return tick }))
+		defer m.Close()
+		w := conn.NewBatchWriter(m, conn.WithMaxBatch(1000))
+		w.Write(make([]byte, 10))
+		w.Write(make([]byte, 20))
+		w.Write(make([]byte, 600))
+		synctest.Wait()
+		f.set(func(f *fakeNet) { f.dialErr = nil })
+		tick <- time.Now()
+		for range 4 { // the batch of three fails; then each alone, the last dropped
+			gate <- struct{}{}
+		}
+		if err := w.Flush(context.Background()); !errors.Is(err, conn.ErrUnflushed) {
+			t.Fatalf("Flush: %v, want ErrUnflushed", err)
+		}
+		before := w.Stats()
+		if before.Written != 2 || before.Discarded != 1 || before.Writes != 2 {
+			t.Fatalf("stats %+v, want two written alone and the large one discarded", before)
+		}
+		w.Write([]byte("a")) // the writer takes it, perhaps alone, and waits at the gate
+		w.Write([]byte("b"))
+		w.Write([]byte("c"))
+		gate <- struct{}{}
+		close(gate)
+		if err := w.Flush(context.Background()); err != nil {
+			t.Fatalf("Flush: %v", err)
+		}
+		if st := w.Stats(); st.Written != 5 || st.Writes-before.Writes > 2 {
+			t.Fatalf("stats %+v: the three messages after the drop took %d writes, want at most 2", st, st.Writes-before.Writes)
+		}
+		w.Close()
+	})
+}
