@@ -297,3 +297,19 @@ func TestAcksWindowBytesLargerMessageGoesAlone(t *testing.T) {
 	flushWithin(t, w, 10*time.Second)
 	checkBatches(t, r.Batches(), []string{"x"}, []string{repeat("b", 11)}, []string{repeat("c", 25)}, []string{"d"})
 }
+
+// Values below 1 keep the defaults: WithWindow(0, 0), WithAckTimeout(0) and
+// WithMaxMessage(0) neither stop delivery nor refuse a message.
+func TestAcksZeroOptionsKeepTheDefaults(t *testing.T) {
+	s := newAckServer(t)
+	_, w := newAckWriter(t, s, conn.WithWindow(0, 0), conn.WithAckTimeout(0), conn.WithMaxMessage(0))
+	writeNumbered(t, w, 0, 2)
+	writeTexts(t, w, repeat("m", 1000))
+	flushWithin(t, w, 10*time.Second)
+	if got := s.Got(); len(got) != 3 || got[2] != repeat("m", 1000) {
+		t.Fatalf("server took %d messages, want 3", len(got))
+	}
+	if st := w.Stats(); st.Acked != 3 || st.Rejected != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+}
