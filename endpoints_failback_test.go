@@ -5,9 +5,11 @@ package conn_test
 
 import (
 	"context"
+	"errors"
 	"math"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -308,6 +310,43 @@ func TestHugeProbeIntervalNeverProbes(t *testing.T) {
 		}
 		if failedBack > 0 {
 			t.Errorf("%d of 16 Managers failed back within a minute with a probe interval of ~292 years", failedBack)
+		}
+	})
+}
+
+// With discovery, a Manager that starts with one endpoint known (New's,
+// discovery failing) still probes: the endpoints discovery finds above it
+// later are failed back to.
+func TestDiscoveryAloneProbesFromTheOnlyEndpointKnown(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const probe = 10 * time.Second
+		h := newHosts("a:1", "b:1")
+		var (
+			mu     sync.Mutex
+			answer []string
+			err    = errors.New("registry down")
+		)
+		discover := func(context.Context) ([]string, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			return answer, err
+		}
+		m := conn.New("tcp", "b:1", conn.WithDialer(h.Dial), conn.WithDiscovery(discover), conn.WithProbeInterval(probe))
+		defer m.Close()
+		if _, err := m.Write([]byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		if st := m.Stats(); st.Endpoint != "b:1" {
+			t.Fatalf("Stats() = %+v: want New's b:1 while discovery fails", st)
+		}
+		mu.Lock()
+		answer, err = []string{"a:1", "b:1"}, nil
+		mu.Unlock()
+		time.Sleep(3 * probe)
+		synctest.Wait()
+		if st := m.Stats(); st.Endpoint != "a:1" {
+			t.Fatalf("Stats() = %+v: want failed back to a:1, found above b:1 by discovery", st)
 		}
 	})
 }
