@@ -153,3 +153,55 @@ func TestSlowDiscoveryDoesNotHoldUpFailover(t *testing.T) {
 		}
 	})
 }
+
+// Without a dial timeout (WithDialTimeout(0), no bound) discovery runs
+// without one too: its context is not already expired.
+func TestDiscoveryWithoutDialTimeoutIsNotCutShort(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHosts("a:1", "b:1")
+		discover := func(ctx context.Context) ([]string, error) {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			if _, ok := ctx.Deadline(); ok {
+				return nil, errors.New("discovery given a deadline without a dial timeout")
+			}
+			return []string{"b:1"}, nil
+		}
+		m := conn.New("tcp", "a:1", conn.WithDialer(h.Dial), conn.WithDiscovery(discover), conn.WithDialTimeout(0),
+			conn.WithMaxConnectionAge(10*time.Second), conn.WithLogger(log.NewNopLogger()))
+		defer m.Close()
+		if _, err := m.Write([]byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(25 * time.Second)
+		synctest.Wait()
+		if st := m.Stats(); st.Endpoint != "b:1" {
+			t.Fatalf("Stats() = %+v: want rotated to discovery's b:1", st)
+		}
+	})
+}
+
+// With a dial timeout, discovery runs within it.
+func TestDiscoveryWithinTheDialTimeout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHosts("a:1", "b:1")
+		discover := func(ctx context.Context) ([]string, error) {
+			if _, ok := ctx.Deadline(); !ok {
+				return nil, errors.New("discovery given no deadline")
+			}
+			return []string{"b:1"}, nil
+		}
+		m := conn.New("tcp", "a:1", conn.WithDialer(h.Dial), conn.WithDiscovery(discover), conn.WithDialTimeout(time.Minute),
+			conn.WithMaxConnectionAge(10*time.Second), conn.WithLogger(log.NewNopLogger()))
+		defer m.Close()
+		if _, err := m.Write([]byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(25 * time.Second)
+		synctest.Wait()
+		if st := m.Stats(); st.Endpoint != "b:1" {
+			t.Fatalf("Stats() = %+v: want rotated to discovery's b:1", st)
+		}
+	})
+}

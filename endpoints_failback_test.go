@@ -350,3 +350,25 @@ func TestDiscoveryAloneProbesFromTheOnlyEndpointKnown(t *testing.T) {
 		}
 	})
 }
+
+// A Manager on the first endpoint has nothing above it: its probes dial
+// nothing, neither itself nor the endpoints below.
+func TestPriorityOnTheFirstEndpointProbesNothing(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const probe = 10 * time.Second
+		h := newHosts("a:1", "b:1")
+		m := conn.New("tcp", "a:1", conn.WithDialer(h.Dial), conn.WithEndpoints("b:1"), conn.WithProbeInterval(probe))
+		defer m.Close()
+		if _, err := m.Write([]byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * probe)
+		synctest.Wait()
+		if a, b := len(h.dialsOf("a:1")), len(h.dialsOf("b:1")); a != 1 || b != 0 {
+			t.Fatalf("on the first endpoint for 5 probe intervals: a:1 dialed %d times, b:1 %d; want 1 and 0", a, b)
+		}
+		if st := m.Stats(); st.Endpoint != "a:1" || st.Switches != 0 {
+			t.Fatalf("Stats() = %+v", st)
+		}
+	})
+}

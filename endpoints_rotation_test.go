@@ -239,3 +239,24 @@ func TestPutOfATakenConnsErrorAfterARotationKeepsTheNewConnection(t *testing.T) 
 		}
 	})
 }
+
+// A maximum age of a few nanoseconds (spread by ±10%, which rounds to
+// nothing) rotates as often as it can, and nothing breaks.
+func TestRotationWithATinyMaximumAge(t *testing.T) {
+	for _, age := range []time.Duration{1, 5, 9} {
+		synctest.Test(t, func(t *testing.T) {
+			h := newHosts("a:1", "b:1")
+			m := conn.New("tcp", "a:1", conn.WithDialer(h.Dial), conn.WithEndpoints("b:1"), conn.WithMaxConnectionAge(age))
+			defer m.Close()
+			for i := range 3 {
+				if _, err := m.Write([]byte("x")); err != nil {
+					t.Fatalf("age %v, Write %d: %v", age, i, err)
+				}
+				time.Sleep(time.Microsecond)
+			}
+			if st := m.Stats(); st.Switches == 0 {
+				t.Fatalf("age %v: Stats() = %+v, want rotations", age, st)
+			}
+		})
+	}
+}
