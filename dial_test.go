@@ -200,3 +200,26 @@ func TestDefaultDialTimeout(t *testing.T) {
 		m.Close()
 	})
 }
+
+// A dial timeout of zero gives the dial a context without a deadline, not
+// one already expired: in a round over several endpoints too.
+func TestZeroDialTimeoutGivesTheDialALiveContext(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeNet{}
+		dial := func(ctx context.Context, network, address string) (net.Conn, error) {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			if _, ok := ctx.Deadline(); ok {
+				return nil, errors.New("a deadline without a dial timeout")
+			}
+			return f.Dial(ctx, network, address)
+		}
+		m := conn.New("tcp", "x:1", conn.WithDialer(dial), conn.WithEndpoints("y:1"), conn.WithDialTimeout(0),
+			conn.WithLogger(log.NewNopLogger()))
+		defer m.Close()
+		if m.Take() == nil {
+			t.Fatalf("no connection; stats %+v", m.Stats())
+		}
+	})
+}
