@@ -660,3 +660,31 @@ func TestBatchWriterBatchesAgainAfterAnUnsendableDatagram(t *testing.T) {
 		w.Close()
 	})
 }
+
+// A write that fails having written nothing leaves the oldest message's
+// age running: Queue.OldestAge counts from when the message was first
+// taken, not from the failure.
+func TestOldestAgeRunsOnAcrossAFailedWrite(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		gate := make(chan struct{})
+		f := &fakeNet{prepare: func(c *fakeConn) { c.gate = gate }}
+		m := conn.New("tcp", "x:1", conn.WithDialer(f.Dial), conn.WithAfterFunc(func(time.Duration) <-chan time.Time { return nil }))
+		defer m.Close()
+		w := conn.NewBatchWriter(m)
+		if m.Take() == nil {
+			t.Fatal("no connection")
+		}
+		w.Write([]byte("x"))
+		synctest.Wait() // the writer took it and waits at the gate
+		time.Sleep(time.Second)
+		f.set(func(f *fakeNet) { f.dialErr = errors.New("down") })
+		f.Conn(0).failAfter(0, errBroken)
+		close(gate)
+		synctest.Wait() // the write failed with nothing written; no connection comes
+		st := w.Stats()
+		if st.Written != 0 || st.Queue.Messages != 1 || st.Queue.OldestAge != time.Second {
+			t.Fatalf("stats %+v: want the message waiting, 1s old", st)
+		}
+		w.Close()
+	})
+}
