@@ -345,3 +345,34 @@ func TestDropsAfterTheManagerClosed(t *testing.T) {
 		}
 	})
 }
+
+// A Manager closed under an idle writer discards nothing, and says nothing:
+// the report Close delivers names the cause of the drops it counts (a
+// message too long), not ErrUnflushed.
+func TestDropReportKeepsItsCauseWhenNothingIsDiscarded(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var d dropLog
+		f := &fakeNet{}
+		m := newFake(t, f, conn.WithLogger(&d))
+		w := conn.NewBatchWriter(m, conn.WithDropHook(d.hook), conn.WithMaxMessage(4))
+		if _, err := w.Write([]byte("0123456789")); !errors.Is(err, conn.ErrTooLong) {
+			t.Fatalf("Write: %v, want ErrTooLong", err)
+		}
+		synctest.Wait() // the first report, at once
+		if _, err := w.Write([]byte("0123456789")); !errors.Is(err, conn.ErrTooLong) {
+			t.Fatalf("Write: %v, want ErrTooLong", err)
+		} // reported within the interval, or by Close
+		m.Close() // the idle writer stops: nothing to discard
+		synctest.Wait()
+		w.Close()
+		r, _ := d.snapshot()
+		if len(r) != 2 {
+			t.Fatalf("drop reports %+v, want 2", r)
+		}
+		for _, rep := range r {
+			if rep.Discarded != 0 || rep.Rejected != 1 || !errors.Is(rep.Err, conn.ErrTooLong) {
+				t.Fatalf("drop reports %+v: want each one message rejected as too long", r)
+			}
+		}
+	})
+}
