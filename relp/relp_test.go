@@ -63,6 +63,19 @@ func TestOpenSends(t *testing.T) {
 	}
 }
 
+// WithSoftware drops LF and the other control bytes (below SP, and DEL)
+// and keeps everything else, SP included.
+func TestWithSoftwareKeepsSpaces(t *testing.T) {
+	rw := &fakeRW{in: strings.NewReader(okOpen)}
+	if _, err := relp.New(relp.WithSoftware(" my app,1.0\t\x7f\x00,x y~ ")).Open(rw); err != nil {
+		t.Fatal(err)
+	}
+	offers := "relp_version=0\nrelp_software= my app,1.0,x y~ \ncommands=syslog"
+	if want := fmt.Sprintf("1 open %d %s\n", len(offers), offers); rw.out.String() != want {
+		t.Errorf("open sent %q, want %q", rw.out.String(), want)
+	}
+}
+
 func TestOpenAnswers(t *testing.T) {
 	frame := func(data string) string { return fmt.Sprintf("1 rsp %d %s\n", len(data), data) }
 	for _, c := range []struct {
@@ -202,6 +215,10 @@ func TestReadAck(t *testing.T) {
 		{"close answered 200", 1, true, rsp(2, "200 OK") + rsp(3, "200 OK"),
 			[]conn.Ack{{Through: 101}}, io.EOF},
 		{"not outstanding", 2, false, rsp(2, "200 OK") + rsp(9, "200 OK"), []conn.Ack{{Through: 101}}, relp.ErrProtocol},
+		// Read one frame at a time (slow), 2's Ack is reported before 6
+		// arrives: 6 is one past the last sent, counted from the first
+		// still outstanding.
+		{"one past the last sent", 4, false, rsp(2, "200 OK") + rsp(6, "200 OK"), []conn.Ack{{Through: 101}}, relp.ErrProtocol},
 		{"answered twice", 2, false, rsp(2, "200 OK") + rsp(2, "200 OK"), []conn.Ack{{Through: 101}}, relp.ErrProtocol},
 		{"txnr 0 rsp", 1, false, rsp(0, "200 OK"), nil, relp.ErrProtocol},
 		{"open answered again", 1, false, rsp(1, "200 OK"), nil, relp.ErrProtocol},
@@ -211,6 +228,9 @@ func TestReadAck(t *testing.T) {
 		{"code without SP", 1, false, rsp(2, "2000"), nil, relp.ErrProtocol},
 		{"code and LF", 1, false, rsp(2, "200\nmore"), []conn.Ack{{Through: 101}}, io.EOF},
 		{"2xx other than 200", 1, false, rsp(2, "201 fine?"), []conn.Ack{{Through: 101, Err: refused(201, "fine?")}}, io.EOF},
+		{"code with a middle digit", 1, false, rsp(2, "210 fine?"), []conn.Ack{{Through: 101, Err: refused(210, "fine?")}}, io.EOF},
+		{"code with nines", 1, false, rsp(2, "599 later"), []conn.Ack{{Through: 101, Err: refused(599, "later")}}, io.EOF},
+		{"code 999", 1, false, rsp(2, "999"), []conn.Ack{{Through: 101, Err: refused(999, "")}}, io.EOF},
 		{"long text", 1, false, rsp(2, "500 "+strings.Repeat("t", 100)), []conn.Ack{{Through: 101, Err: refused(500, strings.Repeat("t", 80))}}, io.EOF},
 		{"syslog from server", 1, false, "2 syslog 2 hi\n", nil, relp.ErrProtocol},
 		{"hint with txnr", 1, false, "2 serverclose 0\n", nil, relp.ErrProtocol},
@@ -428,5 +448,82 @@ func TestOutstandingQueueStaysSmall(t *testing.T) {
 	}
 	if c := relp.QueueCap(s); c > 64 {
 		t.Fatalf("queue capacity %d after 10,000 messages with one outstanding", c)
+	}
+}
+
+// openAfter gives its pieces one per Read, as chunks does, and then
+// stands for a server that keeps the connection open: a Read past the
+// pieces is recorded and fails.
+type openAfter struct {
+	chunks
+	overread bool
+}
+
+var errStillOpen = errors.New("the server keeps the connection open")
+
+func (o *openAfter) Read(p []byte) (int, error) {
+	n, err := o.chunks.Read(p)
+	if err == io.EOF {
+		o.overread = true
+		return 0, errStillOpen
+	}
+	return n, err
+}
+
+// Once the server answered the close command, ReadAck reports the Acks
+// still to report and then io.EOF at once: it does not wait for the server
+// to end the connection, nor read what comes after the answer.
+func TestReadAckCloseAnsweredConnectionOpen(t *testing.T) {
+	open, answers := okOpen, rsp(2, "200 OK")+rsp(3, "500 no")+rsp(4, "")
+	for _, pieces := range [][]string{
+		{open + answers},
+		{open, answers},
+		{open, rsp(2, "200 OK"), rsp(3, "500 no"), rsp(4, "")},
+		{open, rsp(2, "200 OK") + rsp(3, "500 no"), rsp(4, "")},
+	} {
+		r := &openAfter{chunks: chunks{pieces: pieces}}
+		s, err := relp.New().Open(&fakeRW{in: r})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.AppendBatch(nil, 100, msgs("a", "b"))
+		s.AppendClose(nil)
+		as, err := acks(s)
+		want := "[{101 <nil>} {102 relp: refused by the server: 500 \"no\"}]"
+		if got := fmt.Sprint(collapse(t, as)); got != want || err != io.EOF || r.overread {
+			t.Errorf("pieces %q: %s, %v, read past the close's answer %v; want %s, EOF, false", pieces, got, err, r.overread, want)
+		}
+	}
+}
+
+// Once more than half the queue of outstanding messages has been reported,
+// its storage is reused: sending as many messages as were reported, no
+// more outstanding than the storage holds, does not grow it.
+func TestQueueReusedAfterAcks(t *testing.T) {
+	const n, answered = 200, 150
+	var server strings.Builder
+	for i := range answered {
+		server.WriteString(rsp(i+2, "200 OK"))
+	}
+	s, _ := open(t, server.String())
+	batch := make([]string, n)
+	for i := range batch {
+		batch[i] = "m"
+	}
+	s.AppendBatch(nil, 0, msgs(batch...))
+	c := relp.QueueCap(s)
+	if c < n || c > n*5/4 {
+		t.Fatalf("queue capacity %d for %d messages: the test assumes about %d", c, n, n)
+	}
+	for through := uint64(0); through < answered; {
+		a, err := s.ReadAck()
+		if err != nil || a.Through <= through || a.Through > answered {
+			t.Fatalf("ReadAck: %v, %v", a, err)
+		}
+		through = a.Through
+	}
+	s.AppendBatch(nil, n, msgs(batch[:answered]...)) // n-answered+answered outstanding
+	if c2 := relp.QueueCap(s); c2 != c {
+		t.Errorf("queue capacity %d after %d of %d answered and %d more sent, was %d", c2, answered, n, answered, c)
 	}
 }
