@@ -260,3 +260,31 @@ func TestRotationWithATinyMaximumAge(t *testing.T) {
 		})
 	}
 }
+
+// The Manager's Close during a rotation whose dial hangs ends the dial and
+// closes the connection in use: nothing is left open, nothing breaks.
+func TestCloseDuringARotationDial(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHosts("a:1", "b:1")
+		h.at("b:1").hang = true
+		m := conn.New("tcp", "a:1", conn.WithDialer(h.Dial), conn.WithEndpoints("b:1"), conn.WithMaxConnectionAge(10*time.Second),
+			conn.WithLogger(log.NewNopLogger()))
+		if _, err := m.Write([]byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		h.at("a:1").set(func(f *fakeNet) { f.hang = true })
+		time.Sleep(20 * time.Second) // the rotation's dials hang
+		synctest.Wait()
+		if n := len(h.dialsOf("a:1")); n < 2 {
+			t.Fatal("no rotation dial within two maximum ages")
+		}
+		m.Close()
+		synctest.Wait()
+		if !h.at("a:1").Conn(0).closed.Load() {
+			t.Error("a:1's connection left open after the Manager's Close")
+		}
+		if st := m.Stats(); st.Switches != 0 {
+			t.Errorf("Stats() = %+v, want no switch", st)
+		}
+	})
+}
