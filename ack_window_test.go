@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 	"sync"
@@ -311,5 +312,75 @@ func TestAcksZeroOptionsKeepTheDefaults(t *testing.T) {
 	}
 	if st := w.Stats(); st.Acked != 3 || st.Rejected != 0 {
 		t.Fatalf("stats %+v", st)
+	}
+}
+
+// gatedAcks hands each acknowledgement to the writer only when the test
+// lets it through, one gate per ReadAck.
+type gatedAcks struct {
+	lineAcks
+	gates []chan struct{}
+}
+
+func (p gatedAcks) Open(rw io.ReadWriter) (conn.AckSession, error) {
+	s, err := p.lineAcks.Open(rw)
+	if err != nil {
+		return nil, err
+	}
+	return &gatedSession{AckSession: s, gates: p.gates}, nil
+}
+
+type gatedSession struct {
+	conn.AckSession
+	gates []chan struct{}
+	n     int
+}
+
+func (s *gatedSession) ReadAck() (conn.Ack, error) {
+	if s.n < len(s.gates) {
+		select {
+		case <-s.gates[s.n]:
+		case <-time.After(10 * time.Second):
+		}
+		s.n++
+	}
+	return s.AckSession.ReadAck()
+}
+
+// After an acknowledgement of part of what is in flight, Queue.OldestAge
+// counts for the messages still waiting for theirs.
+func TestAcksOldestAgeAfterAPartialAcknowledgement(t *testing.T) {
+	s := newAckServer(t)
+	gates := []chan struct{}{make(chan struct{}), make(chan struct{})}
+	r := newBatchRecorder()
+	m := conn.New("tcp", s.Addr(), conn.WithDialer(r.dial), conn.WithBackoff(time.Millisecond, 20*time.Millisecond), conn.WithLogger(log.NewNopLogger()))
+	w := conn.NewBatchWriter(m, conn.WithAcks(gatedAcks{gates: gates}), conn.WithCloseTimeout(time.Second))
+	t.Cleanup(func() {
+		for _, g := range gates {
+			select {
+			case <-g:
+			default:
+				close(g)
+			}
+		}
+		w.Close()
+		m.Close()
+	})
+	h := r.holdNext()
+	writeTexts(t, w, "m1")
+	h.await(t)
+	writeTexts(t, w, "m2")
+	h.release()
+	checkBatches(t, r.awaitBatches(t, 2), []string{"m1"}, []string{"m2"})
+	close(gates[0]) // the acknowledgement of m1 only
+	deadline := time.Now().Add(10 * time.Second)
+	for w.Stats().Acked < 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("m1 not acknowledged within 10s: %+v", w.Stats())
+		}
+		time.Sleep(time.Millisecond) // polling a count; bounded
+	}
+	if st := w.Stats(); st.Queue.Messages != 1 || st.Queue.Unacked != 1 || st.Queue.OldestAge <= 0 {
+		t.Fatalf("stats %+v: want m2 waiting for its acknowledgement, with an age", st)
 	}
 }
