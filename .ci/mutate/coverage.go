@@ -28,8 +28,11 @@ type testInfo struct {
 	// Opaque: the test ran a binary built from the package that ended
 	// without writing its coverage (killed, or by a signal): what it
 	// reached is unknown, so it counts as reaching every token.
-	Opaque bool   `json:"opaque,omitempty"`
-	Output string `json:"output,omitempty"` // the end of a failing run's output
+	Opaque bool `json:"opaque,omitempty"`
+	// RanBinary: the test ran a binary built from the package (go build
+	// under the test): with a mutant, that build compiles it again.
+	RanBinary bool   `json:"ran_binary,omitempty"`
+	Output    string `json:"output,omitempty"` // the end of a failing run's output
 }
 
 // A block is a cover block: a range of a file, and the tests that ran it
@@ -192,7 +195,7 @@ func gatherCoverage(ctx context.Context, r *runner, p *pkgInfo) (*coverageMap, e
 						err = addCovdata(ctx, i, gocover, dir, addProfile)
 					}
 					if err == nil {
-						t.Opaque, err = unwritten(starts, gocover, res.pid)
+						t.Opaque, t.RanBinary, err = unwritten(starts, gocover, res.pid)
 					}
 					if err != nil {
 						mu.Lock()
@@ -296,26 +299,30 @@ func init() {
 // unwritten reports whether a process other than the test binary (pid)
 // ran the package's code, as noted in starts, and wrote no counters to
 // gocover (coverage is written at a normal exit only).
-func unwritten(starts, gocover string, pid int) (bool, error) {
+// It also reports whether any other process ran at all (ran).
+func unwritten(starts, gocover string, pid int) (opaque, ran bool, err error) {
 	started, err := os.ReadDir(starts)
 	if err != nil {
-		return false, err
+		return false, false, err
 	}
 	written := map[string]bool{}
 	if entries, err := os.ReadDir(gocover); err == nil {
 		for _, e := range entries {
 			// covcounters.<meta hash>.<pid>.<time>
-			if f := strings.Split(e.Name(), "."); len(f) == 4 && f[0] == "covcounters" {
-				written[f[2]] = true
+			if f := strings.Split(e.Name(), "."); len(f) == 4 && f[0] == "covcounters" && f[2] != strconv.Itoa(pid) {
+				written[f[2]], ran = true, true
 			}
 		}
 	}
 	for _, e := range started {
-		if e.Name() != strconv.Itoa(pid) && !written[e.Name()] {
-			return true, nil
+		if e.Name() != strconv.Itoa(pid) {
+			ran = true
+			if !written[e.Name()] {
+				opaque = true
+			}
 		}
 	}
-	return false, nil
+	return opaque, ran, nil
 }
 
 // parseProfileLine parses "path/file.go:SL.SC,EL.EC N COUNT".

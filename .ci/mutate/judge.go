@@ -348,17 +348,18 @@ func (r *runner) runWave(ctx context.Context, p *pkgInfo, bin string, env []stri
 	results := make(chan runResult, len(parts))
 	for _, part := range parts {
 		var names []string
-		var psum, slowest time.Duration
+		var psum, slowest, building time.Duration
 		for _, i := range part {
 			names = append(names, p.cov.Tests[i].Name)
 			psum += dur(i)
 			slowest = max(slowest, dur(i))
+			building = max(building, r.building(p, i))
 		}
 		*runs++
 		go func() {
 			results <- runTests(wctx, bin, p.Dir, env, []string{
 				"-test.run", "^(" + strings.Join(names, "|") + ")$", "-test.failfast", "-test.count=1",
-			}, r.timeoutFor(psum), r.stallFor(slowest))
+			}, r.timeoutFor(psum)+building, r.stallFor(slowest)+building)
 		}()
 	}
 	var first runResult
@@ -379,12 +380,22 @@ func (r *runner) confirm(ctx context.Context, p *pkgInfo, bin string, env []stri
 		*runs++
 		res := runTests(ctx, bin, p.Dir, env, []string{
 			"-test.run", "^" + p.cov.Tests[i].Name + "$", "-test.failfast", "-test.count=1",
-		}, r.timeoutFor(dur(i)), r.stallFor(dur(i)))
+		}, r.timeoutFor(dur(i))+r.building(p, i), r.stallFor(dur(i))+r.building(p, i))
 		if res.status != "" || res.err != nil {
 			return true
 		}
 	}
 	return false
+}
+
+// building is the extra time test i is given when it builds the package
+// itself (go build under the test): silent all along, and longer with a
+// mutant than in the coverage runs, whose builds were cached.
+func (r *runner) building(p *pkgInfo, i int) time.Duration {
+	if !p.cov.Tests[i].RanBinary {
+		return 0
+	}
+	return time.Duration(float64(p.childBuild) * r.timeoutFactor)
 }
 
 // testOf returns the test a killer names ("TestX (silent for 3s)": TestX).

@@ -73,7 +73,7 @@ import (
 
 // version is part of every cache key: change it when verdicts or coverage
 // maps would come out differently.
-const version = "mutate/1"
+const version = "mutate/2"
 
 // defaultFiles are the files of cmd/connpipe that are mutated by default: the
 // send path (see .ci/mutation for what is left out, and why).
@@ -119,7 +119,8 @@ type pkgInfo struct {
 	opaque      []int
 	testIndex   map[string]int // by name
 	rl          *relinker
-	markerDir   string // a package of the module it imports, and its name
+	childBuild  time.Duration // a go build of the package, if its tests build it
+	markerDir   string        // a package of the module it imports, and its name
 	markerName  string
 	judged      time.Duration // worker time spent judging
 	built       time.Duration // of which building
@@ -650,6 +651,13 @@ func (r *runner) judgeAll(ctx context.Context, pkgs []*pkgInfo) error {
 		}
 	}
 	sort.SliceStable(jobs, func(a, b int) bool { return jobs[a].expense > jobs[b].expense })
+	for _, p := range pkgs {
+		if slices.ContainsFunc(p.cov.Tests, func(t testInfo) bool { return t.RanBinary }) && slices.ContainsFunc(jobs, func(j *job) bool { return j.p == p }) {
+			p.childBuild = r.timeChildBuild(ctx, p)
+			fmt.Printf("%s: its tests build the package (go build, %s here): their runs may be silent that much longer\n",
+				p.ImportPath, p.childBuild.Round(100*time.Millisecond))
+		}
+	}
 	if !r.noRelink {
 		for _, p := range pkgs {
 			if !slices.ContainsFunc(jobs, func(j *job) bool { return j.p == p }) {
@@ -743,6 +751,22 @@ feed:
 		}
 	}
 	return nil
+}
+
+// timeChildBuild measures what a test that builds the package (connpipe's
+// end-to-end tests run go build) spends building it under a mutant: the
+// package compiled again and linked, its dependencies cached. At least a
+// second; 30 seconds if the build fails.
+func (r *runner) timeChildBuild(ctx context.Context, p *pkgInfo) time.Duration {
+	nonce := fmt.Sprintf("%d", time.Now().UnixNano())
+	start := time.Now()
+	cmd := exec.CommandContext(ctx, "go", "build", "-gcflags="+p.ImportPath+"=-D=/mutate-child-"+nonce,
+		"-ldflags=-X=main.mutateChildNonce="+nonce, "-overlay="+p.overlay, "-o", filepath.Join(r.tmp, "child-"+p.short), p.Dir)
+	cmd.Dir = r.moduleDir
+	if err := cmd.Run(); err != nil {
+		return 30 * time.Second
+	}
+	return max(time.Second, time.Since(start))
 }
 
 func countNotCovered(pkgs []*pkgInfo) int {
