@@ -40,6 +40,35 @@ func TestAcksCloseReportsUnacknowledged(t *testing.T) {
 	}
 }
 
+// A protocol with no close (AppendClose appends nothing) has nothing to
+// wait for: once everything is acknowledged, Close returns at once with
+// nil, not at the end of its timeout, and leaves the connection open.
+func TestAcksCloseWithoutACloseFrameDoesNotWait(t *testing.T) {
+	s := newAckServer(t)
+	_, w := newAckWriterWith(t, s, lineAcks{noBye: true}, conn.WithCloseTimeout(20*time.Second))
+	writeNumbered(t, w, 0, 10)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := w.Flush(ctx); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+	start := time.Now()
+	if err := w.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("Close took %v with nothing to wait for (its timeout is 20s)", d)
+	}
+	if st := w.Stats(); st.Acked != 10 || st.Discarded != 0 {
+		t.Fatalf("stats after Close: %+v", st)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.byes != 0 {
+		t.Fatalf("the server saw %d BYE from a protocol without one", s.byes)
+	}
+}
+
 // The same state: Close must return within its timeout.
 func TestAcksCloseWithMessageLargerThanWindowLeft(t *testing.T) {
 	_, m, w := stalledWithRemainder(t, conn.WithCloseTimeout(200*time.Millisecond))

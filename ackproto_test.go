@@ -27,6 +27,7 @@ import (
 // server confirms with "BYE".
 type lineAcks struct {
 	panicIn string // "Open", "AppendBatch", "ReadAck", "AppendClose": that method panics
+	noBye   bool   // AppendClose appends nothing: the protocol has no close
 }
 
 func (p lineAcks) Open(rw io.ReadWriter) (conn.AckSession, error) {
@@ -46,12 +47,13 @@ func (p lineAcks) Open(rw io.ReadWriter) (conn.AckSession, error) {
 	case line != "OK\n":
 		return nil, fmt.Errorf("lineAcks: bad greeting %q", line)
 	}
-	return &lineSession{br: br, panicIn: p.panicIn}, nil
+	return &lineSession{br: br, panicIn: p.panicIn, noBye: p.noBye}, nil
 }
 
 type lineSession struct {
 	br      *bufio.Reader
 	panicIn string
+	noBye   bool
 }
 
 func (s *lineSession) AppendBatch(dst []byte, first uint64, msgs [][]byte) []byte {
@@ -92,6 +94,9 @@ func (s *lineSession) ReadAck() (conn.Ack, error) {
 func (s *lineSession) AppendClose(dst []byte) []byte {
 	if s.panicIn == "AppendClose" {
 		panic("lineAcks: AppendClose")
+	}
+	if s.noBye {
+		return dst
 	}
 	return append(dst, "BYE\n"...)
 }
