@@ -220,6 +220,15 @@ func liveHeap() uint64 {
 	return ms.HeapAlloc
 }
 
+// heapSince is what the live heap grew by since base; 0 if it shrank (an
+// earlier test's garbage, collected since base was taken).
+func heapSince(base uint64) uint64 {
+	if now := liveHeap(); now > base {
+		return now - base
+	}
+	return 0
+}
+
 // The memory a BatchWriter holds stays within twice its buffer for every
 // message size, and goes back once the queue drains.
 func TestBatchWriterMemoryIsBoundedAndGivenBack(t *testing.T) {
@@ -248,14 +257,14 @@ func TestBatchWriterMemoryIsBoundedAndGivenBack(t *testing.T) {
 				}
 				accepted++
 			}
-			full := liveHeap() - base
+			full := heapSince(base)
 			up.Store(true)
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			if err := w.Flush(ctx); err != nil {
 				t.Fatal(err)
 			}
-			drained := liveHeap() - base
+			drained := heapSince(base)
 			t.Logf("%d messages of %d bytes: %.1f MiB held while full (%.2f× the buffer), %.2f MiB once drained",
 				accepted, msgSize, float64(full)/(1<<20), float64(full)/size, float64(drained)/(1<<20))
 			if full > 2*size+1<<20 {
