@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -231,6 +232,12 @@ func waves(tests []int, dur func(int) time.Duration) [][]int {
 func (r *runner) judge(ctx context.Context, p *pkgInfo, m *mutant, work string) {
 	start := time.Now()
 	defer func() { m.Seconds = time.Since(start).Seconds() }()
+	if m.schemaID > 0 && p.schemaBin != "" {
+		// In the schema binary: nothing to build.
+		m.InSchema = true
+		r.runJudged(ctx, p, m, p.schemaBin, r.testEnv([]string{schemaEnv + "=" + strconv.Itoa(m.schemaID)}))
+		return
+	}
 	mutated, err := apply(p.files[m.absFile], m)
 	if err != nil {
 		m.Status, m.Detail = notViable, err.Error()
@@ -253,6 +260,7 @@ func (r *runner) judge(ctx context.Context, p *pkgInfo, m *mutant, work string) 
 		return
 	}
 	bin := filepath.Join(work, "mutant.test")
+	env := r.testEnv([]string{"GOFLAGS=" + strings.TrimSpace(os.Getenv("GOFLAGS")+" -overlay="+ovPath)})
 	relinked := false
 	if p.rl != nil && !p.rl.inInlinable(m) {
 		compileErr, ok, err := p.rl.build(ctx, m.absFile, p.snapshot[m.absFile], src, work, bin)
@@ -289,8 +297,12 @@ func (r *runner) judge(ctx context.Context, p *pkgInfo, m *mutant, work string) 
 	}
 	m.Build, m.Relinked = time.Since(start).Seconds(), relinked
 	// A binary the tests build themselves (connpipe's end-to-end tests run
-	// "go build") is built with the mutant too.
-	env := r.testEnv([]string{"GOFLAGS=" + strings.TrimSpace(os.Getenv("GOFLAGS")+" -overlay="+ovPath)})
+	// "go build") is built with the mutant too: env's GOFLAGS.
+	r.runJudged(ctx, p, m, bin, env)
+}
+
+// runJudged runs m's tests with bin and records the verdict.
+func (r *runner) runJudged(ctx context.Context, p *pkgInfo, m *mutant, bin string, env []string) {
 	dur := func(i int) time.Duration { return p.cov.Tests[i].Duration }
 	for _, wave := range waves(m.covered, dur) {
 		res, split := r.runWave(ctx, p, bin, env, wave, dur, &m.Runs, r.procs)

@@ -99,6 +99,7 @@ type runner struct {
 	goVersion     string
 	cleanup       []string // directories to remove at the end
 	noRelink      bool
+	noSchema      bool
 }
 
 type pkgInfo struct {
@@ -111,6 +112,8 @@ type pkgInfo struct {
 	snapshot    map[string]string // the overlay that pins them to what was read
 	overlay     string            // its JSON file
 	mutable     []string          // absolute paths of the files to mutate
+	goFiles     []string          // absolute paths of the package's non-test files
+	schemaBin   string            // the schema binary (see schema.go), if built
 	fingerprint string
 	cov         *coverageMap
 	mutants     []*mutant
@@ -126,6 +129,7 @@ type pkgInfo struct {
 	built       time.Duration // of which building
 	relinked    int           // mutants built by the relinker
 	rebuilt     int           // and by go test -c
+	inSchema    int           // judged with the schema binary, not built
 }
 
 func main() {
@@ -147,6 +151,8 @@ func main() {
 		verbose  = flag.Bool("v", false, "print each test's coverage run")
 		listOnly = flag.Bool("list", false, "list the mutants and whether tests cover them, judge nothing")
 		noRelink = flag.Bool("no-relink", false, "build every mutant with go test -c -overlay (no relinking: about 3 times slower)")
+		keep     = flag.Bool("keep", false, "keep the work directory (snapshots, schema sources, binaries) and print its path")
+		noSchema = flag.Bool("no-schema", false, "build every mutant on its own, none in a package's schema binary (see schema.go)")
 	)
 	flag.Parse()
 	if flag.NArg() > 0 {
@@ -171,13 +177,16 @@ func main() {
 	r := &runner{
 		workers: max(*workers, 1), minTimeout: *minTO, stall: *stall, procs: max(*procs, 1), timeoutFactor: *factor,
 		coverTimeout: *coverTO, verbose: *verbose, rejudge: *noCache, recover: *recover,
-		cacheDir: *cacheDir, noRelink: *noRelink,
+		cacheDir: *cacheDir, noRelink: *noRelink, noSchema: *noSchema,
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	err := r.run(ctx, split(*pkgs), split(*files), *diff, *out, ops, *listOnly)
+	if *keep {
+		fmt.Println("work directory kept:", r.tmp)
+	}
 	for _, d := range append(r.cleanup, r.tmp) {
-		if d != "" {
+		if d != "" && !*keep {
 			os.RemoveAll(d)
 		}
 	}
@@ -388,6 +397,7 @@ func (r *runner) load(pat string, onlyFiles []string) (*pkgInfo, error) {
 		want = defaultFiles[strings.TrimPrefix(strings.TrimPrefix(lp.ImportPath, r.modulePath), "/")]
 	}
 	for _, f := range append(append([]string{}, lp.GoFiles...), lp.CgoFiles...) {
+		p.goFiles = append(p.goFiles, filepath.Join(lp.Dir, f))
 		if len(want) == 0 || slices.Contains(want, f) {
 			p.mutable = append(p.mutable, filepath.Join(lp.Dir, f))
 		}
@@ -658,6 +668,14 @@ func (r *runner) judgeAll(ctx context.Context, pkgs []*pkgInfo) error {
 				p.ImportPath, p.childBuild.Round(100*time.Millisecond))
 		}
 	}
+	if !r.noSchema {
+		for _, p := range pkgs {
+			if slices.ContainsFunc(p.cov.Tests, func(t testInfo) bool { return t.RanBinary }) || !slices.ContainsFunc(jobs, func(j *job) bool { return j.p == p }) {
+				continue // a binary built under a test would not see the switch
+			}
+			r.useSchema(ctx, p, jobs)
+		}
+	}
 	if !r.noRelink {
 		for _, p := range pkgs {
 			if !slices.ContainsFunc(jobs, func(j *job) bool { return j.p == p }) {
@@ -707,7 +725,9 @@ func (r *runner) judgeAll(ctx context.Context, pkgs []*pkgInfo) error {
 				}
 				j.p.judged += time.Duration(m.Seconds * float64(time.Second))
 				j.p.built += time.Duration(m.Build * float64(time.Second))
-				if m.Relinked {
+				if m.InSchema {
+					j.p.inSchema++
+				} else if m.Relinked {
 					j.p.relinked++
 				} else if m.Status != notViable {
 					j.p.rebuilt++
@@ -840,8 +860,8 @@ func (r *runner) summary(pkgs []*pkgInfo, coverTime, judgeTime, total time.Durat
 		if len(p.failing) > 0 {
 			fmt.Printf(", %d FAILING UNMUTATED, left out", len(p.failing))
 		}
-		fmt.Printf("; judging took %s of worker time, %s of it building: %d relinked, %d built in full)\n",
-			p.judged.Round(time.Second), p.built.Round(time.Second), p.relinked, p.rebuilt)
+		fmt.Printf("; judging took %s of worker time, %s of it building: %d in the schema binary, %d relinked, %d built in full)\n",
+			p.judged.Round(time.Second), p.built.Round(time.Second), p.inSchema, p.relinked, p.rebuilt)
 		fmt.Printf("  %-28s %7s %7s %8s %6s %8s %8s %9s\n", "file", "mutants", "killed", "timeout", "lived", "uncov", "unviable", "efficacy")
 		byFile := map[string]*tally{}
 		var names []string

@@ -55,14 +55,15 @@ type mutant struct {
 	Source   string `json:"source"` // the line, unmutated, trimmed
 
 	Status   string   `json:"status"`
-	Killer   string   `json:"killer,omitempty"`   // the first test that failed or hung
-	Detail   string   `json:"detail,omitempty"`   // a little of the output that says why
-	Tests    int      `json:"tests"`              // covering tests
-	Seconds  float64  `json:"seconds"`            // spent judging it (0 if cached or not run)
-	Build    float64  `json:"build_seconds"`      // of which building
-	Runs     int      `json:"runs"`               // test processes started
-	Relinked bool     `json:"relinked,omitempty"` // built by the relinker
-	Flaky    []string `json:"flaky,omitempty"`    // tests that failed beside others but passed alone twice
+	Killer   string   `json:"killer,omitempty"`    // the first test that failed or hung
+	Detail   string   `json:"detail,omitempty"`    // a little of the output that says why
+	Tests    int      `json:"tests"`               // covering tests
+	Seconds  float64  `json:"seconds"`             // spent judging it (0 if cached or not run)
+	Build    float64  `json:"build_seconds"`       // of which building
+	Runs     int      `json:"runs"`                // test processes started
+	Relinked bool     `json:"relinked,omitempty"`  // built by the relinker
+	InSchema bool     `json:"in_schema,omitempty"` // judged with the package's schema binary
+	Flaky    []string `json:"flaky,omitempty"`     // tests that failed beside others but passed alone twice
 	Cached   bool     `json:"cached,omitempty"`
 	SameAs   string   `json:"same_as,omitempty"` // the operator of an identical mutant judged with it
 
@@ -71,6 +72,9 @@ type mutant struct {
 	absFile string
 	fset    *token.FileSet
 	covered []int // indices of the tests that reach it, fastest first
+	// schemaID selects it in its package's schema binary (0: not in one,
+	// built on its own).
+	schemaID int
 }
 
 func (m *mutant) pos() string { return fmt.Sprintf("%s:%d:%d", m.File, m.Line, m.Col) }
