@@ -155,8 +155,9 @@ func TestScenarioRotationUnderLoadLosesNothing(t *testing.T) {
 		maxAge    = 5 * time.Millisecond
 		writers   = 4
 		// The writers keep both cores busy: under -race 1,000 rotations
-		// take 20-30 s. Stop after budget, once minRotations are done.
-		budget       = 6 * time.Second
+		// take 20-30 s. Stop after budget, once minRotations are done
+		// (3 s: 120-270 rotations here without -race).
+		budget       = 3 * time.Second
 		minRotations = 100
 	)
 	for _, via := range []string{"Write", "BatchWriter"} {
