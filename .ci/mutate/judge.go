@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -235,7 +234,7 @@ func (r *runner) judge(ctx context.Context, p *pkgInfo, m *mutant, work string) 
 	if m.schemaID > 0 && p.schemaBin != "" {
 		// In the schema binary: nothing to build.
 		m.InSchema = true
-		r.runJudged(ctx, p, m, p.schemaBin, r.testEnv([]string{schemaEnv + "=" + strconv.Itoa(m.schemaID)}))
+		r.runJudged(ctx, p, m, p.schemaBin, r.schemaEnv(p, m.schemaID))
 		return
 	}
 	mutated, err := apply(p.files[m.absFile], m)

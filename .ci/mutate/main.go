@@ -103,33 +103,34 @@ type runner struct {
 }
 
 type pkgInfo struct {
-	pattern     string
-	short       string // for file names
-	Name        string
-	ImportPath  string
-	Dir         string
-	files       map[string][]byte // every .go file of the package, by absolute path
-	snapshot    map[string]string // the overlay that pins them to what was read
-	overlay     string            // its JSON file
-	mutable     []string          // absolute paths of the files to mutate
-	goFiles     []string          // absolute paths of the package's non-test files
-	schemaBin   string            // the schema binary (see schema.go), if built
-	fingerprint string
-	cov         *coverageMap
-	mutants     []*mutant
-	passing     []int
-	failing     []testInfo
-	opaque      []int
-	testIndex   map[string]int // by name
-	rl          *relinker
-	childBuild  time.Duration // a go build of the package, if its tests build it
-	markerDir   string        // a package of the module it imports, and its name
-	markerName  string
-	judged      time.Duration // worker time spent judging
-	built       time.Duration // of which building
-	relinked    int           // mutants built by the relinker
-	rebuilt     int           // and by go test -c
-	inSchema    int           // judged with the schema binary, not built
+	pattern       string
+	short         string // for file names
+	Name          string
+	ImportPath    string
+	Dir           string
+	files         map[string][]byte // every .go file of the package, by absolute path
+	snapshot      map[string]string // the overlay that pins them to what was read
+	overlay       string            // its JSON file
+	mutable       []string          // absolute paths of the files to mutate
+	goFiles       []string          // absolute paths of the package's non-test files
+	schemaBin     string            // the schema binary (see schema.go), if built
+	schemaOverlay string            // the overlay that builds it
+	fingerprint   string
+	cov           *coverageMap
+	mutants       []*mutant
+	passing       []int
+	failing       []testInfo
+	opaque        []int
+	testIndex     map[string]int // by name
+	rl            *relinker
+	childBuild    time.Duration // a go build of the package, if its tests build it
+	markerDir     string        // a package of the module it imports, and its name
+	markerName    string
+	judged        time.Duration // worker time spent judging
+	built         time.Duration // of which building
+	relinked      int           // mutants built by the relinker
+	rebuilt       int           // and by go test -c
+	inSchema      int           // judged with the schema binary, not built
 }
 
 func main() {
@@ -670,8 +671,8 @@ func (r *runner) judgeAll(ctx context.Context, pkgs []*pkgInfo) error {
 	}
 	if !r.noSchema {
 		for _, p := range pkgs {
-			if slices.ContainsFunc(p.cov.Tests, func(t testInfo) bool { return t.RanBinary }) || !slices.ContainsFunc(jobs, func(j *job) bool { return j.p == p }) {
-				continue // a binary built under a test would not see the switch
+			if !slices.ContainsFunc(jobs, func(j *job) bool { return j.p == p }) {
+				continue
 			}
 			r.useSchema(ctx, p, jobs)
 		}

@@ -17,7 +17,9 @@ package main
 // compile), a type the file cannot name. A file whose schema does not
 // compile is left out whole; and before any mutant is judged, the schema
 // binary must pass every test with no mutant active, or the package is
-// judged the old way.
+// judged the old way. A binary a test builds from the package (connpipe's
+// end-to-end tests) is built from the schema too (GOFLAGS=-overlay, the
+// same build every time, so cached), and inherits the switch.
 
 import (
 	"bytes"
@@ -66,7 +68,7 @@ type site struct {
 // buildSchema builds p's schema binary for the mutants of jobs that can go
 // in it, sets their schemaID, and returns the binary's path, or "" with the
 // reason when none could be built.
-func (r *runner) buildSchema(ctx context.Context, p *pkgInfo, jobs []*job) (string, string) {
+func (r *runner) buildSchema(ctx context.Context, p *pkgInfo, jobs []*job) (bin, why string) {
 	start := time.Now()
 	fset := token.NewFileSet()
 	var files []*ast.File
@@ -168,7 +170,8 @@ func (r *runner) buildSchema(ctx context.Context, p *pkgInfo, jobs []*job) (stri
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err.Error()
 	}
-	bin := filepath.Join(dir, "schema.test")
+	bin = filepath.Join(dir, "schema.test")
+	ovPath := filepath.Join(dir, "overlay.json")
 	for len(sources) > 0 {
 		ov := map[string]string{}
 		for k, v := range p.snapshot {
@@ -186,7 +189,6 @@ func (r *runner) buildSchema(ctx context.Context, p *pkgInfo, jobs []*job) (stri
 			return "", err.Error()
 		}
 		ov[filepath.Join(p.Dir, "zz_mutate_schema.go")] = helper
-		ovPath := filepath.Join(dir, "overlay.json")
 		b, _ := json.Marshal(map[string]any{"Replace": ov})
 		if err := os.WriteFile(ovPath, b, 0o644); err != nil {
 			return "", err.Error()
@@ -221,6 +223,7 @@ func (r *runner) buildSchema(ctx context.Context, p *pkgInfo, jobs []*job) (stri
 	for _, ms := range ids {
 		n += len(ms)
 	}
+	p.schemaOverlay = ovPath
 	fmt.Printf("%s: %d mutants in one schema binary (%d files), built in %s\n",
 		p.ImportPath, n, len(sources), time.Since(start).Round(100*time.Millisecond))
 	return bin, ""
@@ -437,7 +440,7 @@ func (r *runner) useSchema(ctx context.Context, p *pkgInfo, jobs []*job) {
 	}
 	start := time.Now()
 	dur := func(i int) time.Duration { return p.cov.Tests[i].Duration }
-	env := r.testEnv([]string{schemaEnv + "=0"})
+	env := r.schemaEnv(p, 0)
 	var res runResult
 	for try := range 2 {
 		var runs int
@@ -454,4 +457,15 @@ func (r *runner) useSchema(ctx context.Context, p *pkgInfo, jobs []*job) {
 	fmt.Printf("%s: no schema binary, every mutant is built on its own: it failed %s twice with no mutant active: %s\n",
 		p.ImportPath, res.killer, firstLines(failureDetail(res.output, res.killer), 3))
 	clear()
+}
+
+// schemaEnv is the environment of a run of p's schema binary with mutant
+// id active (0: none). A binary the tests build from the package (go build
+// under the test) is built from the schema too, and the switch is in the
+// environment it inherits.
+func (r *runner) schemaEnv(p *pkgInfo, id int) []string {
+	return r.testEnv([]string{
+		schemaEnv + "=" + strconv.Itoa(id),
+		"GOFLAGS=" + strings.TrimSpace(os.Getenv("GOFLAGS")+" -overlay="+p.schemaOverlay),
+	})
 }
