@@ -107,7 +107,11 @@ const (
 // acknowledgements within its timeout and reports the messages that were
 // not. Messages not acknowledged when a connection ends are sent again on
 // the next one: those replays are the only duplicates (BatchStats.Replayed),
-// and there are at most a window of them per lost connection. The
+// and there are at most a window of them per lost connection. A switch
+// (WithMaxConnectionAge, a fail-back, Move) loses no connection: the old
+// one is closed for writing, and what it carried is acknowledged on it
+// (within the ack timeout) before anything is sent on the new one; only
+// what it leaves unanswered is replayed. The
 // Manager must carry nothing else: its connection speaks p. A
 // BatchWriter over a datagram network refuses every Write with an error:
 // acknowledgements need a stream.
@@ -138,8 +142,13 @@ func WithWindow(messages, bytes int) BatchOption {
 // WithAckTimeout bounds how long a connection may go without an
 // acknowledgement while messages wait for one, and how long a handshake
 // may take (DefaultAckTimeout): past it, the connection is left with
-// ErrAckTimeout and the messages go on the next one. A value below 1
-// keeps the default. Without WithAcks it does nothing.
+// ErrAckTimeout and the messages go on the next one (a standby's, with
+// several endpoints, after a dial). It holds whatever the BatchWriter is
+// doing: a write blocked on a peer that stopped reading and answering is
+// cut at the ack timeout, whatever the write timeout, 0 included.
+// The Manager's write timeout (WithWriteTimeout) bounds each write on its
+// own: while acknowledgements keep coming, a slow write runs until it.
+// A value below 1 keeps the default. Without WithAcks it does nothing.
 func WithAckTimeout(d time.Duration) BatchOption {
 	return batchOptionFunc(func(c *batchConfig) {
 		if d > 0 {

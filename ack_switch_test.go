@@ -309,3 +309,71 @@ func TestAcksLingerDiscardsAnswers(t *testing.T) {
 		t.Errorf("%d of the %d messages the first server acknowledged counted acknowledged", st.Acked, n)
 	}
 }
+
+// rotateUnderAcks writes numbered messages through a BatchWriter with
+// acks to s, with a connection age of maxAge, until the Manager has
+// switched connections rotations times; then it flushes and returns how
+// many messages it wrote.
+func rotateUnderAcks(t *testing.T, s *ackServer, maxAge time.Duration, rotations uint64) (m *conn.Manager, w *conn.BatchWriter, n int) {
+	t.Helper()
+	m = conn.New("tcp", s.Addr(), conn.WithMaxConnectionAge(maxAge), conn.WithBackoff(time.Millisecond, 20*time.Millisecond),
+		conn.WithLogger(log.NewNopLogger()))
+	w = conn.NewBatchWriter(m, conn.WithAcks(lineAcks{}), conn.WithAckTimeout(5*time.Second), conn.WithWaitWhenFull(10*time.Second))
+	t.Cleanup(func() {
+		w.Close()
+		m.Close()
+	})
+	deadline := time.Now().Add(time.Minute)
+	for m.Stats().Switches < rotations {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d rotations in a minute", m.Stats().Switches)
+		}
+		writeNumbered(t, w, n, n+20)
+		n += 20
+		time.Sleep(time.Millisecond) // a steady stream, not a flood
+	}
+	flushWithin(t, w, 30*time.Second)
+	return m, w, n
+}
+
+// A rotation under acknowledged delivery, with a peer that answers every
+// message (2 ms after reading it) and everything it read before it closes:
+// the old connection's messages are acknowledged on it, so a switch sends
+// nothing twice.
+func TestAcksRotationDuplicatesNothing(t *testing.T) {
+	scenario(t)
+	s := newAckServer(t)
+	s.set(func(s *ackServer) { s.answerDelay = 2 * time.Millisecond })
+	m, w, n := rotateUnderAcks(t, s, 40*time.Millisecond, 25)
+	dups := checkAllOnce(t, s.Got(), n)
+	st := w.Stats()
+	if dups != 0 || st.Replayed != 0 || st.Acked != uint64(n) {
+		t.Fatalf("%d duplicates through %d rotations; stats %+v", dups, m.Stats().Switches, st)
+	}
+	t.Logf("%d messages through %d rotations: 0 duplicates", n, m.Stats().Switches)
+}
+
+// A rotation whose old connection closes before answering everything it
+// took (half the answers due when the input ends): only the unanswered
+// ones are sent again.
+func TestAcksRotationReplaysOnlyTheUnanswered(t *testing.T) {
+	scenario(t)
+	s := newAckServer(t)
+	s.set(func(s *ackServer) {
+		s.answerDelay = 20 * time.Millisecond
+		s.dieMidAnswer = true
+	})
+	m, w, n := rotateUnderAcks(t, s, 50*time.Millisecond, 10)
+	dups := checkAllOnce(t, s.Got(), n)
+	st := w.Stats()
+	var unanswered int
+	s.set(func(s *ackServer) { unanswered = s.unanswered })
+	if unanswered == 0 {
+		t.Fatalf("the server left nothing unanswered through %d rotations: the test tests nothing", m.Stats().Switches)
+	}
+	if st.Replayed != uint64(unanswered) || dups != unanswered || st.Acked != uint64(n) {
+		t.Fatalf("%d unanswered, %d duplicates, stats %+v: want every unanswered message replayed once, and nothing else",
+			unanswered, dups, st)
+	}
+	t.Logf("%d messages through %d rotations: %d unanswered, all replayed, nothing else", n, m.Stats().Switches, unanswered)
+}

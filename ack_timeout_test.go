@@ -4,6 +4,7 @@ package conn_test
 // never answers the handshake, is left, and an idle session is kept.
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-kit/log"
 	"github.com/seed44b27a20/conn"
 )
 
@@ -177,5 +179,72 @@ func TestAcksTimeoutLogsTheUnacknowledged(t *testing.T) {
 	h.release()
 	if got := notes.await(t, 1); got[0] != "3" {
 		t.Fatalf("ack timeout logged unacked=%s, want 3 (2 acknowledged before, 3 sent since)", got[0])
+	}
+}
+
+// A collector that hangs (reads and answers nothing: stopped, wedged, its
+// disk full) with more in flight than the socket buffers hold leaves the
+// BatchWriter blocked inside a write. The ack timeout still bounds the
+// wait: the write is cut, the connection left and another dialled, with
+// any write timeout, none included.
+func TestAcksTimeoutCutsAWriteBlockedOnAHungPeer(t *testing.T) {
+	for _, wt := range []time.Duration{0, 10 * time.Second} {
+		t.Run(fmt.Sprintf("write timeout %v", wt), func(t *testing.T) {
+			scenario(t)
+			s := newAckServer(t)
+			s.set(func(s *ackServer) { s.hung = true })
+			m := conn.New("tcp", s.Addr(), conn.WithWriteTimeout(wt), conn.WithBackoff(time.Millisecond, 20*time.Millisecond),
+				conn.WithLogger(log.NewNopLogger()))
+			w := conn.NewBatchWriter(m, conn.WithAcks(lineAcks{}), conn.WithAckTimeout(500*time.Millisecond),
+				conn.WithWindow(512, 64<<20), conn.WithBufferSize(64<<20), conn.WithCloseTimeout(100*time.Millisecond))
+			t.Cleanup(func() {
+				w.Close()
+				m.Close()
+			})
+			msg := bytes.Repeat([]byte("h"), 60<<10)
+			for range 400 { // 24 MB: more than loopback's buffers hold
+				if _, err := w.Write(msg); err != nil {
+					t.Fatal(err)
+				}
+			}
+			start := time.Now()
+			s.awaitOpens(t, 2, 5*time.Second)
+			t.Logf("left after %v (ack timeout 500ms)", time.Since(start).Round(time.Millisecond))
+			if st := w.Stats(); st.Acked != 0 {
+				t.Fatalf("stats %+v: a hung peer acknowledged something", st)
+			}
+		})
+	}
+}
+
+// The same hung collector as the primary, a healthy standby: everything is
+// delivered through the standby, the primary left at the ack timeout.
+func TestAcksHungPrimaryFailsOverWithinTheAckTimeout(t *testing.T) {
+	scenario(t)
+	hung, standby := newAckServer(t), newAckServer(t)
+	hung.set(func(s *ackServer) { s.hung = true })
+	m := conn.New("tcp", hung.Addr(), conn.WithEndpoints(standby.Addr()), conn.WithWriteTimeout(0),
+		conn.WithBackoff(time.Millisecond, 20*time.Millisecond), conn.WithLogger(log.NewNopLogger()))
+	w := conn.NewBatchWriter(m, conn.WithAcks(lineAcks{}), conn.WithAckTimeout(500*time.Millisecond),
+		conn.WithWindow(512, 64<<20), conn.WithBufferSize(64<<20))
+	t.Cleanup(func() {
+		w.Close()
+		m.Close()
+	})
+	msg := bytes.Repeat([]byte("f"), 60<<10)
+	for range 300 {
+		if _, err := w.Write(msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := w.Flush(ctx); err != nil {
+		t.Fatalf("Flush: %v; stats %+v, manager %+v", err, w.Stats(), m.Stats())
+	}
+	t.Logf("300 acknowledged through the standby after %v (ack timeout 500ms)", time.Since(start).Round(time.Millisecond))
+	if st := w.Stats(); st.Acked != 300 || len(standby.Got()) < 300 {
+		t.Fatalf("stats %+v; the standby took %d", st, len(standby.Got()))
 	}
 }

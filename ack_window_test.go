@@ -384,3 +384,55 @@ func TestAcksOldestAgeAfterAPartialAcknowledgement(t *testing.T) {
 		t.Fatalf("stats %+v: want m2 waiting for its acknowledgement, with an age", st)
 	}
 }
+
+// A message larger than a batch (WithMaxBatch) but within the window is
+// pipelined like the rest: several are in flight at once, each in a batch
+// of its own, rather than one round trip each.
+func TestAcksMessagesLargerThanABatchArePipelined(t *testing.T) {
+	s := newAckServer(t)
+	s.stall()
+	r, w := newRecordedAckWriter(t, s, conn.WithWindow(100, 1<<20), conn.WithMaxBatch(64<<10), conn.WithBufferSize(8<<20))
+	big := repeat("L", 70<<10)
+	writeTexts(t, w, big, big, big, big)
+	// Nothing is acknowledged until release: all four must be out.
+	s.awaitGot(4, 10*time.Second)
+	if n := len(r.Batches()); n != 4 {
+		t.Fatalf("%d batches, want one per message", n)
+	}
+	s.release()
+	flushWithin(t, w, 10*time.Second)
+	if st := w.Stats(); st.Acked != 4 || st.Replayed != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+// How long 200 messages of 60 KiB (within a batch) and of 70 KiB (larger
+// than a batch) take against a peer that answers each 5 ms after reading
+// it: with large messages pipelined, about the same.
+func BenchmarkAcksLargeMessages(b *testing.B) {
+	for _, size := range []int{60 << 10, 70 << 10} {
+		b.Run(fmt.Sprintf("%dKiB", size>>10), func(b *testing.B) {
+			s := newAckServer(b)
+			s.set(func(s *ackServer) { s.answerDelay = 5 * time.Millisecond })
+			m := conn.New("tcp", s.Addr(), conn.WithLogger(log.NewNopLogger()))
+			defer m.Close()
+			w := conn.NewBatchWriter(m, conn.WithAcks(lineAcks{}), conn.WithWindow(128, 64<<20), conn.WithBufferSize(64<<20))
+			defer w.Close()
+			msg := bytes.Repeat([]byte("x"), size)
+			b.SetBytes(int64(200 * size))
+			for b.Loop() {
+				for range 200 {
+					if _, err := w.Write(msg); err != nil {
+						b.Fatal(err)
+					}
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				err := w.Flush(ctx)
+				cancel()
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -122,6 +122,12 @@ type ackServer struct {
 	pending         map[net.Conn][]byte                // the answers kept
 	greeting        string                             // "OK\n" unless set; "" never answers
 	changed         chan struct{}                      // closed and replaced at each message taken
+	hung            bool                               // after the greeting, read and answer nothing: a stopped collector
+	answerDelay     time.Duration                      // answer each message this long after reading it (all answered before closing)
+	dieMidAnswer    bool                               // with answerDelay: at the end of the input, send half the answers due, then close
+	unanswered      int                                // messages taken whose answer dieMidAnswer never sent
+	quit            chan struct{}                      // closed by Close
+	closeOnce       sync.Once
 }
 
 func newAckServer(t testing.TB) *ackServer {
@@ -129,7 +135,7 @@ func newAckServer(t testing.TB) *ackServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &ackServer{t: t, ln: ln, dropAt: -1, greeting: "OK\n", changed: make(chan struct{})}
+	s := &ackServer{t: t, ln: ln, dropAt: -1, greeting: "OK\n", changed: make(chan struct{}), quit: make(chan struct{})}
 	s.wg.Add(1)
 	go s.accept()
 	t.Cleanup(s.Close)
@@ -139,6 +145,7 @@ func newAckServer(t testing.TB) *ackServer {
 func (s *ackServer) Addr() string { return s.ln.Addr().String() }
 
 func (s *ackServer) Close() {
+	s.closeOnce.Do(func() { close(s.quit) })
 	s.ln.Close()
 	s.mu.Lock()
 	for _, c := range s.conns {
@@ -189,12 +196,80 @@ func (s *ackServer) serve(c net.Conn) {
 		return
 	}
 	s.mu.Lock()
-	resetAfter := s.resetAfterHello
+	resetAfter, hung, delay, dieMid := s.resetAfterHello, s.hung, s.answerDelay, s.dieMidAnswer
 	s.mu.Unlock()
 	if resetAfter > 0 {
 		time.Sleep(resetAfter)
 		c.(*net.TCPConn).SetLinger(0)
 		return
+	}
+	if hung {
+		<-s.quit
+		return
+	}
+	write := c.Write
+	if delay > 0 {
+		// A writer that sends each answer delay after its message was
+		// read; at the end of the input it sends those still due (half of
+		// them with dieMidAnswer), then the connection closes.
+		type due struct {
+			at     time.Time
+			answer []byte
+		}
+		var (
+			qmu    sync.Mutex
+			queue  []due
+			ended  bool
+			notify = make(chan struct{}, 1)
+			done   = make(chan struct{})
+		)
+		go func() {
+			defer close(done)
+			for {
+				qmu.Lock()
+				if len(queue) == 0 {
+					e := ended
+					qmu.Unlock()
+					if e {
+						return
+					}
+					<-notify
+					continue
+				}
+				a := queue[0]
+				queue = queue[1:]
+				qmu.Unlock()
+				time.Sleep(time.Until(a.at))
+				c.Write(a.answer)
+			}
+		}()
+		defer func() { <-done }()
+		defer func() {
+			qmu.Lock()
+			if dieMid {
+				keep := len(queue) / 2
+				s.mu.Lock()
+				s.unanswered += len(queue) - keep
+				s.mu.Unlock()
+				queue = queue[:keep]
+			}
+			ended = true
+			qmu.Unlock()
+			select {
+			case notify <- struct{}{}:
+			default:
+			}
+		}()
+		write = func(b []byte) (int, error) {
+			qmu.Lock()
+			queue = append(queue, due{time.Now().Add(delay), b})
+			qmu.Unlock()
+			select {
+			case notify <- struct{}{}:
+			default:
+			}
+			return len(b), nil
+		}
 	}
 	for {
 		line, err := br.ReadString('\n')
@@ -238,7 +313,7 @@ func (s *ackServer) serve(c net.Conn) {
 			s.mu.Unlock()
 			continue
 		}
-		_, err = c.Write(answer)
+		_, err = write(answer)
 		s.mu.Unlock()
 		if err != nil {
 			return

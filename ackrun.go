@@ -41,6 +41,7 @@ type ackBox struct {
 	mu       sync.Mutex
 	through  uint64    // the highest Through reported
 	refusals []refusal // refused messages not yet counted, by sequence number
+	last     time.Time // when through last grew
 }
 
 type refusal struct {
@@ -60,6 +61,7 @@ type ackRun struct {
 	msgs     [][]byte
 	waitFrom time.Time // when the oldest unacknowledged message began waiting for an ack (or the last ack came)
 	poll     *time.Timer
+	watch    writeWatch
 }
 
 // runAcked is run for a BatchWriter with acks.
@@ -67,6 +69,8 @@ func (w *BatchWriter) runAcked(head *segment) {
 	defer close(w.done)
 	r := &ackRun{w: w, acked: cursor{s: head}, sent: cursor{s: head}, poll: time.NewTimer(time.Hour)}
 	r.poll.Stop()
+	r.watch.init(w)
+	defer r.watch.stop()
 	defer r.stopReaders()
 	for {
 		r.takeAcks()
@@ -78,8 +82,19 @@ func (w *BatchWriter) runAcked(head *segment) {
 			w.discard()
 			return
 		}
+		if r.sess != nil && !r.sess.ended() && w.m.live() != r.sess.l && r.sent.seq() > r.acked.seq() {
+			// Switched out (a rotation, a fail-back, Move) with messages
+			// in flight: the old connection is closed for writing, and
+			// its session goes on reading their answers. Replaying them
+			// now would send again what the peer has taken.
+			if !r.awaitSwitchedOut() {
+				w.discard()
+				return
+			}
+			continue
+		}
 		if r.sess != nil && (r.sess.ended() || w.m.live() != r.sess.l) {
-			r.leave(nil)
+			r.leave(nil) // what is still unacknowledged is replayed on the next session
 		}
 		if r.sess == nil && r.idle() {
 			// No session is needed before there is something to send: an
@@ -265,6 +280,7 @@ func (b *ackBox) post(a Ack) {
 		return
 	}
 	b.through = a.Through
+	b.last = time.Now()
 	if a.Err != nil {
 		b.refusals = append(b.refusals, refusal{a.Through - 1, a.Err})
 	}
@@ -369,7 +385,7 @@ func (r *ackRun) takeAcks() {
 }
 
 // windowOpen reports whether another message may be sent now, and how
-// many bytes the next batch may take.
+// many bytes of the window are left.
 func (r *ackRun) windowOpen() (bool, int) {
 	w := r.w
 	inflight := int(r.sent.seq() - r.acked.seq())
@@ -377,7 +393,7 @@ func (r *ackRun) windowOpen() (bool, int) {
 	if inflight >= w.cfg.window || (inflight > 0 && inflightBytes >= w.cfg.windowBytes) {
 		return false, 0
 	}
-	return true, min(w.cfg.maxBatch, max(w.cfg.windowBytes-inflightBytes, 0))
+	return true, max(w.cfg.windowBytes-inflightBytes, 0)
 }
 
 // gather returns how many messages from sent go in the next batch, within
@@ -395,10 +411,11 @@ func (r *ackRun) gather() (k, size int) {
 // window: the writer then waits for acknowledgements.
 func (r *ackRun) batch() (k, size int) {
 	w := r.w
-	open, limit := r.windowOpen()
+	open, room := r.windowOpen()
 	if !open {
 		return 0, 0
 	}
+	limit := min(w.cfg.maxBatch, room)
 	inflight := int(r.sent.seq() - r.acked.seq())
 	w.move(&r.sent, false)
 	count, _, _, ok := r.sent.s.claimed()
@@ -407,7 +424,9 @@ func (r *ackRun) batch() (k, size int) {
 	}
 	for i := r.sent.i; i < count && inflight+k < w.cfg.window; i++ {
 		l := r.sent.s.published(i)
-		if l < 0 || (k > 0 && size+l > limit) || (k == 0 && inflight > 0 && l > limit) {
+		// A message larger than a batch goes alone, pipelined like the
+		// rest: only the window bounds it.
+		if l < 0 || (k > 0 && size+l > limit) || (k == 0 && inflight > 0 && l > room) {
 			break
 		}
 		k, size = k+1, size+l
@@ -445,7 +464,11 @@ func (r *ackRun) send(k, size int) {
 		w.writing.Store(false)
 		return // run's next wait sees the abort
 	}
+	r.watch.start(r.sess, r.waitFrom)
 	n, err := w.m.writeLink(r.sess.l, frame)
+	if r.watch.stop() {
+		err = ErrAckTimeout // the watch left the connection: the write failed on its close
+	}
 	w.writing.Store(false)
 	if err == nil || n > 0 {
 		// A write that failed part-way may have carried its messages
@@ -522,8 +545,35 @@ func (r *ackRun) wait() bool {
 		if w.acks.pending(r.acked.seq()) {
 			return true
 		}
-		w.m.log(level.WarnValue(), "no acknowledgement; leaving the connection", "network", w.m.network, "address", r.sess.l.endpoint,
-			"unacked", r.sent.seq()-r.acked.seq(), "timeout", w.cfg.ackTimeout.String())
+		w.logAckTimeout(r.sess, r.sent.seq()-r.acked.seq())
+		r.leave(ErrAckTimeout)
+	case <-w.abort:
+		return false
+	case <-w.m.closing:
+		return false
+	}
+	return true
+}
+
+// awaitSwitchedOut waits for news of a session whose connection was
+// switched out: an acknowledgement, its end, or the ack timeout (which
+// leaves it). It returns false when Close's time ran out or the Manager
+// was closed.
+func (r *ackRun) awaitSwitchedOut() bool {
+	w := r.w
+	if w.acks.pending(r.acked.seq()) {
+		return true
+	}
+	r.poll.Reset(max(w.cfg.ackTimeout-time.Since(r.waitFrom), 0))
+	defer r.poll.Stop()
+	select {
+	case <-w.wake:
+	case <-r.sess.done:
+	case <-r.poll.C:
+		if w.acks.pending(r.acked.seq()) {
+			return true
+		}
+		w.logAckTimeout(r.sess, r.sent.seq()-r.acked.seq())
 		r.leave(ErrAckTimeout)
 	case <-w.abort:
 		return false
@@ -603,4 +653,87 @@ func (r *ackRun) stopReaders() {
 			s.l.conn.SetReadDeadline(time.Time{})
 		}
 	}
+}
+
+// logAckTimeout says that sess is left for want of acknowledgements.
+func (w *BatchWriter) logAckTimeout(sess *ackSession, unacked uint64) {
+	w.m.log(level.WarnValue(), "no acknowledgement; leaving the connection", "network", w.m.network, "address", sess.l.endpoint,
+		"unacked", unacked, "timeout", w.cfg.ackTimeout.String())
+}
+
+// A writeWatch holds the ack timeout while the writer is inside a write: a
+// peer that stops reading and answering (a stopped or wedged collector)
+// with more in flight than the socket buffers hold leaves the writer
+// blocked there, where wait's timer cannot see it. If no acknowledgement
+// comes within the ack timeout, the watch leaves the connection (closes
+// it), which ends the write; acknowledgements that keep coming during a
+// long write keep it going, bounded by the write timeout only.
+type writeWatch struct {
+	w *BatchWriter
+	t *time.Timer
+
+	mu   sync.Mutex
+	sess *ackSession // the session written on; nil outside a write
+	from time.Time   // when the wait for an acknowledgement began
+	cut  bool        // the watch left the connection during this write
+}
+
+func (ww *writeWatch) init(w *BatchWriter) {
+	ww.w = w
+	ww.t = time.AfterFunc(time.Hour, ww.fire)
+	ww.t.Stop()
+}
+
+// start arms the watch for a write on sess; the acknowledgement it waits
+// for has been due since from.
+func (ww *writeWatch) start(sess *ackSession, from time.Time) {
+	ww.mu.Lock()
+	ww.sess, ww.from, ww.cut = sess, from, false
+	ww.t.Reset(time.Until(from.Add(ww.w.cfg.ackTimeout)))
+	ww.mu.Unlock()
+}
+
+// stop disarms the watch once the write returned, and reports whether it
+// left the connection. After stop, a firing that was under way does
+// nothing.
+func (ww *writeWatch) stop() (cut bool) {
+	ww.mu.Lock()
+	defer ww.mu.Unlock()
+	ww.t.Stop()
+	ww.sess = nil
+	return ww.cut
+}
+
+func (ww *writeWatch) fire() {
+	ww.mu.Lock()
+	defer ww.mu.Unlock()
+	sess := ww.sess
+	if sess == nil {
+		return
+	}
+	w := ww.w
+	w.acks.mu.Lock()
+	last := w.acks.last
+	w.acks.mu.Unlock()
+	if d := time.Until(maxTime(ww.from, last).Add(w.cfg.ackTimeout)); d > 0 {
+		ww.t.Reset(d) // acknowledged meanwhile: the timeout runs from the last one
+		return
+	}
+	ww.cut = true
+	w.mu.Lock()
+	unacked := w.unacked
+	w.mu.Unlock()
+	w.logAckTimeout(sess, uint64(unacked))
+	if sess.acked.Load() {
+		w.m.retire(sess.l, ErrAckTimeout)
+	} else {
+		w.m.retireUnproven(sess.l, ErrAckTimeout)
+	}
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
