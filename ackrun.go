@@ -82,19 +82,22 @@ func (w *BatchWriter) runAcked(head *segment) {
 			w.discard()
 			return
 		}
-		if r.sess != nil && !r.sess.ended() && w.m.live() != r.sess.l && r.sent.seq() > r.acked.seq() {
-			// Switched out (a rotation, a fail-back, Move) with messages
-			// in flight: the old connection is closed for writing, and
-			// its session goes on reading their answers. Replaying them
-			// now would send again what the peer has taken.
-			if !r.awaitSwitchedOut() {
-				w.discard()
-				return
+		if r.sess != nil {
+			ended, switched := r.sess.ended(), w.m.live() != r.sess.l // once: a switch may come between two looks
+			if !ended && switched && r.sent.seq() > r.acked.seq() {
+				// Switched out (a rotation, a fail-back, Move) with
+				// messages in flight: the old connection is closed for
+				// writing, and its session goes on reading their answers.
+				// Replaying them now would send again what the peer took.
+				if !r.awaitSwitchedOut() {
+					w.discard()
+					return
+				}
+				continue
 			}
-			continue
-		}
-		if r.sess != nil && (r.sess.ended() || w.m.live() != r.sess.l) {
-			r.leave(nil) // what is still unacknowledged is replayed on the next session
+			if ended || switched {
+				r.leave(nil) // what is still unacknowledged is replayed on the next session
+			}
 		}
 		if r.sess == nil && r.idle() {
 			// No session is needed before there is something to send: an
@@ -475,6 +478,11 @@ func (r *ackRun) send(k, size int) {
 		// whole: they count as written, and sending them again as
 		// replays, the duplicates they may be.
 		r.wrote(k, err == nil)
+	}
+	if errors.Is(err, errLinkLeft) && n == 0 && !r.sess.l.retired.Load() {
+		// Switched out before the write: the session goes on reading the
+		// answers to what it carried, which the loop waits for.
+		return
 	}
 	if err != nil {
 		r.leave(err)
