@@ -91,10 +91,11 @@ func WithMaxBatch(bytes int) BatchOption {
 // WithMaxMessage makes Write refuse a message longer than bytes with
 // ErrTooLong (counted in Rejected and reported like every drop), rather
 // than send what the peer would cut or refuse. With acknowledged delivery
-// it keeps messages within what the collector takes whole: rsyslog's
-// imrelp cuts a message longer than its maxDataSize (8 KiB by default) and
-// still acknowledges it, and with oversizeMode="abort" it ends the session
-// instead, at every replay. A value below 1 means no limit, the default.
+// it keeps messages within what the collector takes whole: rsyslog cuts a
+// message longer than its maxMessageSize (8096 bytes by default, see
+// relp.RsyslogMaxMessage) and still acknowledges it, and imrelp with
+// oversizeMode="abort" ends the session instead, at every replay. The
+// limit counts every byte written, a trailing newline included. A value below 1 means no limit, the default.
 func WithMaxMessage(bytes int) BatchOption {
 	return batchOptionFunc(func(c *batchConfig) {
 		c.maxMessage = math.MaxInt

@@ -43,7 +43,7 @@ import (
 //   - One trailing LF is dropped (rsyslog's dropTrailingLFOnReception), a
 //     second is kept as "#012"; relp.New strips one anyway.
 //   - A frame longer than maxDataSize (default: maxMessageSize, 8096
-//     bytes) is truncated and still answered 200: the collector's log says
+//     bytes; relp_size_test.go) is truncated and still answered 200: the collector's log says
 //     so, the client cannot tell. oversizeMode="abort" closes the session
 //     instead (serverclose), so an acknowledging client would send the
 //     same message again on every connection. The config sets both sizes.
@@ -57,7 +57,8 @@ const (
 )
 
 // imrelpInput configures rsyslog's RELP input; %[1]s is the port. The
-// sizes are the defaults, set so that the test does not depend on them:
+// sizes are set (8 KiB: 8,192 bytes; the defaults take 8,096, see
+// relp_size_test.go) so that the test does not depend on the defaults:
 // the messages are far below.
 const imrelpInput = `global(maxMessageSize="8k")
 module(load="imrelp")

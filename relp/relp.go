@@ -20,6 +20,19 @@ import (
 // answers are far smaller (an rsp to a message is "200 OK").
 const MaxResponse = 128 << 10
 
+// RsyslogMaxMessage is the longest message rsyslog's RELP input (imrelp)
+// takes whole with its default sizes: the bytes of the syslog message, its
+// header included, not counting a trailing newline (AppendBatch strips
+// one). rsyslog acknowledges a longer message and cuts it to this length
+// (its global maxMessageSize, 8096 bytes by default, bounds it whatever
+// imrelp's maxDataSize says; measured with rsyslog 8.2302, librelp 1.11).
+// conn.WithMaxMessage(RsyslogMaxMessage) makes Write refuse such a message
+// instead; it counts every byte written, so a message of exactly this
+// length followed by a newline is refused too, one byte on the safe side.
+// A collector configured with global(maxMessageSize="64k") and
+// maxDataSize="64k" takes 65,536 bytes.
+const RsyslogMaxMessage = 8096
+
 // MaxMessage is the longest message RELP can frame (DATALEN has at most 9
 // digits); AppendBatch truncates longer ones.
 const MaxMessage = frame.MaxTxnr
