@@ -377,3 +377,73 @@ func TestAcksRotationReplaysOnlyTheUnanswered(t *testing.T) {
 	}
 	t.Logf("%d messages through %d rotations: %d unanswered, all replayed, nothing else", n, m.Stats().Switches, unanswered)
 }
+
+// A switch with nothing in flight waits for nothing: the next message goes
+// on the new connection at once, even if the old one's peer never closes
+// it (here: it keeps it open after the end of its input).
+func TestAcksSwitchWithNothingInFlightWaitsForNothing(t *testing.T) {
+	scenario(t)
+	s := newAckServer(t)
+	s.set(func(s *ackServer) { s.holdAfterEOF = true })
+	m := conn.New("tcp", s.Addr(), conn.WithMaxConnectionAge(50*time.Millisecond), conn.WithLogger(log.NewNopLogger()))
+	w := conn.NewBatchWriter(m, conn.WithAcks(lineAcks{}), conn.WithAckTimeout(20*time.Second))
+	t.Cleanup(func() {
+		w.Close()
+		m.Close()
+	})
+	for i := range 5 {
+		writeNumbered(t, w, i, i+1)
+		flushWithin(t, w, 10*time.Second)
+		before := m.Stats().Switches
+		for deadline := time.Now().Add(10 * time.Second); m.Stats().Switches == before; time.Sleep(time.Millisecond) { // a switch has no signal of its own
+			if time.Now().After(deadline) {
+				t.Fatal("no rotation within 10s")
+			}
+		}
+	}
+	start := time.Now()
+	writeNumbered(t, w, 5, 6)
+	flushWithin(t, w, 10*time.Second)
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("a message after a switch with nothing in flight took %v (ack timeout 20s)", d)
+	}
+	if st := w.Stats(); st.Acked != 6 || st.Replayed != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+// A switched-out connection whose peer neither answers nor closes is left
+// at the ack timeout, counted from the oldest message waiting (not from
+// the switch, nor from the wake-up that found it): what it carried then
+// goes on the new connection.
+func TestAcksSwitchedOutPeerThatNeverAnswersIsLeftAtTheAckTimeout(t *testing.T) {
+	scenarioAlone(t) // timing is the subject
+	s := newAckServer(t)
+	s.stall()
+	s.set(func(s *ackServer) { s.holdAfterEOF = true })
+	const ackTimeout = time.Second
+	m := conn.New("tcp", s.Addr(), conn.WithMaxConnectionAge(300*time.Millisecond), conn.WithLogger(log.NewNopLogger()))
+	w := conn.NewBatchWriter(m, conn.WithAcks(lineAcks{}), conn.WithAckTimeout(ackTimeout), conn.WithCloseTimeout(100*time.Millisecond))
+	t.Cleanup(func() {
+		w.Close()
+		m.Close()
+	})
+	start := time.Now()
+	writeNumbered(t, w, 0, 5)
+	s.awaitGot(5, 5*time.Second)
+	for deadline := time.Now().Add(5 * time.Second); m.Stats().Switches == 0; time.Sleep(time.Millisecond) { // no signal for a switch
+		if time.Now().After(deadline) {
+			t.Fatal("no rotation within 5s")
+		}
+	}
+	// A Write wakes the writer after the switch: it finds the old session
+	// waiting for answers.
+	time.Sleep(time.Until(start.Add(ackTimeout / 2)))
+	writeNumbered(t, w, 5, 6)
+	s.awaitGot(11, 10*time.Second) // the 5, then all 6 on the next connection
+	took := time.Since(start)
+	t.Logf("replayed on the next connection after %v (ack timeout %v)", took.Round(time.Millisecond), ackTimeout)
+	if took < ackTimeout*9/10 || took > ackTimeout*8/5 {
+		t.Fatalf("the switched-out connection was left after %v: want the ack timeout, %v, counted from the first message", took, ackTimeout)
+	}
+}

@@ -125,6 +125,7 @@ type ackServer struct {
 	hung            bool                               // after the greeting, read and answer nothing: a stopped collector
 	answerDelay     time.Duration                      // answer each message this long after reading it (all answered before closing)
 	dieMidAnswer    bool                               // with answerDelay: at the end of the input, send half the answers due, then close
+	holdAfterEOF    bool                               // at the end of the input, keep the connection open until Close
 	unanswered      int                                // messages taken whose answer dieMidAnswer never sent
 	quit            chan struct{}                      // closed by Close
 	closeOnce       sync.Once
@@ -274,6 +275,12 @@ func (s *ackServer) serve(c net.Conn) {
 	for {
 		line, err := br.ReadString('\n')
 		if err != nil {
+			s.mu.Lock()
+			hold := s.holdAfterEOF && err == io.EOF
+			s.mu.Unlock()
+			if hold {
+				<-s.quit
+			}
 			return
 		}
 		line = strings.TrimSuffix(line, "\n")

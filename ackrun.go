@@ -479,7 +479,7 @@ func (r *ackRun) send(k, size int) {
 		// replays, the duplicates they may be.
 		r.wrote(k, err == nil)
 	}
-	if errors.Is(err, errLinkLeft) && n == 0 && !r.sess.l.retired.Load() {
+	if errors.Is(err, errLinkLeft) && !r.sess.l.retired.Load() {
 		// Switched out before the write: the session goes on reading the
 		// answers to what it carried, which the loop waits for.
 		return
