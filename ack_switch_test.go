@@ -415,23 +415,27 @@ func TestAcksSwitchWithNothingInFlightWaitsForNothing(t *testing.T) {
 // A switched-out connection whose peer neither answers nor closes is left
 // at the ack timeout, counted from the oldest message waiting (not from
 // the switch, nor from the wake-up that found it): what it carried then
-// goes on the new connection.
+// goes on the new connection. The log says how many it left unanswered.
 func TestAcksSwitchedOutPeerThatNeverAnswersIsLeftAtTheAckTimeout(t *testing.T) {
 	scenarioAlone(t) // timing is the subject
 	s := newAckServer(t)
-	s.stall()
 	s.set(func(s *ackServer) { s.holdAfterEOF = true })
 	const ackTimeout = time.Second
-	m := conn.New("tcp", s.Addr(), conn.WithMaxConnectionAge(300*time.Millisecond), conn.WithLogger(log.NewNopLogger()))
+	notes := newNoteValues("no acknowledgement; leaving the connection", "unacked")
+	m := conn.New("tcp", s.Addr(), conn.WithMaxConnectionAge(300*time.Millisecond), conn.WithLogger(notes))
 	w := conn.NewBatchWriter(m, conn.WithAcks(lineAcks{}), conn.WithAckTimeout(ackTimeout), conn.WithCloseTimeout(100*time.Millisecond))
 	t.Cleanup(func() {
 		w.Close()
 		m.Close()
 	})
+	writeNumbered(t, w, 0, 3) // acknowledged: the count left unanswered starts above them
+	flushWithin(t, w, 10*time.Second)
+	s.stall()
+	before := m.Stats().Switches
 	start := time.Now()
-	writeNumbered(t, w, 0, 5)
-	s.awaitGot(5, 5*time.Second)
-	for deadline := time.Now().Add(5 * time.Second); m.Stats().Switches == 0; time.Sleep(time.Millisecond) { // no signal for a switch
+	writeNumbered(t, w, 3, 8)
+	s.awaitGot(8, 5*time.Second)
+	for deadline := time.Now().Add(5 * time.Second); m.Stats().Switches == before; time.Sleep(time.Millisecond) { // no signal for a switch
 		if time.Now().After(deadline) {
 			t.Fatal("no rotation within 5s")
 		}
@@ -439,11 +443,14 @@ func TestAcksSwitchedOutPeerThatNeverAnswersIsLeftAtTheAckTimeout(t *testing.T) 
 	// A Write wakes the writer after the switch: it finds the old session
 	// waiting for answers.
 	time.Sleep(time.Until(start.Add(ackTimeout / 2)))
-	writeNumbered(t, w, 5, 6)
-	s.awaitGot(11, 10*time.Second) // the 5, then all 6 on the next connection
+	writeNumbered(t, w, 8, 9)
+	s.awaitGot(14, 10*time.Second) // 3 and 5, then those 6 on the next connection
 	took := time.Since(start)
 	t.Logf("replayed on the next connection after %v (ack timeout %v)", took.Round(time.Millisecond), ackTimeout)
 	if took < ackTimeout*9/10 || took > ackTimeout*8/5 {
 		t.Fatalf("the switched-out connection was left after %v: want the ack timeout, %v, counted from the first message", took, ackTimeout)
+	}
+	if got := notes.await(t, 1); got[0] != "5" {
+		t.Fatalf("ack timeout logged unacked=%s, want 5 (3 acknowledged before, 5 sent since)", got[0])
 	}
 }
