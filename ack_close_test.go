@@ -304,3 +304,21 @@ func TestAcksManagerClosedWhileIdle(t *testing.T) {
 		t.Fatalf("Write after the Manager's Close: %v, want ErrClosed", err)
 	}
 }
+
+// Close ends the session with the protocol's close and waits for the
+// peer's confirmation: when it returns, the peer has read the close.
+func TestAcksCloseWaitsForTheCloseConfirmation(t *testing.T) {
+	for range 5 {
+		s := newAckServer(t)
+		_, w := newAckWriter(t, s)
+		writeNumbered(t, w, 0, 3)
+		if err := w.Close(); err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+		var byes int
+		s.set(func(s *ackServer) { byes = s.byes })
+		if byes != 1 {
+			t.Fatalf("Close returned before the peer read the close (%d BYE read)", byes)
+		}
+	}
+}
