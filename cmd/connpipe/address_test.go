@@ -65,6 +65,7 @@ func TestParseAddressErrors(t *testing.T) {
 		{"udp://h:syslog", `bad port "syslog"`},
 		{"tcp://h:5000/path", `unexpected "/path"`},
 		{"tcp://h:5000?x", `unexpected "?x"`},
+		{"tcp:///var/log/s", `unexpected "/var/log/s" in "tcp:///var/log/s": write tcp://host:port, with no path`},
 		{"tcp://user@h:5000", `bad host "user@h"`},
 		{"tcp://[::1:5000", `bad address`},
 		{"unix://", `missing socket path`},

@@ -38,3 +38,17 @@ func TestSelfSignedNames(t *testing.T) {
 		}
 	}
 }
+
+// TestSelfSignedValidity: the certificate is valid from an hour before it
+// was made (clocks disagree a little) for a year.
+func TestSelfSignedValidity(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
+	ss, err := newSelfSigned("", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if nb, na := ss.cert.Leaf.NotBefore, ss.cert.Leaf.NotAfter; !nb.Equal(now.Add(-time.Hour)) || !na.Equal(now.AddDate(1, 0, 0)) {
+		t.Fatalf("valid from %v to %v, want from an hour before %v for 365 days", nb, na, now)
+	}
+}
