@@ -108,7 +108,7 @@ const (
 // not. Messages not acknowledged when a connection ends are sent again on
 // the next one: those replays are the only duplicates (BatchStats.Replayed),
 // and there are at most a window of them per lost connection. A switch
-// (WithMaxConnectionAge, a fail-back, Move) loses no connection: the old
+// (WithMaxConnectionAge, a fail-back) loses no connection: the old
 // one is closed for writing, and what it carried is acknowledged on it
 // (within the ack timeout) before anything is sent on the new one; only
 // what it leaves unanswered is replayed. The

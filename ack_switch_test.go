@@ -440,17 +440,44 @@ func TestAcksSwitchedOutPeerThatNeverAnswersIsLeftAtTheAckTimeout(t *testing.T) 
 			t.Fatal("no rotation within 5s")
 		}
 	}
-	// A Write wakes the writer after the switch: it finds the old session
-	// waiting for answers.
-	time.Sleep(time.Until(start.Add(ackTimeout / 2)))
+	// A Write wakes the writer after the switch, late: it finds the old
+	// session waiting for answers. A timer counted from this wake-up
+	// would fire at 1.8 s.
+	time.Sleep(time.Until(start.Add(ackTimeout * 4 / 5)))
 	writeNumbered(t, w, 8, 9)
 	s.awaitGot(14, 10*time.Second) // 3 and 5, then those 6 on the next connection
 	took := time.Since(start)
 	t.Logf("replayed on the next connection after %v (ack timeout %v)", took.Round(time.Millisecond), ackTimeout)
-	if took < ackTimeout*9/10 || took > ackTimeout*8/5 {
+	if took < ackTimeout*9/10 || took > ackTimeout*7/5 {
 		t.Fatalf("the switched-out connection was left after %v: want the ack timeout, %v, counted from the first message", took, ackTimeout)
 	}
 	if got := notes.await(t, 1); got[0] != "5" {
 		t.Fatalf("ack timeout logged unacked=%s, want 5 (3 acknowledged before, 5 sent since)", got[0])
+	}
+}
+
+// A switched-out connection read by an acknowledged session lingers as
+// long as the ack timeout, not only the switch's 10 s: a peer that answers
+// after 10.5 s, with a 30 s ack timeout, gets nothing sent twice.
+func TestAcksSwitchedOutPeerSlowerThanTheLingerStillAnswers(t *testing.T) {
+	scenario(t)
+	s := newAckServer(t)
+	s.set(func(s *ackServer) { s.answerDelay = 10500 * time.Millisecond })
+	m := conn.New("tcp", s.Addr(), conn.WithMaxConnectionAge(300*time.Millisecond), conn.WithLogger(log.NewNopLogger()))
+	w := conn.NewBatchWriter(m, conn.WithAcks(lineAcks{}), conn.WithAckTimeout(30*time.Second))
+	t.Cleanup(func() {
+		w.Close()
+		m.Close()
+	})
+	writeNumbered(t, w, 0, 5)
+	s.awaitGot(5, 5*time.Second)
+	s.set(func(s *ackServer) { s.answerDelay = 0 }) // the next connections answer at once
+	start := time.Now()
+	flushWithin(t, w, 40*time.Second)
+	st := w.Stats()
+	dups := checkAllOnce(t, s.Got(), 5)
+	t.Logf("flushed after %v; %d duplicates; stats %+v", time.Since(start).Round(time.Millisecond), dups, st)
+	if st.Replayed != 0 || dups != 0 {
+		t.Errorf("the switched-out peer answered within the ack timeout (10.5 s < 30 s), yet %d were replayed", st.Replayed)
 	}
 }

@@ -4,11 +4,14 @@ package conn_test
 // never answers the handshake, is left, and an idle session is kept.
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -246,5 +249,198 @@ func TestAcksHungPrimaryFailsOverWithinTheAckTimeout(t *testing.T) {
 	t.Logf("300 acknowledged through the standby after %v (ack timeout 500ms)", time.Since(start).Round(time.Millisecond))
 	if st := w.Stats(); st.Acked != 300 || len(standby.Got()) < 300 {
 		t.Fatalf("stats %+v; the standby took %d", st, len(standby.Got()))
+	}
+}
+
+// timedNotes records when a log line with msg was written.
+type timedNotes struct {
+	msg string
+	mu  sync.Mutex
+	at  []time.Time
+}
+
+func (n *timedNotes) Log(kv ...any) error {
+	for i := 0; i+1 < len(kv); i += 2 {
+		if kv[i] == "msg" && kv[i+1] == n.msg {
+			n.mu.Lock()
+			n.at = append(n.at, time.Now())
+			n.mu.Unlock()
+		}
+	}
+	return nil
+}
+
+func (n *timedNotes) first(within time.Duration) (time.Time, bool) {
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		n.mu.Lock()
+		if len(n.at) > 0 {
+			t := n.at[0]
+			n.mu.Unlock()
+			return t, true
+		}
+		n.mu.Unlock()
+		time.Sleep(5 * time.Millisecond)
+	}
+	return time.Time{}, false
+}
+
+// slowSecondWriteConn: a Write whose frame begins with "2 " (message 2) puts its bytes
+// on the wire at once, then takes 900 ms to return: a slow write (a peer
+// reading slowly, a congested link) during which an acknowledgement comes.
+type slowSecondWriteConn struct {
+	net.Conn
+	mu      *sync.Mutex
+	started *time.Time
+}
+
+func (c *slowSecondWriteConn) Write(b []byte) (int, error) {
+	if !bytes.HasPrefix(b, []byte("2 ")) {
+		return c.Conn.Write(b)
+	}
+	c.mu.Lock()
+	*c.started = time.Now()
+	c.mu.Unlock()
+	n, err := c.Conn.Write(b)
+	time.Sleep(900 * time.Millisecond)
+	return n, err
+}
+
+// The ack timeout counts from when the last acknowledgement came, not
+// from when the writer took it: one that came at the start of a long
+// write does not restart the timeout at its end (it left the connection
+// 1.9 s after the last acknowledgement, with a 1 s ack timeout).
+func TestAcksTimeoutCountsFromTheAcknowledgementNotFromWhenItWasTaken(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	scenario(t)
+	quit := make(chan struct{})
+	got2 := make(chan struct{})
+	var wg sync.WaitGroup
+	var connsMu sync.Mutex
+	var conns []net.Conn
+	t.Cleanup(func() {
+		close(quit)
+		ln.Close()
+		connsMu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		connsMu.Unlock()
+		wg.Wait()
+	})
+	first := true
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			connsMu.Lock()
+			conns = append(conns, c)
+			isFirst := first
+			first = false
+			connsMu.Unlock()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				br := bufio.NewReader(c)
+				if l, err := br.ReadString('\n'); err != nil || l != "HELLO\n" {
+					return
+				}
+				fmt.Fprint(c, "OK\n")
+				lines := 0
+				for {
+					l, err := br.ReadString('\n')
+					if err != nil {
+						<-quit
+						return
+					}
+					if !isFirst {
+						seq, _, _ := strings.Cut(strings.TrimSpace(l), " ")
+						fmt.Fprintf(c, "A %s\n", fmt.Sprint(atoiPlus1(seq)))
+						continue
+					}
+					lines++
+					if lines == 2 {
+						close(got2)
+					}
+					if lines == 3 { // message 2 read: acknowledge message 0 only, then never again
+						fmt.Fprint(c, "A 1\n")
+					}
+				}
+			}()
+		}
+	}()
+	var mu sync.Mutex
+	var slowStart time.Time
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return &slowSecondWriteConn{Conn: c, mu: &mu, started: &slowStart}, nil
+	}
+	notes := &timedNotes{msg: "no acknowledgement; leaving the connection"}
+	m := conn.New("tcp", ln.Addr().String(), conn.WithDialer(dial), conn.WithLogger(notes))
+	const ackTimeout = time.Second
+	w := conn.NewBatchWriter(m, conn.WithAcks(lineAcks{}), conn.WithAckTimeout(ackTimeout), conn.WithCloseTimeout(200*time.Millisecond))
+	t.Cleanup(func() {
+		w.Close()
+		m.Close()
+	})
+	writeNumbered(t, w, 0, 2)
+	select {
+	case <-got2:
+	case <-time.After(5 * time.Second):
+		t.Fatal("server did not get messages 0 and 1")
+	}
+	writeNumbered(t, w, 2, 3)
+	left, ok := notes.first(10 * time.Second)
+	if !ok {
+		t.Fatal("never left")
+	}
+	mu.Lock()
+	lastAck := slowStart // the acknowledgement of message 0 came right after message 2 was on the wire
+	mu.Unlock()
+	d := left.Sub(lastAck)
+	t.Logf("left %v after the last acknowledgement (ack timeout %v)", d.Round(time.Millisecond), ackTimeout)
+	if d > ackTimeout*13/10 {
+		t.Errorf("messages 1 and 2 waited %v without any acknowledgement before the connection was left; ack timeout %v", d.Round(time.Millisecond), ackTimeout)
+	}
+}
+
+func atoiPlus1(s string) uint64 {
+	var n uint64
+	fmt.Sscan(s, &n)
+	return n + 1
+}
+
+// The watch that leaves a hung peer during a write logs the messages in
+// that write among the unacknowledged (one 32 MiB message was logged as
+// unacked=0).
+func TestAcksWatchLogsTheMessagesOfTheBlockedWrite(t *testing.T) {
+	s := newAckServer(t)
+	s.set(func(s *ackServer) { s.hung = true })
+	notes := newNoteValues("no acknowledgement; leaving the connection", "unacked")
+	m := conn.New("tcp", s.Addr(), conn.WithWriteTimeout(0), conn.WithLogger(notes))
+	w := conn.NewBatchWriter(m, conn.WithAcks(lineAcks{}), conn.WithAckTimeout(300*time.Millisecond),
+		conn.WithBufferSize(64<<20), conn.WithCloseTimeout(100*time.Millisecond))
+	t.Cleanup(func() {
+		w.Close()
+		m.Close()
+	})
+	if _, err := w.Write(bytes.Repeat([]byte("x"), 32<<20)); err != nil {
+		t.Fatal(err)
+	}
+	got := notes.await(t, 1)
+	t.Logf("logged unacked=%s", got[0])
+	if got[0] != "1" {
+		t.Errorf("one message in the blocked write, logged unacked=%s", got[0])
 	}
 }

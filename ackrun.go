@@ -85,7 +85,7 @@ func (w *BatchWriter) runAcked(head *segment) {
 		if r.sess != nil {
 			ended, switched := r.sess.ended(), w.m.live() != r.sess.l // once: a switch may come between two looks
 			if !ended && switched && r.sent.seq() > r.acked.seq() {
-				// Switched out (a rotation, a fail-back, Move) with
+				// Switched out (a rotation, a fail-back) with
 				// messages in flight: the old connection is closed for
 				// writing, and its session goes on reading their answers.
 				// Replaying them now would send again what the peer took.
@@ -94,6 +94,11 @@ func (w *BatchWriter) runAcked(head *segment) {
 					return
 				}
 				continue
+			}
+			if switched && !ended {
+				// Everything it carried is answered: its reader has nothing
+				// left to read, nor the switch's linger to wait for.
+				r.sess.l.conn.SetReadDeadline(time.Unix(1, 0))
 			}
 			if ended || switched {
 				r.leave(nil) // what is still unacknowledged is replayed on the next session
@@ -180,6 +185,7 @@ func (r *ackRun) open() {
 		return
 	}
 	sess := &ackSession{l: l, s: s, done: make(chan struct{})}
+	l.lingerFor.Store(int64(w.cfg.ackTimeout))
 	l.reader.Store(&sess.done) // a switch lingers on l without reading: the session reads
 	r.sess = sess
 	r.sessions = slices.DeleteFunc(r.sessions, (*ackSession).ended)
@@ -326,6 +332,7 @@ func (r *ackRun) takeAcks() {
 	w := r.w
 	w.acks.mu.Lock()
 	through := min(w.acks.through, r.sentHigh)
+	last := w.acks.last
 	if through <= r.acked.seq() {
 		// Refusals beyond what was written (a write that failed after
 		// the peer took part of it) stay for a later turn.
@@ -372,11 +379,13 @@ func (r *ackRun) takeAcks() {
 	if r.sent.seq() < r.acked.seq() {
 		r.sent = r.acked // acknowledged on a session left before its replay
 	}
-	r.waitFrom = time.Now()
+	// The ack timeout counts from when the acknowledgement came, not from
+	// now: a long write may have kept the writer from taking it.
+	r.waitFrom = maxTime(r.waitFrom, last)
 	w.unacked = int(r.sentHigh - r.acked.seq())
 	w.seen = time.Time{} // the oldest message is a newer one now: the next gather sees it
 	if w.unacked > 0 {
-		w.seen = r.waitFrom // it was sent, at the latest, now
+		w.seen = time.Now() // it was sent, at the latest, now
 	}
 	w.signalLocked()
 	w.mu.Unlock()
@@ -467,7 +476,7 @@ func (r *ackRun) send(k, size int) {
 		w.writing.Store(false)
 		return // run's next wait sees the abort
 	}
-	r.watch.start(r.sess, r.waitFrom)
+	r.watch.start(r.sess, r.waitFrom, r.acked.seq(), first+uint64(k))
 	n, err := w.m.writeLink(r.sess.l, frame)
 	if r.watch.stop() {
 		err = ErrAckTimeout // the watch left the connection: the write failed on its close
@@ -680,10 +689,12 @@ type writeWatch struct {
 	w *BatchWriter
 	t *time.Timer
 
-	mu   sync.Mutex
-	sess *ackSession // the session written on; nil outside a write
-	from time.Time   // when the wait for an acknowledgement began
-	cut  bool        // the watch left the connection during this write
+	mu    sync.Mutex
+	sess  *ackSession // the session written on; nil outside a write
+	from  time.Time   // when the wait for an acknowledgement began
+	acked uint64      // the oldest message unacknowledged, at start
+	end   uint64      // and the one after the write's last: for the log
+	cut   bool        // the watch left the connection during this write
 }
 
 func (ww *writeWatch) init(w *BatchWriter) {
@@ -693,10 +704,11 @@ func (ww *writeWatch) init(w *BatchWriter) {
 }
 
 // start arms the watch for a write on sess; the acknowledgement it waits
-// for has been due since from.
-func (ww *writeWatch) start(sess *ackSession, from time.Time) {
+// for has been due since from; messages acked..end are in flight, the
+// write's included.
+func (ww *writeWatch) start(sess *ackSession, from time.Time, acked, end uint64) {
 	ww.mu.Lock()
-	ww.sess, ww.from, ww.cut = sess, from, false
+	ww.sess, ww.from, ww.acked, ww.end, ww.cut = sess, from, acked, end, false
 	ww.t.Reset(time.Until(from.Add(ww.w.cfg.ackTimeout)))
 	ww.mu.Unlock()
 }
@@ -721,17 +733,14 @@ func (ww *writeWatch) fire() {
 	}
 	w := ww.w
 	w.acks.mu.Lock()
-	last := w.acks.last
+	last, through := w.acks.last, w.acks.through
 	w.acks.mu.Unlock()
 	if d := time.Until(maxTime(ww.from, last).Add(w.cfg.ackTimeout)); d > 0 {
 		ww.t.Reset(d) // acknowledged meanwhile: the timeout runs from the last one
 		return
 	}
 	ww.cut = true
-	w.mu.Lock()
-	unacked := w.unacked
-	w.mu.Unlock()
-	w.logAckTimeout(sess, uint64(unacked))
+	w.logAckTimeout(sess, ww.end-min(max(ww.acked, through), ww.end))
 	if sess.acked.Load() {
 		w.m.retire(sess.l, ErrAckTimeout)
 	} else {

@@ -74,7 +74,11 @@ type link struct {
 	// switched-out link then lingers without reading, so that no byte of
 	// the session's answers goes astray.
 	reader atomic.Pointer[chan struct{}]
-	via    Switch // how this link replaced a working one; set before it is current
+	// lingerFor, with reader set, is how long a switch lingers for that
+	// goroutine at least (a BatchWriter's ack timeout: it waits that long
+	// for the answers to what the link carried).
+	lingerFor atomic.Int64
+	via       Switch // how this link replaced a working one; set before it is current
 
 	// Set by retire before dead is closed.
 	cause  error

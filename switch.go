@@ -114,7 +114,8 @@ func (m *Manager) switchTo(l, nl *link, sw Switch) {
 }
 
 // maxLinger bounds how long a switched-out connection waits for its
-// peer's close.
+// peer's close; one read by an acknowledged session waits as long as its
+// ack timeout, if longer (the session leaves it at that timeout).
 const maxLinger = 10 * time.Second
 
 // linger closes the write side of the switched-out stream connection l,
@@ -136,7 +137,7 @@ func (m *Manager) linger(l *link) {
 		// two readers, and a frame pieced together from both could
 		// acknowledge what the peer refused. Its reader sees the peer's
 		// close.
-		t := time.NewTimer(maxLinger)
+		t := time.NewTimer(max(maxLinger, time.Duration(l.lingerFor.Load())))
 		defer t.Stop()
 		select {
 		case <-*done:
