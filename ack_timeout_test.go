@@ -426,7 +426,7 @@ func atoiPlus1(s string) uint64 {
 // unacked=0).
 func TestAcksWatchLogsTheMessagesOfTheBlockedWrite(t *testing.T) {
 	s := newAckServer(t)
-	s.set(func(s *ackServer) { s.hung = true })
+	s.set(func(s *ackServer) { s.hangAfter = 2 })
 	notes := newNoteValues("no acknowledgement; leaving the connection", "unacked")
 	m := conn.New("tcp", s.Addr(), conn.WithWriteTimeout(0), conn.WithLogger(notes))
 	w := conn.NewBatchWriter(m, conn.WithAcks(lineAcks{}), conn.WithAckTimeout(300*time.Millisecond),
@@ -435,12 +435,14 @@ func TestAcksWatchLogsTheMessagesOfTheBlockedWrite(t *testing.T) {
 		w.Close()
 		m.Close()
 	})
+	writeNumbered(t, w, 0, 2) // acknowledged: the count starts above them
+	flushWithin(t, w, 10*time.Second)
 	if _, err := w.Write(bytes.Repeat([]byte("x"), 32<<20)); err != nil {
 		t.Fatal(err)
 	}
 	got := notes.await(t, 1)
 	t.Logf("logged unacked=%s", got[0])
 	if got[0] != "1" {
-		t.Errorf("one message in the blocked write, logged unacked=%s", got[0])
+		t.Errorf("one message in the blocked write (two acknowledged before), logged unacked=%s", got[0])
 	}
 }

@@ -126,6 +126,7 @@ type ackServer struct {
 	answerDelay     time.Duration                      // answer each message this long after reading it (all answered before closing)
 	dieMidAnswer    bool                               // with answerDelay: at the end of the input, send half the answers due, then close
 	holdAfterEOF    bool                               // at the end of the input, keep the connection open until Close
+	hangAfter       int                                // once this many messages are taken in all, read and answer nothing more
 	unanswered      int                                // messages taken whose answer dieMidAnswer never sent
 	quit            chan struct{}                      // closed by Close
 	closeOnce       sync.Once
@@ -321,8 +322,13 @@ func (s *ackServer) serve(c net.Conn) {
 			continue
 		}
 		_, err = write(answer)
+		hang := s.hangAfter > 0 && len(s.got) >= s.hangAfter
 		s.mu.Unlock()
 		if err != nil {
+			return
+		}
+		if hang {
+			<-s.quit
 			return
 		}
 	}
