@@ -457,14 +457,16 @@ func TestAcksSwitchedOutPeerThatNeverAnswersIsLeftAtTheAckTimeout(t *testing.T) 
 }
 
 // A switched-out connection read by an acknowledged session lingers as
-// long as the ack timeout, not only the switch's 10 s: a peer that answers
-// after 10.5 s, with a 30 s ack timeout, gets nothing sent twice.
+// long as the ack timeout, not only the switch's linger (10 s; 500 ms
+// here): a peer that answers after 1 s, with a 3 s ack timeout, gets
+// nothing sent twice.
 func TestAcksSwitchedOutPeerSlowerThanTheLingerStillAnswers(t *testing.T) {
 	scenario(t)
 	s := newAckServer(t)
-	s.set(func(s *ackServer) { s.answerDelay = 10500 * time.Millisecond })
-	m := conn.New("tcp", s.Addr(), conn.WithMaxConnectionAge(300*time.Millisecond), conn.WithLogger(log.NewNopLogger()))
-	w := conn.NewBatchWriter(m, conn.WithAcks(lineAcks{}), conn.WithAckTimeout(30*time.Second))
+	s.set(func(s *ackServer) { s.answerDelay = time.Second })
+	m := conn.New("tcp", s.Addr(), conn.WithMaxConnectionAge(300*time.Millisecond), conn.WithMaxLinger(500*time.Millisecond),
+		conn.WithLogger(log.NewNopLogger()))
+	w := conn.NewBatchWriter(m, conn.WithAcks(lineAcks{}), conn.WithAckTimeout(3*time.Second))
 	t.Cleanup(func() {
 		w.Close()
 		m.Close()
@@ -473,11 +475,11 @@ func TestAcksSwitchedOutPeerSlowerThanTheLingerStillAnswers(t *testing.T) {
 	s.awaitGot(5, 5*time.Second)
 	s.set(func(s *ackServer) { s.answerDelay = 0 }) // the next connections answer at once
 	start := time.Now()
-	flushWithin(t, w, 40*time.Second)
+	flushWithin(t, w, 20*time.Second)
 	st := w.Stats()
 	dups := checkAllOnce(t, s.Got(), 5)
 	t.Logf("flushed after %v; %d duplicates; stats %+v", time.Since(start).Round(time.Millisecond), dups, st)
 	if st.Replayed != 0 || dups != 0 {
-		t.Errorf("the switched-out peer answered within the ack timeout (10.5 s < 30 s), yet %d were replayed", st.Replayed)
+		t.Errorf("the switched-out peer answered within the ack timeout (1 s < 3 s; the linger is 500 ms), yet %d were replayed", st.Replayed)
 	}
 }

@@ -1,10 +1,18 @@
 package conn
 
+import "time"
+
 // WithPeekLivenessCheck makes a Manager's liveness check use the peek, the
 // portable check of every Unix, rather than the platform's own, so that
 // the tests run on Linux the path that macOS and the BSDs take.
 func WithPeekLivenessCheck() Option {
 	return optionFunc(func(c *config) { c.probe = probePeek })
+}
+
+// WithMaxLinger shortens how long a switched-out connection waits for its
+// peer's close (maxLinger, 10 s), for tests that go past it.
+func WithMaxLinger(d time.Duration) Option {
+	return optionFunc(func(c *config) { c.maxLinger = d })
 }
 
 // The system's errors for a datagram too large and a refused port, for the

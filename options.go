@@ -52,10 +52,11 @@ type config struct {
 	dialTimeout  time.Duration
 	writeTimeout time.Duration
 	backoff      backoff
-	problems     []string     // invalid option values, logged by New
-	bareErrors   bool         // Write returns ErrConnectionUnavailable itself, as go-kit's does
-	multi        *multiConfig // several endpoints (endpoints.go); nil: none of their options
-	probe        probeKind    // how the liveness check asks the kernel: the platform's best, unless a test asks for the peek
+	problems     []string      // invalid option values, logged by New
+	bareErrors   bool          // Write returns ErrConnectionUnavailable itself, as go-kit's does
+	multi        *multiConfig  // several endpoints (endpoints.go); nil: none of their options
+	probe        probeKind     // how the liveness check asks the kernel: the platform's best, unless a test asks for the peek
+	maxLinger    time.Duration // how long a switched-out connection waits for its peer's close (maxLinger; tests shorten it)
 }
 
 // defaultDial is shared by every Manager: a net.Dialer is safe for
@@ -69,6 +70,7 @@ func defaultConfig() config {
 		logger:       log.NewNopLogger(),
 		dialTimeout:  DefaultDialTimeout,
 		writeTimeout: DefaultWriteTimeout,
+		maxLinger:    maxLinger,
 		backoff:      backoff{base: DefaultBackoffBase, max: DefaultBackoffMax},
 	}
 }

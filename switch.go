@@ -137,7 +137,7 @@ func (m *Manager) linger(l *link) {
 		// two readers, and a frame pieced together from both could
 		// acknowledge what the peer refused. Its reader sees the peer's
 		// close.
-		t := time.NewTimer(max(maxLinger, time.Duration(l.lingerFor.Load())))
+		t := time.NewTimer(max(m.cfg.maxLinger, time.Duration(l.lingerFor.Load())))
 		defer t.Stop()
 		select {
 		case <-*done:
@@ -146,7 +146,7 @@ func (m *Manager) linger(l *link) {
 		}
 		return
 	}
-	if l.conn.SetReadDeadline(time.Now().Add(maxLinger)) != nil {
+	if l.conn.SetReadDeadline(time.Now().Add(m.cfg.maxLinger)) != nil {
 		return
 	}
 	var buf [512]byte
