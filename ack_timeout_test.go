@@ -425,6 +425,7 @@ func atoiPlus1(s string) uint64 {
 // that write among the unacknowledged (one 32 MiB message was logged as
 // unacked=0).
 func TestAcksWatchLogsTheMessagesOfTheBlockedWrite(t *testing.T) {
+	t.Parallel() // a 32 MiB message: seconds under -race
 	s := newAckServer(t)
 	s.set(func(s *ackServer) { s.hangAfter = 2 })
 	notes := newNoteValues("no acknowledgement; leaving the connection", "unacked")
