@@ -835,20 +835,32 @@ func (s *sender) status(con *console, m *conn.Manager, eps targets, cfg sendConf
 		dnsSaid   bool      // the hint about names that do not resolve was given
 	)
 	defer t.Stop()
+	say := func(ev conn.Event) {
+		if ev.State == conn.Closed {
+			return // the end of the run, not news
+		}
+		line := describeEvent(ev, eps)
+		if notFound(ev.Err) && !dnsSaid {
+			dnsSaid = true
+			line += "; the name does not resolve: connpipe keeps trying, in case it is registered later"
+		}
+		con.Printf("%s: %s", programName, line)
+	}
 	for {
 		select {
 		case <-stop:
-			return
+			// A run shorter than a scheduling delay ends with its events
+			// (its one "connected to") still queued: say them first.
+			for {
+				select {
+				case ev := <-s.events:
+					say(ev)
+				default:
+					return
+				}
+			}
 		case ev := <-s.events:
-			if ev.State == conn.Closed {
-				continue // the end of the run, not news
-			}
-			line := describeEvent(ev, eps)
-			if notFound(ev.Err) && !dnsSaid {
-				dnsSaid = true
-				line += "; the name does not resolve: connpipe keeps trying, in case it is registered later"
-			}
-			con.Printf("%s: %s", programName, line)
+			say(ev)
 		case now := <-t.C:
 			lines := s.lines.Load()
 			switch {
