@@ -632,9 +632,12 @@ func (j *sendJob) run(ctx context.Context, e *env) int {
 	case <-s.fatal:
 		end = gaveUp
 	}
-	if end == endOfInput && e.settled(ctx) {
+	if end == endOfInput && (e.settled(ctx) || e.tty && !e.typing && doneWithin(ctx, pipelineGrace)) {
 		// Ctrl-C in a pipeline ends the producer too: its end of input
-		// and the signal race. The signal is what the user did.
+		// and the signal race. The signal is what the user did. On a
+		// terminal, with the input from a pipe, it is given a moment to
+		// arrive: with the cores busy it was seen to come after the end
+		// of input (RELIABILITY.md, "Flakiness under load").
 		end = interrupted
 	}
 
@@ -819,6 +822,23 @@ func (s *sender) sayFatal(con *console, eps targets) {
 		msg += "; " + hint
 	}
 	con.Printf("%s: %s", programName, msg)
+}
+
+// pipelineGrace is how long send, on a terminal, waits at the end of piped
+// input for a Ctrl-C that may have ended the producer: an interactive
+// pipeline's end is that much later, a script's (no terminal) is not.
+const pipelineGrace = 100 * time.Millisecond
+
+// doneWithin reports whether ctx is done, or becomes done within d.
+func doneWithin(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return true
+	case <-t.C:
+		return false
+	}
 }
 
 // status draws the status line 4 times a second, on a terminal, and prints
