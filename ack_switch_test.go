@@ -350,7 +350,10 @@ func TestAcksRotationDuplicatesNothing(t *testing.T) {
 	if dups != 0 || st.Replayed != 0 || st.Acked != uint64(n) {
 		t.Fatalf("%d duplicates through %d rotations; stats %+v", dups, m.Stats().Switches, st)
 	}
-	t.Logf("%d messages through %d rotations: 0 duplicates", n, m.Stats().Switches)
+	if ms := m.Stats(); ms.Lost != 0 {
+		t.Fatalf("manager %+v: a rotation is no lost connection", ms)
+	}
+	t.Logf("%d messages through %d rotations: 0 duplicates, 0 connections lost", n, m.Stats().Switches)
 }
 
 // A rotation whose old connection closes before answering everything it
