@@ -101,9 +101,21 @@ func TestScenarioSpreadEvenlyAndRebalance(t *testing.T) {
 	if !sinks[0].WaitUntil(func() bool { return open(5) }, 10*time.Second) {
 		t.Fatal("not every Manager connected after the rotations")
 	}
-	conns, lines = period(5, 500*time.Millisecond)
-	if c, l := shares(conns), shares(lines); c > 0.2 || l > 0.2 {
-		t.Errorf("after a 5th endpoint and 2× the maximum age: connections %v (%.0f%% off even), lines %v (%.0f%% off): want within ±20%%", conns, 100*c, lines, 100*l)
+	// Rotations go on all the time (every maxAge, jittered): one snapshot
+	// can catch several Managers between two sinks. Even within three
+	// periods in a row (once, in CI on linux/386, one snapshot was
+	// [19 11 13 10 12]).
+	for try := 1; ; try++ {
+		conns, lines = period(5, 500*time.Millisecond)
+		c, l := shares(conns), shares(lines)
+		if c <= 0.2 && l <= 0.2 {
+			break
+		}
+		if try == 3 {
+			t.Errorf("after a 5th endpoint and 2× the maximum age: connections %v (%.0f%% off even), lines %v (%.0f%% off): want within ±20%%, in one of 3 periods", conns, 100*c, lines, 100*l)
+			break
+		}
+		t.Logf("period %d: connections %v, lines %v: not even yet", try, conns, lines)
 	}
 	t.Logf("after a 5th endpoint and 2× the maximum age: connections %v, lines in 500 ms %v", conns, lines)
 
