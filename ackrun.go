@@ -546,47 +546,46 @@ func (r *ackRun) wait() bool {
 	}
 	var timeout <-chan time.Time
 	if r.sent.seq() > r.acked.seq() {
-		r.poll.Reset(max(w.cfg.ackTimeout-time.Since(r.waitFrom), 0))
 		defer r.poll.Stop()
-		timeout = r.poll.C
+		timeout = r.ackDue()
 	}
 	w.sleeping.Store(true) // then look: a Write publishes, then looks
 	defer w.sleeping.Store(false)
 	if r.news() {
 		return true
 	}
-	select {
-	case <-w.wake:
-	case <-r.sess.done:
-	case <-timeout:
-		if w.acks.pending(r.acked.seq()) {
-			return true
-		}
-		w.logAckTimeout(r.sess, r.sent.seq()-r.acked.seq())
-		r.leave(ErrAckTimeout)
-	case <-w.abort:
-		return false
-	case <-w.m.closing:
-		return false
-	}
-	return true
+	return r.await(timeout)
 }
 
 // awaitSwitchedOut waits for news of a session whose connection was
 // switched out: an acknowledgement, its end, or the ack timeout (which
-// leaves it). It returns false when Close's time ran out or the Manager
-// was closed.
+// leaves it). Writes do not wake it: nothing is sent meanwhile. It
+// returns false when Close's time ran out or the Manager was closed.
 func (r *ackRun) awaitSwitchedOut() bool {
-	w := r.w
-	if w.acks.pending(r.acked.seq()) {
+	if r.w.acks.pending(r.acked.seq()) {
 		return true
 	}
-	r.poll.Reset(max(w.cfg.ackTimeout-time.Since(r.waitFrom), 0))
 	defer r.poll.Stop()
+	return r.await(r.ackDue())
+}
+
+// ackDue arms the poll timer for the ack timeout, counted from waitFrom,
+// and returns its channel; the caller stops it.
+func (r *ackRun) ackDue() <-chan time.Time {
+	r.poll.Reset(max(r.w.cfg.ackTimeout-time.Since(r.waitFrom), 0))
+	return r.poll.C
+}
+
+// await waits for a nudge, the session's end, or timeout (nil: none),
+// at which the session is left for want of acknowledgements unless some
+// came meanwhile. It returns false when Close's time ran out or the
+// Manager was closed.
+func (r *ackRun) await(timeout <-chan time.Time) bool {
+	w := r.w
 	select {
 	case <-w.wake:
 	case <-r.sess.done:
-	case <-r.poll.C:
+	case <-timeout:
 		if w.acks.pending(r.acked.seq()) {
 			return true
 		}
