@@ -425,7 +425,7 @@ func (w *schemaWriter) site(s *site, inner []*site) string {
 // unmutated must pass with it, no mutant active (twice, in case one
 // scenario fails for want of CPU), or no mutant of p is judged with it.
 func (r *runner) useSchema(ctx context.Context, p *pkgInfo, jobs []*job) {
-	clear := func() {
+	unschema := func() {
 		for _, j := range jobs {
 			if j.p == p {
 				j.m.schemaID = 0
@@ -435,7 +435,7 @@ func (r *runner) useSchema(ctx context.Context, p *pkgInfo, jobs []*job) {
 	bin, why := r.buildSchema(ctx, p, jobs)
 	if bin == "" {
 		fmt.Printf("%s: no schema binary, every mutant is built on its own: %s\n", p.ImportPath, why)
-		clear()
+		unschema()
 		return
 	}
 	start := time.Now()
@@ -456,7 +456,7 @@ func (r *runner) useSchema(ctx context.Context, p *pkgInfo, jobs []*job) {
 	}
 	fmt.Printf("%s: no schema binary, every mutant is built on its own: it failed %s twice with no mutant active: %s\n",
 		p.ImportPath, res.killer, firstLines(failureDetail(res.output, res.killer), 3))
-	clear()
+	unschema()
 }
 
 // schemaEnv is the environment of a run of p's schema binary with mutant
