@@ -2,6 +2,8 @@ package conn
 
 import (
 	"context"
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
 	"runtime"
@@ -60,6 +62,7 @@ type BatchWriter struct {
 
 	// Read by every Write, written rarely.
 	closing  atomic.Bool                   // Close was called (else a closed queue means the Manager closed)
+	spilling atomic.Bool                   // Writes go to the spool: it is durable, or holds messages not yet in memory
 	sleeping atomic.Bool                   // the background writer waits for a Write to wake it
 	room     atomic.Pointer[chan struct{}] // closed when room is made; nil if no Write waits
 	wake     chan struct{}                 // nudges the background writer; capacity 1
@@ -91,8 +94,15 @@ type BatchWriter struct {
 
 	drops dropReporter // drops as they happen: the hook and the log (batchdrops.go)
 
+	// The spool (spool.go): nil without WithSpool.
+	spool    *spool
+	fedDone  chan struct{} // closed when the spool's feeder returns
+	left     uint64        // messages fed from the spool and left there by Close; under mu
+	leftB    uint64        // their bytes
+	spoolCap uint64        // the spool's frontier never passes this: what was settled when the queue was discarded
+
 	// Acknowledged delivery (ackrun.go).
-	unusable error          // every Write fails with it: acks over a datagram network
+	unusable error          // every Write fails with it: acks over a datagram network, a spool that did not open
 	acks     ackBox         // acknowledgements left by the sessions' readers
 	readers  sync.WaitGroup // the sessions' readers
 	unacked  int            // messages written and not acknowledged; under mu
@@ -110,6 +120,25 @@ type BatchWriter struct {
 // besides them a BatchWriter keeps up to four spare segments under load,
 // and one once it has been idle for 10 ms.
 func NewBatchWriter(m *Manager, opts ...BatchOption) *BatchWriter {
+	w, _ := newBatchWriter(m, opts)
+	return w
+}
+
+// OpenBatchWriter is NewBatchWriter for a BatchWriter with a spool
+// (WithSpool): it returns the error of opening the spool, if any, instead
+// of a BatchWriter that refuses every Write with it. Opening reads the
+// ledger and the names and headers of the spool's files, not their
+// records: it takes milliseconds whatever the spool holds.
+func OpenBatchWriter(m *Manager, opts ...BatchOption) (*BatchWriter, error) {
+	w, err := newBatchWriter(m, opts)
+	if err != nil {
+		w.Close()
+		return nil, err
+	}
+	return w, nil
+}
+
+func newBatchWriter(m *Manager, opts []BatchOption) (*BatchWriter, error) {
 	cfg := batchConfig{size: DefaultBufferSize, maxBatch: DefaultMaxBatch, closeTimeout: DefaultCloseTimeout, dropInterval: DefaultDropReportInterval, maxMessage: math.MaxInt,
 		window: DefaultWindow, windowBytes: DefaultWindowBytes, ackTimeout: DefaultAckTimeout}
 	if isDatagram(m.network) {
@@ -122,29 +151,46 @@ func NewBatchWriter(m *Manager, opts ...BatchOption) *BatchWriter {
 	}
 	q, head := newQueue(cfg.size, segmentSize(cfg))
 	w := &BatchWriter{
-		m:      m,
-		cfg:    cfg,
-		q:      q,
-		wake:   make(chan struct{}, 1),
-		abort:  make(chan struct{}),
-		done:   make(chan struct{}),
-		closed: make(chan struct{}),
+		m:        m,
+		cfg:      cfg,
+		q:        q,
+		wake:     make(chan struct{}, 1),
+		abort:    make(chan struct{}),
+		done:     make(chan struct{}),
+		closed:   make(chan struct{}),
+		spoolCap: math.MaxUint64,
 	}
 	w.drops.since = time.Now()
 	w.drops.last = w.drops.since.Add(-cfg.dropInterval) // the first drop is reported at once
 	w.q.ensureSpare()
 	w.sleeping.Store(true) // until the first Write
 	switch {
-	case cfg.acks == nil:
-		go w.run(head)
-	case isDatagram(m.network):
+	case cfg.acks != nil && isDatagram(m.network):
 		w.unusable = fmt.Errorf("conn: acknowledged delivery needs a stream network, not %q", m.network)
+	case cfg.durable && cfg.spoolDir == "":
+		w.unusable = errors.New("conn: WithDurableSpool needs WithSpool")
+	case cfg.spoolDir != "":
+		s, err := openSpool(cfg)
+		if err != nil {
+			w.unusable = err
+			break
+		}
+		w.spool = s
+		w.fedDone = make(chan struct{})
+		w.spilling.Store(s.durable || s.pendingRecB > 0)
+		go w.runSpoolSyncer()
+		go w.runSpoolFeeder()
+	}
+	switch {
+	case w.unusable != nil:
 		w.q.close()
 		go w.run(head) // finds the queue drained
+	case cfg.acks == nil:
+		go w.run(head)
 	default:
 		go w.runAcked(head)
 	}
-	return w
+	return w, w.unusable
 }
 
 // Write queues a copy of p as one message and returns at once (or, with
@@ -163,17 +209,37 @@ func (w *BatchWriter) Write(p []byte) (int, error) {
 	if len(p) > w.cfg.maxMessage {
 		return w.refuse(len(p), ErrTooLong)
 	}
+	if w.spilling.Load() {
+		return w.writeSpool(p)
+	}
 	if !w.q.reserve(len(p)) {
+		if w.spool != nil {
+			return w.writeSpool(p) // memory is full: from now on, disk
+		}
 		if err := w.waitForRoom(len(p)); err != nil {
 			return w.refuse(len(p), err)
 		}
 	}
-	if !w.q.put(p) {
+	if _, ok := w.q.put(p); !ok {
 		w.q.release(1, len(p))
 		return w.refuse(len(p), w.closedErr())
 	}
 	if w.sleeping.Load() && w.sleeping.CompareAndSwap(true, false) {
 		w.nudge()
+	}
+	return len(p), nil
+}
+
+// writeSpool appends p to the spool.
+func (w *BatchWriter) writeSpool(p []byte) (int, error) {
+	if int64(len(p)) > w.spool.maxRecord() || cost(len(p)) > int64(w.cfg.size) {
+		return w.refuse(len(p), ErrTooLarge) // it could never go back to memory
+	}
+	if err := w.spoolAppend(p); err != nil {
+		if err == errWriterClosed {
+			err = w.closedErr()
+		}
+		return w.refuse(len(p), err)
 	}
 	return len(p), nil
 }
@@ -281,6 +347,9 @@ type flushWait struct {
 // it was acknowledged or dropped: nil means the peer acknowledged them
 // all; a message the peer refused is a drop, reported as above.
 func (w *BatchWriter) Flush(ctx context.Context) error {
+	if w.spool != nil && !w.spoolWaitFed(ctx.Done()) {
+		return ctx.Err()
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	target, _ := w.q.accepted()
@@ -326,7 +395,14 @@ func (w *BatchWriter) deliveredLocked() (uint64, uint64) {
 // w.mu must be held.
 func (w *BatchWriter) settledLocked() uint64 {
 	delivered, _ := w.deliveredLocked()
-	return delivered + w.stats.Discarded
+	return delivered + w.stats.Discarded + w.left
+}
+
+// spoolFrontierLocked counts the messages settled for the spool: after
+// them, the ledger may point. Those left in the spool at Close are not.
+// w.mu must be held.
+func (w *BatchWriter) spoolFrontierLocked() uint64 {
+	return min(w.settledLocked(), w.spoolCap)
 }
 
 // noteDiscardsLocked records that the next n messages to be accounted for
@@ -370,24 +446,49 @@ func (w *BatchWriter) Close() error {
 	w.closing.Store(true)
 	w.mu.Unlock()
 	defer close(w.closed)
-	w.q.close()
-	w.makeRoom() // waiting Writes give up
-	w.nudge()
 	t := time.NewTimer(w.cfg.closeTimeout)
 	defer t.Stop()
-	select {
-	case <-w.done:
-	case <-t.C:
+	var restore func() // set when Close's time ran out
+	giveUp := func() {
 		w.aborted.Store(true)
 		close(w.abort)
 		// A write blocked on a peer that does not read would hold Close up
 		// to the write timeout: make it fail now.
-		restore := func() {}
+		restore = func() {}
 		if w.writing.Load() {
 			restore = w.m.interruptWrites()
 		}
-		<-w.done
+	}
+	if s := w.spool; s != nil {
+		// What the spool holds goes to memory first, while time allows;
+		// the rest stays on disk for the next BatchWriter.
+		s.stopAppends()
+		s.nudge()
+		select {
+		case <-w.fedDone:
+		case <-t.C:
+			giveUp()
+		}
+	}
+	w.q.close()
+	w.makeRoom() // waiting Writes give up
+	w.nudge()
+	if restore == nil {
+		select {
+		case <-w.done:
+		case <-t.C:
+			giveUp()
+		}
+	}
+	<-w.done
+	if restore != nil {
 		restore()
+	}
+	if s := w.spool; s != nil {
+		<-w.fedDone
+		close(s.stop)
+		<-s.synced
+		w.countSpoolLost()
 	}
 	w.endDropReports()
 	w.mu.Lock()
@@ -406,9 +507,19 @@ func (w *BatchWriter) Close() error {
 func (w *BatchWriter) Stats() BatchStats {
 	w.mu.Lock()
 	s := w.stats
-	discardedBytes, seen, unacked := w.discardedBytes, w.seen, w.unacked
+	discardedBytes, seen, unacked, left, leftB := w.discardedBytes, w.seen, w.unacked, w.left, w.leftB
 	accepted, acceptedBytes := w.q.accepted() // after the writer's counts: never fewer
 	w.mu.Unlock()
+	if sp := w.spool; sp != nil {
+		// Records fed to memory are counted when spooled, or when
+		// recovered: as they are fed.
+		accepted -= sp.fedNew.Load()
+		acceptedBytes -= sp.fedNewB.Load()
+		s.Spool = sp.stats()
+		accepted += s.Spool.Spooled
+		acceptedBytes += s.Spool.SpooledBytes
+	}
+	s.Left = left
 	s.Accepted, s.AcceptedBytes = accepted, acceptedBytes
 	s.Rejected = w.rejected.Load()
 	s.Dropped = s.Rejected + s.Discarded
@@ -417,8 +528,8 @@ func (w *BatchWriter) Stats() BatchStats {
 	if w.cfg.acks != nil {
 		delivered, deliveredBytes = s.Acked, s.AckedBytes
 	}
-	s.Queue.Messages = int(accepted - delivered - s.Discarded)
-	s.Queue.Bytes = int(acceptedBytes - deliveredBytes - discardedBytes)
+	s.Queue.Messages = int(accepted - delivered - s.Discarded - left)
+	s.Queue.Bytes = int(acceptedBytes - deliveredBytes - discardedBytes - leftB)
 	s.Queue.Unacked = unacked
 	if s.Queue.Messages > 0 && !seen.IsZero() {
 		s.Queue.OldestAge = time.Since(seen)
@@ -432,4 +543,72 @@ func (w *BatchWriter) Stats() BatchStats {
 func segmentSize(cfg batchConfig) int {
 	seg := min(max(2*min(cfg.maxBatch, maxSegment), 64<<10), max(cfg.size, 4<<10), maxSegment) // min first: 2*maxBatch may overflow
 	return (seg + 7) &^ 7
+}
+
+// Sync waits until every message Write accepted before it is on disk
+// (synced as WithDurableSpool says), or ctx is done. It returns nil when
+// they are; ctx.Err(); an error wrapping the file system's when the latest
+// attempt to write or sync the spool failed (the messages stay in memory
+// and the spool tries again: call Sync again to wait for them);
+// ErrNotDurable without a durable spool; and, after Close, nil if Close
+// synced them all, else the spool's error. Safe for concurrent use; it
+// never waits on the network.
+func (w *BatchWriter) Sync(ctx context.Context) error {
+	s := w.spool
+	if s == nil || !s.durable {
+		if w.unusable != nil {
+			return w.unusable
+		}
+		return ErrNotDurable
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	target := s.appended
+	s.syncReq = max(s.syncReq, target)
+	for s.syncedRecs < target {
+		if s.failed != nil {
+			return s.failed
+		}
+		if s.syncStopped {
+			return fmt.Errorf("conn: spool: %d messages not synced at Close", target-s.syncedRecs)
+		}
+		if s.syncNote == nil {
+			s.syncNote = make(chan struct{})
+		}
+		note := s.syncNote
+		s.mu.Unlock()
+		s.nudge()
+		select {
+		case <-note:
+		case <-ctx.Done():
+			s.mu.Lock()
+			return ctx.Err()
+		}
+		s.mu.Lock()
+	}
+	return nil
+}
+
+// countSpoolLost counts as dropped the messages the spool could not write
+// by the end of Close: its disk kept failing.
+func (w *BatchWriter) countSpoolLost() {
+	s := w.spool
+	s.mu.Lock()
+	n, b := s.bufRecs, uint64(0)
+	for data := s.buf; len(data) > 0; {
+		l := recordCost(int(binary.LittleEndian.Uint32(data[4:])))
+		b += uint64(l - recHeaderLen)
+		data = data[l:]
+	}
+	s.buf, s.bufRecs = nil, 0
+	s.mu.Unlock()
+	if n == 0 {
+		return
+	}
+	w.mu.Lock()
+	w.unflushed += n
+	w.stats.Discarded += n
+	w.discardedBytes += b
+	w.mu.Unlock()
+	w.dropped(s.failedErr())
 }

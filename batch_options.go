@@ -52,6 +52,12 @@ type batchConfig struct {
 	dropInterval time.Duration
 	maxMessage   int
 
+	// The spool (spool.go).
+	spoolDir  string
+	spoolMax  int64
+	durable   bool
+	syncEvery time.Duration
+
 	// Acknowledged delivery (ack.go).
 	acks        AckProtocol
 	window      int
@@ -161,6 +167,14 @@ type BatchStats struct {
 	AckedBytes uint64
 	Replayed   uint64 // messages written again on a new connection because they were not acknowledged: the only duplicates
 	Refused    uint64 // messages the peer refused (a RELP answer other than 200): dropped, reported, not sent again
+
+	// With a spool (WithSpool): Accepted counts the messages recovered from
+	// it as they go to memory; Queue counts what is on disk too.
+	Spool SpoolStats
+	// Left counts the messages that Close left in the spool undelivered,
+	// for the next BatchWriter on the directory: neither written nor
+	// dropped.
+	Left uint64
 }
 
 func isDatagram(network string) bool {

@@ -15,11 +15,16 @@ const DefaultDropReportInterval = 10 * time.Second
 // A DropReport tells what a BatchWriter dropped since its previous report
 // (see WithDropHook).
 type DropReport struct {
-	Rejected  uint64        // messages Write refused
-	Discarded uint64        // messages accepted, then dropped unwritten
-	Bytes     uint64        // the bytes of both
-	Err       error         // why the latest of them was dropped: ErrBufferFull, ErrTooLarge, ErrTooLong, ErrClosed, ErrUnflushed, or the connection's error for a datagram too large
-	Period    time.Duration // since the previous report, or since the BatchWriter was made
+	Rejected  uint64 // messages Write refused
+	Discarded uint64 // messages accepted, then dropped unwritten
+	Bytes     uint64 // the bytes of both
+	Err       error  // why the latest of them was dropped: ErrBufferFull, ErrTooLarge, ErrTooLong, ErrClosed, ErrUnflushed, the connection's error for a datagram too large, or a *SpoolDamageError
+	// Damaged counts the regions of the spool's files skipped as damaged
+	// (see WithSpool), and DamagedBytes their bytes; Err is then the
+	// latest region's *SpoolDamageError, naming its file and bytes.
+	Damaged      uint64
+	DamagedBytes uint64
+	Period       time.Duration // since the previous report, or since the BatchWriter was made
 }
 
 // WithDropHook sets a function that hears about drops as they happen,
@@ -127,24 +132,32 @@ func (w *BatchWriter) reportDrops() {
 	w.mu.Lock()
 	discarded, discardedBytes := w.stats.Discarded, w.discardedBytes
 	w.mu.Unlock()
-	rep := DropReport{
-		Rejected:  rejected - r.sent.Rejected,
-		Discarded: discarded - r.sent.Discarded,
-		Bytes:     rejectedBytes + discardedBytes - r.sent.Bytes,
-		Period:    now.Sub(r.since),
+	var damaged, damagedBytes uint64
+	if s := w.spool; s != nil {
+		s.mu.Lock()
+		damaged, damagedBytes = s.damaged, s.damagedB
+		s.mu.Unlock()
 	}
-	if rep.Rejected+rep.Discarded == 0 {
+	rep := DropReport{
+		Rejected:     rejected - r.sent.Rejected,
+		Discarded:    discarded - r.sent.Discarded,
+		Bytes:        rejectedBytes + discardedBytes - r.sent.Bytes,
+		Period:       now.Sub(r.since),
+		Damaged:      damaged - r.sent.Damaged,
+		DamagedBytes: damagedBytes - r.sent.DamagedBytes,
+	}
+	if rep.Rejected+rep.Discarded+rep.Damaged == 0 {
 		return
 	}
 	r.since = now
-	r.sent = DropReport{Rejected: rejected, Discarded: discarded, Bytes: rejectedBytes + discardedBytes}
+	r.sent = DropReport{Rejected: rejected, Discarded: discarded, Bytes: rejectedBytes + discardedBytes, Damaged: damaged, DamagedBytes: damagedBytes}
 	if c := r.cause.Load(); c != nil {
 		rep.Err = *c
 	}
 	w.m.log(level.WarnValue(), "batch writer dropped messages",
 		"network", w.m.network, "address", w.m.address,
 		"dropped", rep.Rejected+rep.Discarded, "rejected", rep.Rejected, "discarded", rep.Discarded,
-		"bytes", rep.Bytes, "in", rep.Period.Round(time.Millisecond).String(), "err", rep.Err)
+		"bytes", rep.Bytes, "damaged", rep.Damaged, "in", rep.Period.Round(time.Millisecond).String(), "err", rep.Err)
 	w.callDropHook(rep)
 }
 

@@ -275,17 +275,28 @@ func (w *BatchWriter) discard() {
 	accepted, acceptedBytes := w.q.accepted()
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	delivered, deliveredBytes := w.deliveredLocked()
-	n := accepted - delivered - w.stats.Discarded
-	w.noteDiscardsLocked(n)
-	w.unflushed += n
-	w.stats.Discarded += n
-	w.discardedBytes = acceptedBytes - deliveredBytes
+	_, deliveredBytes := w.deliveredLocked()
+	n := accepted - w.settledLocked()
+	nb := acceptedBytes - deliveredBytes - w.discardedBytes - w.leftB
+	var left, leftB uint64 // fed from the spool: they stay there
+	if s := w.spool; s != nil {
+		settled := w.settledLocked()
+		w.spoolCap = min(w.spoolCap, settled)
+		s.mu.Lock()
+		left, leftB = s.unsettledLocked(settled, acceptedBytes-nb)
+		s.mu.Unlock()
+	}
+	w.noteDiscardsLocked(n - left)
+	w.unflushed += n - left
+	w.stats.Discarded += n - left
+	w.discardedBytes += nb - leftB
+	w.left += left
+	w.leftB += leftB
 	w.unacked = 0
 	w.seen = time.Time{}
 	w.makeRoom() // Writes waiting for room give up
 	w.signalLocked()
-	if n > 0 {
+	if n > left {
 		w.dropped(ErrUnflushed)
 	}
 }

@@ -190,9 +190,13 @@ func (q *queue) release(count, bytes int) {
 	q.used.Add(-int64(bytes) - int64(count)*MessageOverhead)
 }
 
-// put appends p, for which room was reserved, as one message. It returns
-// false if the queue is closed.
-func (q *queue) put(p []byte) (ok bool) {
+// A place is where a message is in the queue: its sequence number, and
+// the payload bytes of the messages before it.
+type place struct{ seq, bytes uint64 }
+
+// put appends p, for which room was reserved, as one message, and returns
+// its place. It returns false if the queue is closed.
+func (q *queue) put(p []byte) (at place, ok bool) {
 	n := len(p)
 	delta := uint64(1)<<countShift | uint64(n)
 	for {
@@ -202,14 +206,13 @@ func (q *queue) put(p []byte) (ok bool) {
 			count, end := unpack(v)
 			copy(s.data[end-n:end], p)
 			s.publish(count-1, n)
-			return true
+			return place{s.seq + uint64(count-1), s.bytes + uint64(end-n)}, true
 		}
 		if v&invalid != 0 { // close sets closed, then invalid
-			return false
+			return place{}, false
 		}
 		if prev := v - delta; s.fits(prev) {
-			q.seal(s, prev, p) // this claim is the first that missed
-			return true
+			return q.seal(s, prev, p), true // this claim is the first that missed
 		}
 		for q.active.Load() == s { // another claim is sealing s
 			runtime.Gosched()
@@ -218,9 +221,10 @@ func (q *queue) put(p []byte) (ok bool) {
 }
 
 // seal closes s to claims at tail value last and installs its successor
-// with p as the first message. Nobody else can reach the successor before
-// it is linked, so its first claim is a plain store.
-func (q *queue) seal(s *segment, last uint64, p []byte) {
+// with p as the first message, whose place it returns. Nobody else can
+// reach the successor before it is linked, so its first claim is a plain
+// store.
+func (q *queue) seal(s *segment, last uint64, p []byte) place {
 	s.sealed.Store(last | invalid)
 	count, end := unpack(last)
 	next := &segment{page: q.fresh(len(p)), seq: s.seq + uint64(count), bytes: s.bytes + uint64(end)}
@@ -229,6 +233,7 @@ func (q *queue) seal(s *segment, last uint64, p []byte) {
 	next.publish(0, len(p))
 	s.next.Store(next) // before active: counting follows next
 	q.active.Store(next)
+	return place{next.seq, next.bytes}
 }
 
 // fresh returns a clean page with room for a message of n bytes.

@@ -1,0 +1,594 @@
+package conn
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-kit/log/level"
+)
+
+// DefaultSpoolSync is how long, at most, a message waits to be synced to
+// disk in a durable spool (WithDurableSpool), and how often a
+// disk-assisted spool syncs what it holds.
+const DefaultSpoolSync = 250 * time.Millisecond
+
+// ErrSpoolFull is returned by BatchWriter.Write when the spool has no room
+// for the message: its files hold maxBytes (WithSpool), or the disk
+// refuses writes and the spool's write buffer is full. It matches
+// ErrBufferFull: the message was dropped and counted as Rejected, or, with
+// WithWaitWhenFull, waited for room as long as that allows.
+var ErrSpoolFull = fmt.Errorf("%w: spool full", ErrBufferFull)
+
+// ErrNotDurable is returned by BatchWriter.Sync when the BatchWriter has
+// no durable spool (WithDurableSpool): its messages live in memory.
+var ErrNotDurable = errors.New("conn: Sync needs a durable spool (WithSpool and WithDurableSpool)")
+
+// errSpoolLocked is the error of opening a spool that a BatchWriter, in
+// this process or another, holds open.
+var errSpoolLocked = errors.New("conn: spool directory in use by another BatchWriter (its lock file is held)")
+
+// WithSpool gives the BatchWriter a spool: segment files in dir (created
+// if missing, mode 0700) holding at most maxBytes, so that an outage
+// longer than the memory buffer neither blocks the program nor drops its
+// messages, and, with WithDurableSpool, a crash loses nothing that was
+// synced. One BatchWriter at a time may hold a directory: another, in this
+// process or another, fails to open it (OpenBatchWriter says why; a
+// BatchWriter from NewBatchWriter then refuses every Write with that
+// error).
+//
+// By itself WithSpool is disk-assisted: messages go to memory as without
+// a spool and reach disk only when the memory buffer is full, which a
+// connection that keeps up never lets happen, so it costs nothing then.
+// From that moment every message goes to disk, behind those already
+// there, until the spool has given all it holds back to memory; order is
+// kept throughout. What is on disk is written to the operating system at
+// once (a crash of the program loses none of it) and synced within
+// DefaultSpoolSync (a power loss loses at most that); what is in memory,
+// up to WithBufferSize, is lost by a crash as without a spool.
+//
+// When the spool is full (maxBytes counts its files' bytes, a header of 20
+// bytes per message included), Write follows the full policy: it fails
+// with ErrSpoolFull, or waits with WithWaitWhenFull. A message longer
+// than maxBytes less 36 bytes is refused with ErrTooLarge.
+//
+// On open, what the spool holds that was not delivered (written, or with
+// WithAcks acknowledged) is sent, in order, before any new message. A
+// record found damaged or cut short (a crash mid-write, a power loss, a
+// file changed underneath) is skipped, never delivered, logged at level
+// warn with its file and byte range, and counted (SpoolStats.Damaged, and
+// in the drop report). A spool written by a newer format is refused with
+// an error matching ErrSpoolVersion. A value of maxBytes below 1 means 1
+// GiB.
+func WithSpool(dir string, maxBytes int64) BatchOption {
+	return batchOptionFunc(func(c *batchConfig) {
+		c.spoolDir = dir
+		c.spoolMax = maxBytes
+		if maxBytes < 1 {
+			c.spoolMax = 1 << 30
+		}
+	})
+}
+
+// WithDurableSpool makes the spool (WithSpool) durable: every message Write
+// accepts goes to disk, and is synced (fdatasync on Linux, F_FULLFSYNC on
+// macOS, FlushFileBuffers on Windows, fsync elsewhere) at most every long
+// after it was accepted, together with every message accepted meanwhile: a
+// group commit. A crash of the program loses only what Write accepted and
+// the spool had not yet handed to the operating system (it does so at
+// once, a write at a time); a power loss loses at most every's worth,
+// plus the sync under way. Sync waits until every message accepted before
+// it is synced. A value of every below 1 syncs after every write to the
+// file: the smallest window, the slowest. Without WithSpool it has no
+// effect, and OpenBatchWriter fails.
+//
+// After a crash, messages delivered in the last every before it may be
+// sent again: the read position is saved with the syncs.
+func WithDurableSpool(every time.Duration) BatchOption {
+	return batchOptionFunc(func(c *batchConfig) {
+		c.durable = true
+		c.syncEvery = max(every, 0)
+	})
+}
+
+// SpoolStats describes a BatchWriter's spool (WithSpool).
+type SpoolStats struct {
+	// Bytes is what the spool's files hold that has not yet gone back to
+	// memory, record headers included; Files the number of segment files.
+	Bytes int64
+	Files int
+	// DiskBytes is the size of its files, what maxBytes bounds.
+	DiskBytes int64
+	// OldestAge is the age of the oldest record in Bytes: zero when
+	// Bytes is.
+	OldestAge time.Duration
+	// Spooled counts the messages Write put in the spool, and their bytes.
+	Spooled      uint64
+	SpooledBytes uint64
+	// Recovered counts the messages found in the spool when it was opened
+	// and given to memory to be sent.
+	Recovered uint64
+	// Damaged counts the regions of the spool's files skipped because
+	// they held no valid record, and DamagedBytes their bytes.
+	Damaged      uint64
+	DamagedBytes uint64
+	// Err is the latest failure to write or sync the spool's files, nil
+	// once a write succeeds after it. Messages that failed stay in memory
+	// and are written again.
+	Err error
+}
+
+// A SpoolDamageError describes bytes of a spool file that held no valid
+// record: they were skipped and never delivered.
+type SpoolDamageError struct {
+	File     string // the segment file
+	From, To int64  // the byte range skipped
+	Reason   string // "checksum mismatch", "cut short", ...
+}
+
+func (e *SpoolDamageError) Error() string {
+	return fmt.Sprintf("conn: spool file %s damaged at bytes %d-%d (%s): skipped", e.File, e.From, e.To, e.Reason)
+}
+
+// openSpools holds the directories this process has open, which a flock
+// or Windows handle refuses to a second opener anyway, but an fcntl lock
+// (illumos, solaris, aix) and platforms without locks do not.
+var openSpools sync.Map // absolute path → struct{}
+
+// A spoolSeg is a segment file.
+type spoolSeg struct {
+	id     uint64
+	end    int64 // the end of its good records: its size
+	sealed bool  // no more records are appended
+}
+
+// spool is a BatchWriter's disk. Writes append records to a buffer under
+// mu; the syncer (spoolsync.go) writes the buffer to the last segment
+// file, syncs, saves the read position in the ledger and removes the
+// segments behind it; the feeder (spoolfeed.go) reads records in order
+// and puts them in the BatchWriter's memory queue.
+type spool struct {
+	dir      string
+	abs      string // the key in openSpools
+	maxBytes int64
+	segMax   int64 // a segment is sealed once it would grow past this
+	bufMax   int   // the buffer's bound, but one record always fits
+	durable  bool
+	every    time.Duration
+	lockf    *os.File
+	ledger   *ledger // the syncer's
+
+	// Writing to the files: the syncer's, or a Write's that finds the
+	// buffer full.
+	wmu        sync.Mutex
+	wf         *os.File  // the last segment, appended to
+	dirtySince time.Time // the first write not yet synced; zero if none
+	failing    bool      // the latest write or sync failed (logged once)
+	firstNew   uint64    // the first segment of this life; those before were recovered
+
+	wakeSync chan struct{} // nudges the syncer; capacity 1
+	wakeFeed chan struct{} // nudges the feeder; capacity 1
+	stop     chan struct{} // closed by Close: the syncer's last cycle
+	synced   chan struct{} // closed when the syncer returns
+
+	mu          sync.Mutex
+	buf         []byte        // records not yet in a file
+	bufRecs     uint64        // how many
+	spare       []byte        // the other buffer
+	disk        int64         // the files' bytes plus len(buf): what maxBytes bounds
+	segs        []spoolSeg    // the segment files, in order; the last takes appends
+	appended    uint64        // records appended in this life
+	appendedB   uint64        // their payload bytes
+	written     uint64        // of those, in a file
+	syncedRecs  uint64        // of those, synced
+	syncReq     uint64        // a Sync wants this many synced
+	syncNote    chan struct{} // closed when syncedRecs grows or a sync fails; nil if nobody waits
+	room        chan struct{} // closed when room is made; nil if nobody waits
+	noAppends   bool          // Close: appends refused
+	failed      error         // the latest write or sync failure; nil after a success
+	syncStopped bool          // the syncer made its last cycle
+
+	// The feeder's progress, under mu.
+	read        spoolPos      // where the next record to feed begins
+	headTime    int64         // unix nanoseconds of the record at read; 0 if unknown or none
+	fedNew      atomic.Uint64 // records of this life fed: counted after each put
+	fedNewB     atomic.Uint64 // their payload bytes
+	fedWaiters  atomic.Int32  // Flushes waiting on fedNote
+	recovered   uint64        // records of earlier lives fed
+	pendingRecB int64         // bytes at read and after, in files and buf: Stats.Bytes
+	fedNote     chan struct{} // closed when the feeder moves; nil if nobody waits
+	marks       []spoolMark   // fed records not yet settled, in runs
+	damaged     uint64
+	damagedB    uint64
+}
+
+// A spoolMark is a run of records fed to memory with consecutive sequence
+// numbers [from, to): once they are all settled, the read position saved
+// in the ledger may move to pos.
+type spoolMark struct {
+	from, to   uint64 // sequence numbers
+	fromB, toB uint64 // the queue's payload bytes before from and before to
+	pos        spoolPos
+}
+
+// unsettled counts the messages fed from the spool at sequence numbers
+// from frontier on, and their bytes; settledB is the payload bytes before
+// frontier. s.mu must be held.
+func (s *spool) unsettledLocked(frontier, settledB uint64) (n, b uint64) {
+	for _, m := range s.marks {
+		switch {
+		case m.to <= frontier:
+		case m.from >= frontier:
+			n, b = n+m.to-m.from, b+m.toB-m.fromB
+		default:
+			n, b = n+m.to-frontier, b+m.toB-settledB
+		}
+	}
+	return n, b
+}
+
+// openSpool opens or creates the spool in dir, locked for this process.
+func openSpool(cfg batchConfig) (*spool, error) {
+	if cfg.spoolDir == "" {
+		return nil, errors.New("conn: WithSpool needs a directory")
+	}
+	if err := os.MkdirAll(cfg.spoolDir, 0o700); err != nil {
+		return nil, fmt.Errorf("conn: spool: %w", err)
+	}
+	abs, err := filepath.Abs(cfg.spoolDir)
+	if err != nil {
+		return nil, fmt.Errorf("conn: spool: %w", err)
+	}
+	if _, dup := openSpools.LoadOrStore(abs, struct{}{}); dup {
+		return nil, fmt.Errorf("%w: %s", errSpoolLocked, cfg.spoolDir)
+	}
+	s := &spool{
+		dir: cfg.spoolDir, abs: abs, maxBytes: cfg.spoolMax, durable: cfg.durable, every: DefaultSpoolSync,
+		wakeSync: make(chan struct{}, 1), wakeFeed: make(chan struct{}, 1),
+		stop: make(chan struct{}), synced: make(chan struct{}),
+	}
+	if cfg.durable {
+		s.every = cfg.syncEvery
+	}
+	s.segMax = min(max(s.maxBytes/8, 64<<10), 64<<20)
+	s.bufMax = min(max(cfg.size/2, 64<<10), 4<<20)
+	if err := s.open(); err != nil {
+		s.release()
+		return nil, err
+	}
+	return s, nil
+}
+
+// open locks the directory, reads the ledger, finds the segments and
+// starts a new one for this life's appends.
+func (s *spool) open() error {
+	lf, err := openLockFile(filepath.Join(s.dir, spoolLockName))
+	if errors.Is(err, errSpoolLocked) {
+		return fmt.Errorf("%w: %s", errSpoolLocked, s.dir)
+	}
+	if err != nil {
+		return fmt.Errorf("conn: spool: %w", err)
+	}
+	if err := lockFile(lf); err != nil {
+		lf.Close()
+		if errors.Is(err, errSpoolLocked) {
+			return fmt.Errorf("%w: %s", errSpoolLocked, s.dir)
+		}
+		return fmt.Errorf("conn: spool: lock %s: %w", lf.Name(), err)
+	}
+	s.lockf = lf
+	ids, err := s.listSegments()
+	if err != nil {
+		return err
+	}
+	next := uint64(1)
+	if len(ids) > 0 {
+		next = ids[len(ids)-1] + 1
+	}
+	l, created, err := openLedger(s.dir, spoolPos{seg: next, off: segHeaderLen})
+	if err != nil {
+		return err
+	}
+	s.ledger = l
+	pos := l.pos
+	for _, id := range ids {
+		name := s.segName(id)
+		if id < pos.seg { // delivered; its removal was cut short
+			if err := os.Remove(name); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("conn: spool: %w", err)
+			}
+			continue
+		}
+		size, err := checkSegment(name)
+		if err != nil {
+			return err
+		}
+		s.segs = append(s.segs, spoolSeg{id: id, end: size, sealed: true})
+		s.disk += size
+	}
+	s.read = pos
+	if len(s.segs) > 0 && s.segs[0].id != pos.seg { // the ledger's segment is gone
+		s.read = spoolPos{seg: s.segs[0].id, off: segHeaderLen}
+	}
+	s.read.off = max(s.read.off, segHeaderLen)
+	for _, g := range s.segs {
+		s.pendingRecB += g.end - segHeaderLen
+	}
+	if len(s.segs) > 0 && s.segs[0].id == s.read.seg {
+		s.pendingRecB -= min(s.read.off-segHeaderLen, s.segs[0].end-segHeaderLen)
+	}
+	s.pendingRecB = max(s.pendingRecB, 0)
+	s.firstNew = max(next, pos.seg)
+	if err := s.newSegment(s.firstNew); err != nil {
+		return err
+	}
+	if len(s.segs) == 1 {
+		s.read = spoolPos{seg: s.firstNew, off: segHeaderLen}
+	}
+	s.headTime = s.peekTime(s.read)
+	_ = created // newSegment synced the directory, the ledger's creation included
+	return nil
+}
+
+// listSegments returns the ids of the segment files, in order.
+func (s *spool) listSegments() ([]uint64, error) {
+	ents, err := os.ReadDir(s.dir)
+	if err != nil {
+		return nil, fmt.Errorf("conn: spool: %w", err)
+	}
+	var ids []uint64
+	for _, e := range ents {
+		name := e.Name()
+		if !strings.HasPrefix(name, spoolSegPrefix) || !strings.HasSuffix(name, spoolSegSuffix) {
+			continue
+		}
+		id, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimPrefix(name, spoolSegPrefix), spoolSegSuffix), 16, 64)
+		if err != nil {
+			continue
+		}
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids, nil
+}
+
+func (s *spool) segName(id uint64) string {
+	return filepath.Join(s.dir, fmt.Sprintf("%s%016x%s", spoolSegPrefix, id, spoolSegSuffix))
+}
+
+// checkSegment returns the size of the segment file name, refusing one of
+// a newer format. A file too short for its header (a crash as it was
+// made) counts as empty.
+func checkSegment(name string) (int64, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return 0, fmt.Errorf("conn: spool: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, fmt.Errorf("conn: spool: %w", err)
+	}
+	if fi.Size() < segHeaderLen {
+		return segHeaderLen, nil
+	}
+	h := make([]byte, segHeaderLen)
+	if _, err := f.ReadAt(h, 0); err != nil {
+		return 0, fmt.Errorf("conn: spool: %w", err)
+	}
+	if err := checkSegmentHeader(name, h); errors.Is(err, ErrSpoolVersion) {
+		return 0, err
+	}
+	return fi.Size(), nil // a bad header is reported as damage when read
+}
+
+// newSegment creates segment id, empty, and makes it the one appended to.
+func (s *spool) newSegment(id uint64) error {
+	f, err := os.OpenFile(s.segName(id), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("conn: spool: %w", err)
+	}
+	if _, err := f.Write(segmentHeader()); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return fmt.Errorf("conn: spool: %w", err)
+	}
+	if err := datasync(f); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return fmt.Errorf("conn: spool: %w", err)
+	}
+	if err := syncDir(s.dir); err != nil {
+		f.Close()
+		return fmt.Errorf("conn: spool: sync %s: %w", s.dir, err)
+	}
+	s.mu.Lock()
+	if n := len(s.segs); n > 0 {
+		s.segs[n-1].sealed = true
+	}
+	s.segs = append(s.segs, spoolSeg{id: id, end: segHeaderLen})
+	s.disk += segHeaderLen
+	s.mu.Unlock()
+	s.wf = f
+	return nil
+}
+
+// peekTime returns the time stamp of the record at pos, or 0.
+func (s *spool) peekTime(pos spoolPos) int64 {
+	f, err := os.Open(s.segName(pos.seg))
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	b := make([]byte, recHeaderLen)
+	if _, err := f.ReadAt(b, pos.off); err != nil {
+		return 0
+	}
+	h, ok := parseHead(b)
+	if !ok {
+		return 0
+	}
+	return h.time
+}
+
+// maxRecord is the longest message the spool takes.
+func (s *spool) maxRecord() int64 {
+	return min(s.maxBytes-segHeaderLen-recHeaderLen, 1<<32-1)
+}
+
+// append adds a record of p to the buffer. When the files hold maxBytes,
+// it waits up to wait for room, else fails with ErrSpoolFull. When the
+// buffer is full, it writes the buffer out itself unless the syncer is
+// doing so; then it waits for that write, up to wait or spoolStall. It
+// sets spilling before the record is visible: a Write that begins after
+// this one returned goes to the spool too.
+func (w *BatchWriter) spoolAppend(p []byte) error {
+	s := w.spool
+	now := time.Now().UnixNano()
+	c := recordCost(len(p))
+	var deadline *time.Timer
+	for {
+		s.mu.Lock()
+		if s.noAppends {
+			s.mu.Unlock()
+			return errWriterClosed
+		}
+		diskRoom := s.disk+c <= s.maxBytes
+		if diskRoom && (len(s.buf) == 0 || len(s.buf)+int(c) <= s.bufMax) {
+			w.spilling.Store(true)
+			if s.pendingRecB == 0 {
+				s.headTime = now
+			}
+			s.buf = appendRecord(s.buf, p, now)
+			s.bufRecs++
+			s.disk += c
+			s.pendingRecB += c
+			s.appended++
+			s.appendedB += uint64(len(p))
+			s.mu.Unlock()
+			select {
+			case s.wakeSync <- struct{}{}:
+			default:
+			}
+			return nil
+		}
+		s.mu.Unlock()
+		wait := w.cfg.waitWhenFull
+		if diskRoom {
+			if s.wmu.TryLock() {
+				err := w.drainLocked()
+				w.noteSpoolFailure(err)
+				s.wmu.Unlock()
+				if err == nil {
+					continue
+				}
+			}
+			wait = max(wait, spoolStall) // a write is under way
+		}
+		if wait <= 0 {
+			return ErrSpoolFull
+		}
+		s.mu.Lock()
+		if s.room == nil {
+			s.room = make(chan struct{})
+		}
+		room := s.room
+		s.mu.Unlock()
+		if deadline == nil {
+			deadline = time.NewTimer(wait)
+			defer deadline.Stop()
+		}
+		select {
+		case <-room:
+		case <-deadline.C:
+			return ErrSpoolFull
+		}
+	}
+}
+
+// spoolStall is how long a Write waits for a write of the spool's buffer
+// under way, when the buffer is full, before it fails with ErrSpoolFull.
+const spoolStall = 100 * time.Millisecond
+
+// roomMadeLocked wakes the appends waiting for room. s.mu must be held.
+func (s *spool) roomMadeLocked() {
+	if s.room != nil {
+		close(s.room)
+		s.room = nil
+	}
+}
+
+// stopAppends makes every later append fail with errWriterClosed, and
+// wakes those waiting for room.
+func (s *spool) stopAppends() {
+	s.mu.Lock()
+	s.noAppends = true
+	s.roomMadeLocked()
+	s.mu.Unlock()
+}
+
+// nudge wakes the syncer and the feeder.
+func (s *spool) nudge() {
+	select {
+	case s.wakeSync <- struct{}{}:
+	default:
+	}
+	select {
+	case s.wakeFeed <- struct{}{}:
+	default:
+	}
+}
+
+// failedErr is the latest write failure, or ErrSpoolFull.
+func (s *spool) failedErr() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.failed != nil {
+		return s.failed
+	}
+	return ErrSpoolFull
+}
+
+// release unlocks the directory.
+func (s *spool) release() {
+	if s.lockf != nil {
+		s.lockf.Close()
+	}
+	if s.ledger != nil {
+		s.ledger.f.Close()
+	}
+	openSpools.Delete(s.abs)
+}
+
+// stats returns the spool's part of Stats.
+func (s *spool) stats() SpoolStats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := SpoolStats{
+		Bytes: s.pendingRecB, Files: len(s.segs), DiskBytes: s.disk - int64(len(s.buf)),
+		Spooled: s.appended, SpooledBytes: s.appendedB, Recovered: s.recovered,
+		Damaged: s.damaged, DamagedBytes: s.damagedB, Err: s.failed,
+	}
+	if s.pendingRecB > 0 && s.headTime != 0 {
+		st.OldestAge = max(time.Since(time.Unix(0, s.headTime)), 0)
+	}
+	return st
+}
+
+// logDamage reports a damaged region of a segment.
+func (w *BatchWriter) spoolDamaged(e *SpoolDamageError) {
+	s := w.spool
+	s.mu.Lock()
+	s.damaged++
+	s.damagedB += uint64(max(e.To-e.From, 0))
+	s.mu.Unlock()
+	w.m.log(level.WarnValue(), "spool record damaged; skipped", "file", e.File, "from", e.From, "to", e.To, "reason", e.Reason)
+	w.dropped(e)
+}

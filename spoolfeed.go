@@ -1,0 +1,331 @@
+package conn
+
+import (
+	"io"
+	"os"
+)
+
+// spoolReadSize is the feeder's read: large enough that reading a backlog
+// costs few system calls, small enough to stay far inside the memory
+// buffer's bound.
+const spoolReadSize = 256 << 10
+
+// markRun bounds the records one spoolMark covers, so that the ledger
+// moves while a long run of records is still being delivered.
+const markRun = 1024
+
+// A segReader reads one segment file through a window of its bytes.
+type segReader struct {
+	name  string
+	f     *os.File
+	buf   []byte // the window: the file's bytes at [at, at+len(buf))
+	at    int64
+	limit int64 // bytes past this are not read: the segment's end
+}
+
+// open points r at segment file name, whose good bytes end at limit.
+func (r *segReader) open(name string, limit int64) error {
+	if r.name == name && r.f != nil {
+		r.limit = limit
+		return nil
+	}
+	r.close()
+	f, err := os.Open(name)
+	if err != nil {
+		return err
+	}
+	r.name, r.f, r.limit = name, f, limit
+	r.buf, r.at = r.buf[:0], 0
+	return nil
+}
+
+func (r *segReader) close() {
+	if r.f != nil {
+		r.f.Close()
+	}
+	r.f, r.name = nil, ""
+	r.buf = r.buf[:0]
+}
+
+// bytesAt returns the n bytes at off, or fewer where the file or the
+// limit ends first. The slice is valid until the next call.
+func (r *segReader) bytesAt(off int64, n int) []byte {
+	n = int(min(int64(n), max(r.limit-off, 0)))
+	if off >= r.at && off+int64(n) <= r.at+int64(len(r.buf)) {
+		return r.buf[off-r.at : off-r.at+int64(n)]
+	}
+	want := max(n, spoolReadSize)
+	want = int(min(int64(want), max(r.limit-off, 0)))
+	if cap(r.buf) < want || cap(r.buf) > 4*spoolReadSize && want <= spoolReadSize {
+		r.buf = make([]byte, want) // a large record's window goes back to the usual size after it
+	}
+	r.buf = r.buf[:want]
+	got, err := r.f.ReadAt(r.buf, off)
+	if err != nil && err != io.EOF {
+		got = 0
+	}
+	r.buf, r.at = r.buf[:got], off
+	return r.buf[:min(n, got)]
+}
+
+// resync returns the offset of the first valid record after from, or the
+// limit: both checksums must match, the header's first.
+func (r *segReader) resync(from int64) int64 {
+	for off := from; off+recHeaderLen <= r.limit; off++ {
+		b := r.bytesAt(off, recHeaderLen)
+		if len(b) < recHeaderLen {
+			break
+		}
+		h, ok := parseHead(b)
+		if !ok || off+recordCost(h.n) > r.limit {
+			continue
+		}
+		p := r.bytesAt(off+recHeaderLen, h.n)
+		if len(p) == h.n && crc32c(p) == h.pcrc {
+			return off
+		}
+	}
+	return r.limit
+}
+
+// runSpoolFeeder is the spool's feeder: it reads records in order and puts
+// them in the memory queue as room allows. It returns when Close has
+// stopped appends and everything is fed, when Close's time runs out, or
+// when the queue closes (the Manager's Close).
+func (w *BatchWriter) runSpoolFeeder() {
+	defer close(w.fedDone)
+	s := w.spool
+	var r segReader
+	defer r.close()
+	for {
+		s.mu.Lock()
+		i := 0
+		for i < len(s.segs)-1 && s.segs[i].id < s.read.seg {
+			i++
+		}
+		g, last := s.segs[i], i == len(s.segs)-1
+		if g.id != s.read.seg { // the read position's segment was removed underneath
+			s.read = spoolPos{seg: g.id, off: segHeaderLen}
+		}
+		off := s.read.off
+		if off >= g.end && last { // caught up
+			if s.written == s.appended && len(s.buf) == 0 {
+				s.pendingRecB = 0
+				s.headTime = 0
+				if !s.durable {
+					w.spilling.Store(false) // under mu: no append is under way
+				}
+				if s.noAppends {
+					s.mu.Unlock()
+					return
+				}
+			}
+			s.mu.Unlock()
+			select {
+			case <-s.wakeFeed:
+			case <-w.abort:
+				return
+			case <-w.m.closing:
+				return
+			}
+			continue
+		}
+		s.mu.Unlock()
+		if off >= g.end { // a sealed segment read to its end
+			r.close()
+			s.mu.Lock()
+			s.read = spoolPos{seg: s.segs[i+1].id, off: segHeaderLen}
+			s.mu.Unlock()
+			continue
+		}
+		if !w.feedSegment(&r, g) {
+			return
+		}
+	}
+}
+
+// feedSegment feeds the records of segment g from the read position to
+// its end as it is now. It returns false if the feeder must stop.
+func (w *BatchWriter) feedSegment(r *segReader, g spoolSeg) bool {
+	s := w.spool
+	name := s.segName(g.id)
+	s.mu.Lock()
+	off := s.read.off
+	s.mu.Unlock()
+	if err := r.open(name, g.end); err != nil {
+		w.spoolDamaged(&SpoolDamageError{File: name, From: off, To: g.end, Reason: "unreadable: " + err.Error()})
+		w.skipTo(spoolPos{seg: g.id, off: g.end}, g.end-off)
+		return true
+	}
+	if off == segHeaderLen {
+		if err := checkSegmentHeader(name, r.bytesAt(0, segHeaderLen)); err != nil {
+			to := r.resync(segHeaderLen)
+			w.spoolDamaged(&SpoolDamageError{File: name, From: 0, To: to, Reason: "bad segment header"})
+			w.skipTo(spoolPos{seg: g.id, off: to}, to-off)
+			off = to
+		}
+	}
+	recovered := g.id < s.firstNew
+	for off < g.end {
+		b := r.bytesAt(off, recHeaderLen)
+		if len(b) < recHeaderLen {
+			w.damage(name, g.id, off, g.end, "cut short")
+			return true
+		}
+		h, ok := parseHead(b)
+		if ok && off+recordCost(h.n) > g.end {
+			if to := r.resync(off + 1); to < g.end {
+				w.damage(name, g.id, off, to, "length past the end")
+				off = to
+				continue
+			}
+			w.damage(name, g.id, off, g.end, "cut short")
+			return true
+		}
+		var p []byte
+		if ok {
+			p = r.bytesAt(off+recHeaderLen, h.n)
+			ok = len(p) == h.n && crc32c(p) == h.pcrc
+		}
+		if !ok {
+			to := r.resync(off + 1)
+			w.damage(name, g.id, off, to, "checksum mismatch")
+			off = to
+			continue
+		}
+		next := spoolPos{seg: g.id, off: off + recordCost(h.n)}
+		if !w.feedRecord(p, h.time, next, recovered) {
+			return false
+		}
+		off = next.off
+	}
+	return true
+}
+
+// damage reports the bytes [from, to) of a segment as damaged and moves
+// the read position past them.
+func (w *BatchWriter) damage(name string, seg uint64, from, to int64, reason string) {
+	w.spoolDamaged(&SpoolDamageError{File: name, From: from, To: to, Reason: reason})
+	w.skipTo(spoolPos{seg: seg, off: to}, to-from)
+}
+
+// skipTo moves the read position past n bytes that held no record.
+func (w *BatchWriter) skipTo(pos spoolPos, n int64) {
+	s := w.spool
+	s.mu.Lock()
+	s.read = pos
+	s.pendingRecB = max(s.pendingRecB-n, 0)
+	s.mu.Unlock()
+}
+
+// feedRecord puts the record p, spooled at t, in the memory queue,
+// waiting for room; next is where the record after it begins. It returns
+// false if the feeder must stop.
+func (w *BatchWriter) feedRecord(p []byte, t int64, next spoolPos, recovered bool) bool {
+	s := w.spool
+	if cost(len(p)) > int64(w.q.size) {
+		w.spoolDamaged(&SpoolDamageError{File: s.segName(next.seg), From: next.off - recordCost(len(p)), To: next.off,
+			Reason: "message larger than the memory buffer (WithBufferSize)"})
+		w.skipTo(next, recordCost(len(p)))
+		return true
+	}
+	if !w.q.reserve(len(p)) {
+		s.mu.Lock()
+		s.headTime = t
+		s.mu.Unlock()
+		if !w.feederWaitForRoom(len(p)) {
+			return false
+		}
+	}
+	at, ok := w.q.put(p)
+	if !ok {
+		w.q.release(1, len(p))
+		return false
+	}
+	n := uint64(len(p))
+	s.mu.Lock()
+	if k := len(s.marks); k > 0 && s.marks[k-1].to == at.seq && s.marks[k-1].to-s.marks[k-1].from < markRun {
+		m := &s.marks[k-1]
+		m.to, m.toB, m.pos = at.seq+1, at.bytes+n, next
+	} else {
+		s.marks = append(s.marks, spoolMark{from: at.seq, to: at.seq + 1, fromB: at.bytes, toB: at.bytes + n, pos: next})
+	}
+	s.read = next
+	s.pendingRecB = max(s.pendingRecB-recordCost(len(p)), 0)
+	s.headTime = 0
+	if recovered {
+		s.recovered++
+	}
+	s.mu.Unlock()
+	if !recovered {
+		s.fedNewB.Add(n)
+		s.fedNew.Add(1)
+	}
+	if s.fedWaiters.Load() > 0 {
+		s.mu.Lock()
+		if s.fedNote != nil {
+			close(s.fedNote)
+			s.fedNote = nil
+		}
+		s.mu.Unlock()
+	}
+	if w.sleeping.Load() && w.sleeping.CompareAndSwap(true, false) {
+		w.nudge()
+	}
+	return true
+}
+
+// feederWaitForRoom reserves room for a record of n bytes, waiting as long
+// as it takes; false if the feeder must stop instead.
+func (w *BatchWriter) feederWaitForRoom(n int) bool {
+	for {
+		room := w.room.Load()
+		if room == nil {
+			c := make(chan struct{})
+			if !w.room.CompareAndSwap(nil, &c) {
+				continue
+			}
+			room = &c
+		}
+		if w.q.closed.Load() {
+			return false
+		}
+		if w.q.reserve(n) {
+			return true
+		}
+		select {
+		case <-*room:
+		case <-w.abort:
+			return false
+		case <-w.m.closing:
+			return false
+		}
+	}
+}
+
+// spoolWaitFed waits until the feeder has put in memory every record the
+// spool held when it was called, or ctx is done, or the feeder stopped.
+func (w *BatchWriter) spoolWaitFed(done <-chan struct{}) bool {
+	s := w.spool
+	s.fedWaiters.Add(1)
+	defer s.fedWaiters.Add(-1)
+	s.mu.Lock()
+	target := s.appended
+	for s.fedNew.Load() < target || s.read.seg < s.firstNew {
+		if s.fedNote == nil {
+			s.fedNote = make(chan struct{})
+		}
+		note := s.fedNote
+		s.mu.Unlock()
+		select {
+		case <-note:
+		case <-w.fedDone:
+			return true
+		case <-done:
+			return false
+		}
+		s.mu.Lock()
+	}
+	s.mu.Unlock()
+	return true
+}
