@@ -167,9 +167,9 @@ func newBatchWriter(m *Manager, opts []BatchOption) (*BatchWriter, error) {
 	switch {
 	case cfg.acks != nil && isDatagram(m.network):
 		w.unusable = fmt.Errorf("conn: acknowledged delivery needs a stream network, not %q", m.network)
-	case cfg.durable && cfg.spoolDir == "":
+	case cfg.durable && !cfg.spool:
 		w.unusable = errors.New("conn: WithDurableSpool needs WithSpool")
-	case cfg.spoolDir != "":
+	case cfg.spool:
 		s, err := openSpool(cfg)
 		if err != nil {
 			w.unusable = err

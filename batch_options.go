@@ -53,6 +53,7 @@ type batchConfig struct {
 	maxMessage   int
 
 	// The spool (spool.go).
+	spool     bool
 	spoolDir  string
 	spoolMax  int64
 	durable   bool

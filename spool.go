@@ -69,6 +69,7 @@ var errSpoolLocked = errors.New("conn: spool directory in use by another BatchWr
 // GiB.
 func WithSpool(dir string, maxBytes int64) BatchOption {
 	return batchOptionFunc(func(c *batchConfig) {
+		c.spool = true
 		c.spoolDir = dir
 		c.spoolMax = maxBytes
 		if maxBytes < 1 {

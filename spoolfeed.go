@@ -135,6 +135,7 @@ func (w *BatchWriter) runSpoolFeeder() {
 			r.close()
 			s.mu.Lock()
 			s.read = spoolPos{seg: s.segs[i+1].id, off: segHeaderLen}
+			s.movedLocked()
 			s.mu.Unlock()
 			continue
 		}
@@ -215,6 +216,7 @@ func (w *BatchWriter) skipTo(pos spoolPos, n int64) {
 	s.mu.Lock()
 	s.read = pos
 	s.pendingRecB = max(s.pendingRecB-n, 0)
+	s.movedLocked()
 	s.mu.Unlock()
 }
 
@@ -263,10 +265,7 @@ func (w *BatchWriter) feedRecord(p []byte, t int64, next spoolPos, recovered boo
 	}
 	if s.fedWaiters.Load() > 0 {
 		s.mu.Lock()
-		if s.fedNote != nil {
-			close(s.fedNote)
-			s.fedNote = nil
-		}
+		s.movedLocked()
 		s.mu.Unlock()
 	}
 	if w.sleeping.Load() && w.sleeping.CompareAndSwap(true, false) {
@@ -300,6 +299,15 @@ func (w *BatchWriter) feederWaitForRoom(n int) bool {
 		case <-w.m.closing:
 			return false
 		}
+	}
+}
+
+// movedLocked wakes the Flushes waiting for the feeder: it moved. s.mu
+// must be held.
+func (s *spool) movedLocked() {
+	if s.fedNote != nil {
+		close(s.fedNote)
+		s.fedNote = nil
 	}
 }
 

@@ -245,7 +245,7 @@ func (w *BatchWriter) saveSpoolPosition(st *syncerState, final bool) time.Durati
 	s.mu.Lock()
 	s.marks = s.marks[k:]
 	var gone []spoolSeg
-	for len(s.segs) > 1 && s.segs[0].id < pos.seg {
+	for len(s.segs) > 1 && (s.segs[0].id < pos.seg || s.segs[0].id == pos.seg && s.segs[0].sealed && pos.off >= s.segs[0].end) {
 		gone = append(gone, s.segs[0])
 		s.segs = s.segs[1:]
 	}
