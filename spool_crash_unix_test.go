@@ -134,10 +134,15 @@ func downAddress(t *testing.T) string {
 }
 
 // spoolChild starts this binary as a crash-test child.
-func spoolChild(t *testing.T, mode, dir, addr string, every time.Duration, round int) (*exec.Cmd, <-chan string) {
-	cmd := exec.Command(os.Args[0], "-test.run=^TestSpoolCrashChild$")
+func spoolChild(t *testing.T, mode, dir, addr string, every time.Duration, round int, env ...string) (*exec.Cmd, <-chan string) {
+	run := "^TestSpoolCrashChild$"
+	if mode == "diskfull" {
+		run = "^TestSpoolDiskFullChild$"
+	}
+	cmd := exec.Command(os.Args[0], "-test.run="+run)
 	cmd.Env = append(os.Environ(), spoolChildEnv+"="+mode, "SPOOL_DIR="+dir, "SPOOL_ADDR="+addr,
 		"SPOOL_EVERY="+every.String(), "SPOOL_ROUND="+strconv.Itoa(round))
+	cmd.Env = append(cmd.Env, env...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
