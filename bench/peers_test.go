@@ -35,7 +35,9 @@ import (
 //     example; a waiter, not a poller) over a Manager: a lock-free ring
 //     that drops the oldest when full, and one Write per message;
 //   - bufio: a bufio.Writer (64 KiB) behind a sync.Mutex over a bare
-//     net.Conn: the caller does the write when the buffer fills.
+//     net.Conn: the caller does the write when the buffer fills;
+//   - conn-spool: conn with a disk-assisted spool (WithSpool): what the
+//     spool costs while the connection keeps up.
 
 // asyncWriter is a writer under test: finish pushes out what it buffers
 // (its bytes may still be on their way to the socket when it returns);
@@ -58,6 +60,7 @@ var peers = []peer{
 	{"zap", openZap},
 	{"diode", openDiode},
 	{"bufio", openBufio},
+	{"conn-spool", openConnSpool},
 }
 
 func nothing() error { return nil }
@@ -80,6 +83,24 @@ func openConn(tb testing.TB, addr string, outage bool) asyncWriter {
 		opts = append(opts, conn.WithWaitWhenFull(time.Minute))
 	}
 	w := conn.NewBatchWriter(m, opts...)
+	tb.Cleanup(func() { w.Close() })
+	return asyncWriter{
+		Writer: w,
+		finish: func() error {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			return w.Flush(ctx)
+		},
+		dropped: func() int64 { return int64(w.Stats().Dropped) },
+	}
+}
+
+func openConnSpool(tb testing.TB, addr string, outage bool) asyncWriter {
+	m := managerTo(tb, addr, outage)
+	w, err := conn.OpenBatchWriter(m, conn.WithSpool(tb.TempDir(), 0))
+	if err != nil {
+		tb.Fatal(err)
+	}
 	tb.Cleanup(func() { w.Close() })
 	return asyncWriter{
 		Writer: w,
