@@ -405,3 +405,70 @@ func ExampleWithMaxConnectionAge() {
 	defer w.Close()
 	fmt.Fprintln(w, "a log line")
 }
+
+// A durable spool keeps what the collector could not take, across a
+// restart of the program: the next BatchWriter on the directory sends it
+// first.
+func ExampleWithDurableSpool() {
+	dir, _ := os.MkdirTemp("", "spool")
+	defer os.RemoveAll(dir)
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := ln.Addr().String()
+	ln.Close() // the collector is down
+
+	m := conn.New("tcp", addr)
+	w, err := conn.OpenBatchWriter(m, conn.WithSpool(dir, 1<<30), conn.WithDurableSpool(conn.DefaultSpoolSync),
+		conn.WithCloseTimeout(10*time.Millisecond))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	for i := range 3 {
+		fmt.Fprintf(w, "line %d\n", i)
+	}
+	if err := w.Sync(context.Background()); err != nil { // on disk: a crash loses none of them
+		fmt.Println(err)
+	}
+	w.Close()
+	m.Close()
+	fmt.Println("left on disk:", w.Stats().Left)
+
+	// The program starts again, and the collector is back.
+	ln, _ = net.Listen("tcp", addr)
+	defer ln.Close()
+	received := make(chan []string)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		var lines []string
+		for r := bufio.NewScanner(c); len(lines) < 4 && r.Scan(); {
+			lines = append(lines, r.Text())
+		}
+		received <- lines
+	}()
+	m = conn.New("tcp", addr)
+	defer m.Close()
+	w, err = conn.OpenBatchWriter(m, conn.WithSpool(dir, 1<<30), conn.WithDurableSpool(conn.DefaultSpoolSync))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Fprintln(w, "new line")
+	if err := w.Close(); err != nil {
+		fmt.Println(err)
+	}
+	for _, line := range <-received {
+		fmt.Println(line)
+	}
+	fmt.Println("recovered:", w.Stats().Spool.Recovered)
+	// Output:
+	// left on disk: 3
+	// line 0
+	// line 1
+	// line 2
+	// new line
+	// recovered: 3
+}
