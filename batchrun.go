@@ -284,6 +284,7 @@ func (w *BatchWriter) discard() {
 		w.spoolCap = min(w.spoolCap, settled)
 		s.mu.Lock()
 		left, leftB = s.unsettledLocked(settled, acceptedBytes-nb)
+		s.pendingRecB += int64(leftB) + int64(left)*recHeaderLen // on disk, not delivered
 		s.mu.Unlock()
 	}
 	w.noteDiscardsLocked(n - left)

@@ -31,9 +31,18 @@ var ErrSpoolFull = fmt.Errorf("%w: spool full", ErrBufferFull)
 // no durable spool (WithDurableSpool): its messages live in memory.
 var ErrNotDurable = errors.New("conn: Sync needs a durable spool (WithSpool and WithDurableSpool)")
 
-// errSpoolLocked is the error of opening a spool that a BatchWriter, in
-// this process or another, holds open.
-var errSpoolLocked = errors.New("conn: spool directory in use by another BatchWriter (its lock file is held)")
+// ErrSpoolInUse is matched by the error of opening a spool that another
+// BatchWriter, in this process or another, holds open. The directory is
+// not touched.
+var ErrSpoolInUse = errors.New("conn: spool directory in use by another BatchWriter (its lock file is held)")
+
+// What the spool's files take besides the messages: each message's record
+// header, and each segment file's header. A message longer than maxBytes
+// (WithSpool) less both never fits.
+const (
+	SpoolRecordOverhead  = recHeaderLen
+	SpoolSegmentOverhead = segHeaderLen
+)
 
 // WithSpool gives the BatchWriter a spool: segment files in dir (created
 // if missing, mode 0700) holding at most maxBytes, so that an outage
@@ -54,10 +63,12 @@ var errSpoolLocked = errors.New("conn: spool directory in use by another BatchWr
 // DefaultSpoolSync (a power loss loses at most that); what is in memory,
 // up to WithBufferSize, is lost by a crash as without a spool.
 //
-// When the spool is full (maxBytes counts its files' bytes, a header of 20
-// bytes per message included), Write follows the full policy: it fails
-// with ErrSpoolFull, or waits with WithWaitWhenFull. A message longer
-// than maxBytes less 36 bytes is refused with ErrTooLarge.
+// When the spool is full (maxBytes counts its files' bytes,
+// SpoolRecordOverhead per message and SpoolSegmentOverhead per file
+// included), Write follows the full policy: it fails with ErrSpoolFull, or
+// waits with WithWaitWhenFull. A message longer than maxBytes less both
+// overheads (36 bytes) is refused with ErrTooLarge, as is one that does
+// not fit in the memory buffer.
 //
 // On open, what the spool holds that was not delivered (written, or with
 // WithAcks acknowledged) is sent, in order, before any new message. A
@@ -102,7 +113,8 @@ func WithDurableSpool(every time.Duration) BatchOption {
 // SpoolStats describes a BatchWriter's spool (WithSpool).
 type SpoolStats struct {
 	// Bytes is what the spool's files hold that has not yet gone back to
-	// memory, record headers included; Files the number of segment files.
+	// memory (after Close, with what Close left there), record headers
+	// included; Files the number of segment files.
 	Bytes int64
 	Files int
 	// DiskBytes is the size of its files, what maxBytes bounds.
@@ -248,7 +260,7 @@ func openSpool(cfg batchConfig) (*spool, error) {
 		return nil, fmt.Errorf("conn: spool: %w", err)
 	}
 	if _, dup := openSpools.LoadOrStore(abs, struct{}{}); dup {
-		return nil, fmt.Errorf("%w: %s", errSpoolLocked, cfg.spoolDir)
+		return nil, fmt.Errorf("%w: %s", ErrSpoolInUse, cfg.spoolDir)
 	}
 	s := &spool{
 		dir: cfg.spoolDir, abs: abs, maxBytes: cfg.spoolMax, durable: cfg.durable, every: DefaultSpoolSync,
@@ -271,16 +283,16 @@ func openSpool(cfg batchConfig) (*spool, error) {
 // starts a new one for this life's appends.
 func (s *spool) open() error {
 	lf, err := openLockFile(filepath.Join(s.dir, spoolLockName))
-	if errors.Is(err, errSpoolLocked) {
-		return fmt.Errorf("%w: %s", errSpoolLocked, s.dir)
+	if errors.Is(err, ErrSpoolInUse) {
+		return fmt.Errorf("%w: %s", ErrSpoolInUse, s.dir)
 	}
 	if err != nil {
 		return fmt.Errorf("conn: spool: %w", err)
 	}
 	if err := lockFile(lf); err != nil {
 		lf.Close()
-		if errors.Is(err, errSpoolLocked) {
-			return fmt.Errorf("%w: %s", errSpoolLocked, s.dir)
+		if errors.Is(err, ErrSpoolInUse) {
+			return fmt.Errorf("%w: %s", ErrSpoolInUse, s.dir)
 		}
 		return fmt.Errorf("conn: spool: lock %s: %w", lf.Name(), err)
 	}

@@ -143,3 +143,29 @@ func TestSpoolDirectoryHasOneOwner(t *testing.T) {
 	w4.Close()
 	_ = os.Remove
 }
+
+func TestSpoolEndsWithItsManager(t *testing.T) {
+	dir := t.TempDir()
+	f := &fakeNet{dialErr: errors.New("down")}
+	m := newFake(t, f)
+	w, err := conn.OpenBatchWriter(m, conn.WithSpool(dir, 0), conn.WithDurableSpool(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := spoolLines(0, 100)
+	writeAll(t, w, lines)
+	m.Close() // before the BatchWriter: what the spool holds is written and synced
+	// A Write racing the Manager's Close is refused, or kept like the rest.
+	if _, err := w.Write([]byte("late\n")); err == nil {
+		lines = append(lines, "late\n")
+	} else if !errors.Is(err, conn.ErrClosed) {
+		t.Errorf("Write after the Manager's Close: %v, want ErrClosed", err)
+	}
+	if err := w.Sync(context.Background()); err != nil {
+		t.Errorf("Sync after the Manager's Close: %v", err)
+	}
+	w.Close()
+	if got, _, _, _ := deliverSpool(t, dir, 0); got != strings.Join(lines, "") {
+		t.Errorf("the next writer delivered %d bytes, want %d", len(got), len(strings.Join(lines, "")))
+	}
+}

@@ -16,7 +16,7 @@ func lockFile(f *os.File) error {
 	lk := syscall.Flock_t{Type: syscall.F_WRLCK, Whence: io.SeekStart}
 	err := syscall.FcntlFlock(f.Fd(), syscall.F_SETLK, &lk)
 	if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EACCES) {
-		return errSpoolLocked
+		return ErrSpoolInUse
 	}
 	return err
 }

@@ -28,7 +28,7 @@ func lockFile(f *os.File) error {
 		return err
 	}
 	if errors.Is(lerr, syscall.EWOULDBLOCK) {
-		return errSpoolLocked
+		return ErrSpoolInUse
 	}
 	return lerr
 }

@@ -23,7 +23,7 @@ func openLockFile(name string) (*os.File, error) {
 	}
 	h, err := syscall.CreateFile(p, syscall.GENERIC_READ|syscall.GENERIC_WRITE, 0, nil, syscall.OPEN_ALWAYS, syscall.FILE_ATTRIBUTE_NORMAL, 0)
 	if errors.Is(err, errorSharingViolation) {
-		return nil, errSpoolLocked
+		return nil, ErrSpoolInUse
 	}
 	if err != nil {
 		return nil, &os.PathError{Op: "open", Path: name, Err: err}

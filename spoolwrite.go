@@ -16,8 +16,9 @@ const spoolRetry = 250 * time.Millisecond
 
 // runSpoolSyncer is the spool's syncer: it writes what Writes appended to
 // the last segment file, syncs it as the mode asks, saves the read
-// position in the ledger and removes the segments behind it. Close stops
-// it after a last cycle that writes and syncs everything.
+// position in the ledger and removes the segments behind it. Close (or
+// the Manager's Close) stops it after a last cycle that writes and syncs
+// everything.
 func (w *BatchWriter) runSpoolSyncer() {
 	s := w.spool
 	defer close(s.synced)
@@ -30,6 +31,8 @@ func (w *BatchWriter) runSpoolSyncer() {
 		case <-s.wakeSync:
 		case <-timer.C:
 		case <-s.stop:
+			final = true
+		case <-w.m.closing: // nothing more is delivered: keep what is held
 			final = true
 		}
 		next := w.spoolCycle(&st, final)
@@ -274,6 +277,8 @@ func (w *BatchWriter) saveSpoolPosition(st *syncerState, final bool) time.Durati
 func (s *spool) finish() {
 	s.mu.Lock()
 	s.syncStopped = true
+	s.noAppends = true
+	s.roomMadeLocked()
 	s.notifySyncLocked()
 	s.mu.Unlock()
 	s.wf.Close()
