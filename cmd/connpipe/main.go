@@ -13,7 +13,11 @@
 // as long as it takes, so a fast producer is slowed to the pace of the
 // connection and nothing is dropped; -full drop drops and counts the lines
 // that find it full instead, for a producer that must never wait, and -wait
-// bounds the wait. At the end of the input it keeps trying to deliver what
+// bounds the wait. With -spool DIR every line goes to disk too, and stays
+// there until it is delivered: an outage is read into DIR instead of
+// waiting, and the next send with the same DIR sends what a killed one had
+// read before any new input; a damaged record is named on standard error
+// and skipped. At the end of the input it keeps trying to deliver what
 // is queued for -close-timeout, then prints a summary on standard error. On
 // a terminal a status line shows rates, totals, the connection state and,
 // while there is no connection, the last error and the time to the next
@@ -52,8 +56,11 @@
 // (SIGINT) or 143 (SIGTERM).
 //
 // Exit status: 0 on success (for send over relp://: every line was
-// acknowledged); 1 when send could not deliver every line (it says how
-// many; over relp://, a line refused or not acknowledged in time) or gave up on an error that retrying cannot fix, when demo
+// acknowledged; with -spool, those recovered from the spool too, and none
+// is left in it); 1 when send could not deliver every line (it says how
+// many; over relp://, a line refused or not acknowledged in time; with
+// -spool, lines left in the spool or lost in a damaged record), could not
+// use its -spool DIR, or gave up on an error that retrying cannot fix, when demo
 // found a line lost or out of order, or on a runtime error such as a file
 // that cannot be read; 2 for a usage error; 130 or 143 when interrupted.
 package main
@@ -108,20 +115,25 @@ Trying TLS locally, in two terminals:
 
 send queues lines in memory (-buffer) and they go out whole and in order as
 soon as there is a connection. When the queue is full, reading waits for room:
-nothing is dropped unless you ask for it with -full drop. While there is no
-connection, the status line (on a terminal) and -v say why and when the next
-attempt is; an error that retrying cannot fix (a certificate that does not
-verify, say) ends it at once. It prints a summary on stderr.
+nothing is dropped unless you ask for it with -full drop. With -spool DIR the
+lines go to disk too: an outage is read into DIR (-spool-size) instead of
+waiting, and what a killed send had read goes out first at the next send with
+the same DIR. While there is no connection, the status line (on a terminal)
+and -v say why and when the next attempt is; an error that retrying cannot
+fix (a certificate that does not verify, say) ends it at once. It prints a
+summary on stderr.
 
 Ctrl-C (or SIGTERM): the first stops reading and flushes what is queued, within
 -close-timeout, with a countdown; the second stops at once. The summary is
 printed either way.
 
 Exit status: 0 every line was written to a connection (relp://: acknowledged
-by the server); 1 some lines were dropped or not delivered (relp://: refused,
-or not acknowledged in time; the summary says how many), an error that
-retrying cannot fix, or a file that cannot be read; 2 bad usage; 130 (SIGINT)
-or 143 (SIGTERM) interrupted, after the summary.
+by the server; -spool: those recovered from DIR too, none left there); 1 some
+lines were dropped or not delivered (relp://: refused, or not acknowledged in
+time; -spool: left in DIR, or lost in a damaged record; the summary says how
+many), an error that retrying cannot fix, a file that cannot be read, or a
+-spool DIR that cannot be used; 2 bad usage; 130 (SIGINT) or 143 (SIGTERM)
+interrupted, after the summary.
 `
 
 // env is what a command runs with; tests substitute their own. The

@@ -255,7 +255,7 @@ func testFailover(t *testing.T, stop func(*testnet.Sink), maxLost int) {
 	if primary.LineCount() < 100 || standby.LineCount() < 100 {
 		t.Errorf("the primary received %d lines and the standby %d; want at least 100 each", primary.LineCount(), standby.LineCount())
 	}
-	read, written, dropped, reconnects := summary(t, stderr.String())
+	read, written, dropped, reconnects := summary(t, stderr.wait(t, waitTimeout)) // all of it: the reader may lag the exit
 	if read != f.sent || written != f.sent || dropped != 0 || reconnects != 1 {
 		t.Errorf("summary: %d read, %d written, %d dropped, %d reconnects; want %d, %d, 0, 1", read, written, dropped, reconnects, f.sent, f.sent)
 	}
@@ -312,7 +312,7 @@ func TestSendFailsBackToThePrimary(t *testing.T) {
 	if maxSeq(primary) != f.sent-1 {
 		t.Errorf("the primary's last line is seq %d, want %d", maxSeq(primary), f.sent-1)
 	}
-	read, written, dropped, reconnects := summary(t, stderr.String())
+	read, written, dropped, reconnects := summary(t, stderr.wait(t, waitTimeout)) // all of it: the reader may lag the exit
 	if read != f.sent || written != f.sent || dropped != 0 || reconnects != 1 {
 		t.Errorf("summary: %d read, %d written, %d dropped, %d reconnects; want %d, %d, 0, 1 (a switch is no reconnect)", read, written, dropped, reconnects, f.sent, f.sent)
 	}
