@@ -193,6 +193,7 @@ type spool struct {
 
 	mu          sync.Mutex
 	buf         []byte        // records not yet in a file
+	bufSince    int64         // unix nanoseconds when the first of them was appended
 	bufRecs     uint64        // how many
 	spare       []byte        // the other buffer
 	disk        int64         // the files' bytes plus len(buf): what maxBytes bounds
@@ -271,7 +272,7 @@ func openSpool(cfg batchConfig) (*spool, error) {
 		s.every = cfg.syncEvery
 	}
 	s.segMax = min(max(s.maxBytes/8, 64<<10), 64<<20)
-	s.bufMax = min(max(cfg.size/2, 64<<10), 4<<20)
+	s.bufMax = min(max(cfg.size/4, 256<<10), 4<<20)
 	if err := s.open(); err != nil {
 		s.release()
 		return nil, err
@@ -479,16 +480,23 @@ func (w *BatchWriter) spoolAppend(p []byte) error {
 			if s.pendingRecB == 0 {
 				s.headTime = now
 			}
+			before := len(s.buf)
+			if before == 0 {
+				s.bufSince = now
+			}
 			s.buf = appendRecord(s.buf, p, now)
 			s.bufRecs++
 			s.disk += c
 			s.pendingRecB += c
 			s.appended++
 			s.appendedB += uint64(len(p))
+			batch := before < spoolWriteBatch && len(s.buf) >= spoolWriteBatch
 			s.mu.Unlock()
-			select {
-			case s.wakeSync <- struct{}{}:
-			default:
+			if before == 0 || batch { // the syncer's linger begins, or ends early
+				select {
+				case s.wakeSync <- struct{}{}:
+				default:
+				}
 			}
 			return nil
 		}
@@ -524,6 +532,27 @@ func (w *BatchWriter) spoolAppend(p []byte) error {
 			return ErrSpoolFull
 		}
 	}
+}
+
+// The syncer writes the buffer to its file once it holds spoolWriteBatch
+// bytes, or spoolLinger after its first record was appended, whichever
+// comes first (at once for a Sync or Close): a write per message would
+// cost a system call each, and a millisecond is what a crash of the
+// program may lose of a durable spool's messages.
+const (
+	spoolWriteBatch = 128 << 10
+	spoolLinger     = time.Millisecond
+)
+
+// lingerLeft returns how long the syncer may still leave the buffer in
+// memory: 0 if it must write it now.
+func (s *spool) lingerLeft() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.buf) == 0 || len(s.buf) >= spoolWriteBatch || s.syncReq > s.syncedRecs || s.noAppends {
+		return 0
+	}
+	return max(spoolLinger-time.Since(time.Unix(0, s.bufSince)), 0)
 }
 
 // spoolStall is how long a Write waits for a write of the spool's buffer

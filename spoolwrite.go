@@ -55,9 +55,15 @@ type syncerState struct {
 // the next cycle is due (0: when woken).
 func (w *BatchWriter) spoolCycle(st *syncerState, final bool) time.Duration {
 	s := w.spool
-	var next time.Duration
+	var next, linger time.Duration
+	if !final {
+		linger = s.lingerLeft()
+	}
 	s.wmu.Lock()
-	err := w.drainLocked()
+	var err error
+	if linger == 0 {
+		err = w.drainLocked()
+	}
 	if err == nil && !s.dirtySince.IsZero() {
 		s.mu.Lock()
 		syncWanted := s.syncReq > s.syncedRecs
@@ -76,6 +82,9 @@ func (w *BatchWriter) spoolCycle(st *syncerState, final bool) time.Duration {
 	}
 	if d := w.saveSpoolPosition(st, final); d > 0 && (next == 0 || d < next) {
 		next = d
+	}
+	if linger > 0 && (next == 0 || linger < next) {
+		next = linger
 	}
 	if final {
 		s.finish()
