@@ -282,8 +282,8 @@ func (w *BatchWriter) discard() {
 	if s := w.spool; s != nil {
 		settled := w.settledLocked()
 		w.spoolCap = min(w.spoolCap, settled)
+		left, leftB = s.unsettled(settled, acceptedBytes-nb)
 		s.mu.Lock()
-		left, leftB = s.unsettledLocked(settled, acceptedBytes-nb)
 		s.pendingRecB += int64(leftB) + int64(left)*recHeaderLen // on disk, not delivered
 		s.mu.Unlock()
 	}

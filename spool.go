@@ -218,6 +218,7 @@ type spool struct {
 	recovered   uint64        // records of earlier lives fed
 	pendingRecB int64         // bytes at read and after, in files and buf: Stats.Bytes
 	fedNote     chan struct{} // closed when the feeder moves; nil if nobody waits
+	marksMu     sync.Mutex    // guards marks: taken for each record fed, so not mu
 	marks       []spoolMark   // fed records not yet settled, in runs
 	damaged     uint64
 	damagedB    uint64
@@ -234,8 +235,10 @@ type spoolMark struct {
 
 // unsettled counts the messages fed from the spool at sequence numbers
 // from frontier on, and their bytes; settledB is the payload bytes before
-// frontier. s.mu must be held.
-func (s *spool) unsettledLocked(frontier, settledB uint64) (n, b uint64) {
+// frontier.
+func (s *spool) unsettled(frontier, settledB uint64) (n, b uint64) {
+	s.marksMu.Lock()
+	defer s.marksMu.Unlock()
 	for _, m := range s.marks {
 		switch {
 		case m.to <= frontier:

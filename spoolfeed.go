@@ -166,15 +166,18 @@ func (w *BatchWriter) feedSegment(r *segReader, g spoolSeg) bool {
 			off = to
 		}
 	}
-	recovered := g.id < s.firstNew
+	fb := feedBatch{recovered: g.id < s.firstNew}
+	defer w.publishFed(&fb)
 	for off < g.end {
 		b := r.bytesAt(off, recHeaderLen)
 		if len(b) < recHeaderLen {
+			w.publishFed(&fb)
 			w.damage(name, g.id, off, g.end, "cut short")
 			return true
 		}
 		h, ok := parseHead(b)
 		if ok && off+recordCost(h.n) > g.end {
+			w.publishFed(&fb)
 			if to := r.resync(off + 1); to < g.end {
 				w.damage(name, g.id, off, to, "length past the end")
 				off = to
@@ -189,13 +192,14 @@ func (w *BatchWriter) feedSegment(r *segReader, g spoolSeg) bool {
 			ok = len(p) == h.n && crc32c(p) == h.pcrc
 		}
 		if !ok {
+			w.publishFed(&fb)
 			to := r.resync(off + 1)
 			w.damage(name, g.id, off, to, "checksum mismatch")
 			off = to
 			continue
 		}
 		next := spoolPos{seg: g.id, off: off + recordCost(h.n)}
-		if !w.feedRecord(p, h.time, next, recovered) {
+		if !w.feedRecord(p, h.time, next, &fb) {
 			return false
 		}
 		off = next.off
@@ -220,18 +224,51 @@ func (w *BatchWriter) skipTo(pos spoolPos, n int64) {
 	s.mu.Unlock()
 }
 
+// A feedBatch is what the feeder has fed and not yet published under
+// s.mu: publishing once per feedPublish records keeps the feeder off the
+// lock that Writes take.
+type feedBatch struct {
+	recovered bool     // the records come from an earlier life
+	n         int      // records fed since the last publish
+	bytes     int64    // their bytes on disk
+	read      spoolPos // where the next record begins
+}
+
+const feedPublish = 256
+
+// publishFed makes the feeder's progress visible: the read position,
+// the pending bytes, the recovered count; and wakes the Flushes waiting.
+func (w *BatchWriter) publishFed(fb *feedBatch) {
+	if fb.n == 0 {
+		return
+	}
+	s := w.spool
+	s.mu.Lock()
+	s.read = fb.read
+	s.pendingRecB = max(s.pendingRecB-fb.bytes, 0)
+	s.headTime = 0
+	if fb.recovered {
+		s.recovered += uint64(fb.n)
+	}
+	s.movedLocked()
+	s.mu.Unlock()
+	fb.n, fb.bytes = 0, 0
+}
+
 // feedRecord puts the record p, spooled at t, in the memory queue,
 // waiting for room; next is where the record after it begins. It returns
 // false if the feeder must stop.
-func (w *BatchWriter) feedRecord(p []byte, t int64, next spoolPos, recovered bool) bool {
+func (w *BatchWriter) feedRecord(p []byte, t int64, next spoolPos, fb *feedBatch) bool {
 	s := w.spool
 	if cost(len(p)) > int64(w.q.size) {
+		w.publishFed(fb)
 		w.spoolDamaged(&SpoolDamageError{File: s.segName(next.seg), From: next.off - recordCost(len(p)), To: next.off,
 			Reason: "message larger than the memory buffer (WithBufferSize)"})
 		w.skipTo(next, recordCost(len(p)))
 		return true
 	}
-	if !w.q.reserve(len(p)) {
+	if !w.reserveFeed(len(p)) {
+		w.publishFed(fb)
 		s.mu.Lock()
 		s.headTime = t
 		s.mu.Unlock()
@@ -245,33 +282,46 @@ func (w *BatchWriter) feedRecord(p []byte, t int64, next spoolPos, recovered boo
 		return false
 	}
 	n := uint64(len(p))
-	s.mu.Lock()
+	s.marksMu.Lock()
 	if k := len(s.marks); k > 0 && s.marks[k-1].to == at.seq && s.marks[k-1].to-s.marks[k-1].from < markRun {
 		m := &s.marks[k-1]
 		m.to, m.toB, m.pos = at.seq+1, at.bytes+n, next
 	} else {
 		s.marks = append(s.marks, spoolMark{from: at.seq, to: at.seq + 1, fromB: at.bytes, toB: at.bytes + n, pos: next})
 	}
-	s.read = next
-	s.pendingRecB = max(s.pendingRecB-recordCost(len(p)), 0)
-	s.headTime = 0
-	if recovered {
-		s.recovered++
-	}
-	s.mu.Unlock()
-	if !recovered {
+	s.marksMu.Unlock()
+	if !fb.recovered {
 		s.fedNewB.Add(n)
-		s.fedNew.Add(1)
+		s.fedNew.Add(1) // after the put: Stats never counts a record twice
 	}
-	if s.fedWaiters.Load() > 0 {
-		s.mu.Lock()
-		s.movedLocked()
-		s.mu.Unlock()
+	fb.n++
+	fb.bytes += recordCost(len(p))
+	fb.read = next
+	if fb.n >= feedPublish || s.fedWaiters.Load() > 0 {
+		w.publishFed(fb)
 	}
 	if w.sleeping.Load() && w.sleeping.CompareAndSwap(true, false) {
 		w.nudge()
 	}
 	return true
+}
+
+// reserveFeed takes room in the memory queue for a record of n bytes, if
+// the queue is less than half full after it (or empty): the connection
+// needs no more to stay busy, and the memory stays well inside its bound
+// while a large backlog drains.
+func (w *BatchWriter) reserveFeed(n int) bool {
+	q := w.q
+	c, limit := cost(n), int64(q.size/2)
+	for {
+		u := q.used.Load()
+		if u+c > limit && (u > 0 || c > int64(q.size)) {
+			return false
+		}
+		if q.used.CompareAndSwap(u, u+c) {
+			return true
+		}
+	}
 }
 
 // feederWaitForRoom reserves room for a record of n bytes, waiting as long
@@ -289,7 +339,7 @@ func (w *BatchWriter) feederWaitForRoom(n int) bool {
 		if w.q.closed.Load() {
 			return false
 		}
-		if w.q.reserve(n) {
+		if w.reserveFeed(n) {
 			return true
 		}
 		select {

@@ -64,14 +64,18 @@ func checkSegmentHeader(name string, h []byte) error {
 	return nil
 }
 
-// appendRecord appends p as a record stamped at unix nanoseconds t.
+// appendRecord appends p as a record stamped at unix nanoseconds t. The
+// header is made in place: a local array would escape (the checksum is an
+// indirect call) and cost an allocation per message.
 func appendRecord(dst, p []byte, t int64) []byte {
-	var h [recHeaderLen]byte
+	at := len(dst)
+	dst = append(dst, make([]byte, recHeaderLen)...)
+	h := dst[at:]
 	binary.LittleEndian.PutUint32(h[4:], uint32(len(p)))
 	binary.LittleEndian.PutUint64(h[8:], uint64(t))
 	binary.LittleEndian.PutUint32(h[16:], crc32c(p))
-	binary.LittleEndian.PutUint32(h[0:], crc32c(h[4:]))
-	return append(append(dst, h[:]...), p...)
+	binary.LittleEndian.PutUint32(h[0:], crc32c(h[4:recHeaderLen]))
+	return append(dst, p...)
 }
 
 // A recordHead is a record's header, read.

@@ -232,14 +232,14 @@ func (w *BatchWriter) saveSpoolPosition(st *syncerState, final bool) time.Durati
 	w.mu.Lock()
 	frontier := w.spoolFrontierLocked()
 	w.mu.Unlock()
-	s.mu.Lock()
+	s.marksMu.Lock()
 	pos, moved := s.ledger.pos, false
 	k := 0
 	for ; k < len(s.marks) && s.marks[k].to <= frontier; k++ {
 		pos, moved = s.marks[k].pos, true
 	}
 	pending := k < len(s.marks)
-	s.mu.Unlock()
+	s.marksMu.Unlock()
 	if !moved || pos == s.ledger.pos {
 		if pending {
 			return max(s.every, 10*time.Millisecond)
@@ -254,8 +254,10 @@ func (w *BatchWriter) saveSpoolPosition(st *syncerState, final bool) time.Durati
 		return spoolRetry
 	}
 	st.lastLedger = time.Now()
-	s.mu.Lock()
+	s.marksMu.Lock()
 	s.marks = s.marks[k:]
+	s.marksMu.Unlock()
+	s.mu.Lock()
 	var gone []spoolSeg
 	for len(s.segs) > 1 && (s.segs[0].id < pos.seg || s.segs[0].id == pos.seg && s.segs[0].sealed && pos.off >= s.segs[0].end) {
 		gone = append(gone, s.segs[0])
