@@ -489,6 +489,7 @@ func (w *BatchWriter) Close() error {
 		close(s.stop)
 		<-s.synced
 		w.countSpoolLost()
+		w.countSpoolLeft()
 	}
 	w.endDropReports()
 	w.mu.Lock()
@@ -513,11 +514,14 @@ func (w *BatchWriter) Stats() BatchStats {
 	if sp := w.spool; sp != nil {
 		// Records fed to memory are counted when spooled, or when
 		// recovered: as they are fed.
-		accepted -= sp.fedNew.Load()
-		acceptedBytes -= sp.fedNewB.Load()
+		accepted -= sp.feeding.Load()
+		acceptedBytes -= sp.feedingB.Load()
 		s.Spool = sp.stats()
 		accepted += s.Spool.Spooled
 		acceptedBytes += s.Spool.SpooledBytes
+		skipped, skippedB := sp.skippedMessages()
+		s.Discarded += skipped
+		discardedBytes += skippedB
 	}
 	s.Left = left
 	s.Accepted, s.AcceptedBytes = accepted, acceptedBytes
@@ -589,6 +593,20 @@ func (w *BatchWriter) Sync(ctx context.Context) error {
 	return nil
 }
 
+// countSpoolLeft counts in Left what this life spooled and never gave to
+// memory: it stays on disk for the next BatchWriter.
+func (w *BatchWriter) countSpoolLeft() {
+	s := w.spool
+	s.mu.Lock()
+	n := s.appended - s.feeding.Load() - s.lost - s.skipped
+	b := s.appendedB - s.feedingB.Load() - s.lostB - s.skippedB
+	s.mu.Unlock()
+	w.mu.Lock()
+	w.left += n
+	w.leftB += b
+	w.mu.Unlock()
+}
+
 // countSpoolLost counts as dropped the messages the spool could not write
 // by the end of Close: its disk kept failing.
 func (w *BatchWriter) countSpoolLost() {
@@ -601,6 +619,7 @@ func (w *BatchWriter) countSpoolLost() {
 		data = data[l:]
 	}
 	s.buf, s.bufRecs = nil, 0
+	s.lost, s.lostB = n, b
 	s.mu.Unlock()
 	if n == 0 {
 		return

@@ -157,7 +157,7 @@ type BatchStats struct {
 	Dropped       uint64 // Rejected + Discarded
 	DroppedBytes  uint64
 	Rejected      uint64 // messages Write refused: ErrBufferFull, ErrTooLarge, ErrTooLong, ErrClosed
-	Discarded     uint64 // messages accepted, then dropped unwritten: left at Close, or too large for a datagram
+	Discarded     uint64 // messages accepted, then dropped unwritten: left at Close, too large for a datagram, or spooled and read back damaged
 	Retried       uint64 // messages partly written on a connection that failed, written again whole
 	Writes        uint64 // writes on the connection: batches
 

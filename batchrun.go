@@ -272,6 +272,11 @@ func (w *BatchWriter) dropUnsendable(c *cursor) {
 // counted by their claims.
 func (w *BatchWriter) discard() {
 	w.q.close()
+	if w.spool != nil {
+		// The feeder stops as the writer does (Close's time, the Manager's
+		// Close): wait until it has published what it fed.
+		<-w.fedDone
+	}
 	accepted, acceptedBytes := w.q.accepted()
 	w.mu.Lock()
 	defer w.mu.Unlock()

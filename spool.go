@@ -3,6 +3,7 @@ package conn
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -154,8 +155,43 @@ func (e *SpoolDamageError) Error() string {
 
 // openSpools holds the directories this process has open, which a flock
 // or Windows handle refuses to a second opener anyway, but an fcntl lock
-// (illumos, solaris, aix) and platforms without locks do not.
-var openSpools sync.Map // absolute path → struct{}
+// (illumos, solaris, aix), a lock on NFS and platforms without locks do
+// not. Directories are compared as files (os.SameFile), so that a symbolic
+// link or a second mount of one is the same directory.
+var openSpools struct {
+	mu   sync.Mutex
+	dirs []os.FileInfo
+}
+
+// claimDir records dir as open in this process, or fails with
+// ErrSpoolInUse.
+func claimDir(dir string) (os.FileInfo, error) {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return nil, fmt.Errorf("conn: spool: %w", err)
+	}
+	openSpools.mu.Lock()
+	defer openSpools.mu.Unlock()
+	for _, d := range openSpools.dirs {
+		if os.SameFile(d, fi) {
+			return nil, fmt.Errorf("%w: %s", ErrSpoolInUse, dir)
+		}
+	}
+	openSpools.dirs = append(openSpools.dirs, fi)
+	return fi, nil
+}
+
+// unclaimDir forgets a directory claimDir recorded.
+func unclaimDir(fi os.FileInfo) {
+	openSpools.mu.Lock()
+	defer openSpools.mu.Unlock()
+	for i, d := range openSpools.dirs {
+		if d == fi {
+			openSpools.dirs = append(openSpools.dirs[:i], openSpools.dirs[i+1:]...)
+			return
+		}
+	}
+}
 
 // A spoolSeg is a segment file.
 type spoolSeg struct {
@@ -171,7 +207,7 @@ type spoolSeg struct {
 // and puts them in the BatchWriter's memory queue.
 type spool struct {
 	dir      string
-	abs      string // the key in openSpools
+	claim    os.FileInfo // the directory, in openSpools
 	maxBytes int64
 	segMax   int64 // a segment is sealed once it would grow past this
 	bufMax   int   // the buffer's bound, but one record always fits
@@ -212,13 +248,18 @@ type spool struct {
 	noAppends   bool          // Close: appends refused
 	failed      error         // the latest write or sync failure; nil after a success
 	syncStopped bool          // the syncer made its last cycle
+	lost, lostB uint64        // records appended and never written: the disk failed to the end
+	skipped     uint64        // records appended in this life, read back damaged and skipped (set when the feeder catches up)
+	skippedB    uint64
 
 	// The feeder's progress, under mu.
 	read        spoolPos      // where the next record to feed begins
 	headTime    int64         // unix nanoseconds of the record at read; 0 if unknown or none
 	fedNew      atomic.Uint64 // records of this life fed: counted after each put
-	fedNewB     atomic.Uint64 // their payload bytes
+	feeding     atomic.Uint64 // the same, counted before each put (for Stats)
+	feedingB    atomic.Uint64 // their payload bytes
 	fedWaiters  atomic.Int32  // Flushes waiting on fedNote
+	caughtUp    uint64        // 1 + the appended records the feeder had read when it last caught up with the appends; 0 before
 	recovered   uint64        // records of earlier lives fed
 	pendingRecB int64         // bytes at read and after, in files and buf: Stats.Bytes
 	fedNote     chan struct{} // closed when the feeder moves; nil if nobody waits
@@ -263,22 +304,22 @@ func openSpool(cfg batchConfig) (*spool, error) {
 	if err := os.MkdirAll(cfg.spoolDir, 0o700); err != nil {
 		return nil, fmt.Errorf("conn: spool: %w", err)
 	}
-	abs, err := filepath.Abs(cfg.spoolDir)
+	claim, err := claimDir(cfg.spoolDir)
 	if err != nil {
-		return nil, fmt.Errorf("conn: spool: %w", err)
-	}
-	if _, dup := openSpools.LoadOrStore(abs, struct{}{}); dup {
-		return nil, fmt.Errorf("%w: %s", ErrSpoolInUse, cfg.spoolDir)
+		return nil, err
 	}
 	s := &spool{
-		dir: cfg.spoolDir, abs: abs, maxBytes: cfg.spoolMax, durable: cfg.durable, every: DefaultSpoolSync,
+		dir: cfg.spoolDir, claim: claim, maxBytes: cfg.spoolMax, durable: cfg.durable, every: DefaultSpoolSync,
 		wakeSync: make(chan struct{}, 1), wakeFeed: make(chan struct{}, 1),
 		stop: make(chan struct{}), synced: make(chan struct{}),
 	}
 	if cfg.durable {
 		s.every = cfg.syncEvery
 	}
-	s.segMax = min(max(s.maxBytes/8, 64<<10), 64<<20)
+	// An eighth of the spool, at most 64 MiB, but at least 64 KiB or half
+	// the spool: a small spool still has a segment to remove while the
+	// next fills.
+	s.segMax = max(min(s.maxBytes/8, 64<<20), min(64<<10, s.maxBytes/2))
 	s.bufMax = min(max(cfg.size/4, 256<<10), 4<<20)
 	if err := s.open(); err != nil {
 		s.release()
@@ -309,11 +350,13 @@ func (s *spool) open() error {
 	if err != nil {
 		return err
 	}
-	next := uint64(1)
+	next, start := uint64(1), spoolPos{seg: 1, off: segHeaderLen}
 	if len(ids) > 0 {
-		next = ids[len(ids)-1] + 1
+		// A new ledger, or one cut short as it was made, points at the
+		// first segment: everything there is sent.
+		next, start = ids[len(ids)-1]+1, spoolPos{seg: ids[0], off: segHeaderLen}
 	}
-	l, created, err := openLedger(s.dir, spoolPos{seg: next, off: segHeaderLen})
+	l, err := openLedger(s.dir, start)
 	if err != nil {
 		return err
 	}
@@ -350,11 +393,35 @@ func (s *spool) open() error {
 	if err := s.newSegment(s.firstNew); err != nil {
 		return err
 	}
-	if len(s.segs) == 1 {
-		s.read = spoolPos{seg: s.firstNew, off: segHeaderLen}
+	if s.pendingRecB == 0 {
+		// Nothing to send: the files of earlier lives go, or every open
+		// would leave one more behind.
+		return s.startEmpty()
 	}
 	s.headTime = s.peekTime(s.read)
-	_ = created // newSegment synced the directory, the ledger's creation included
+	return nil
+}
+
+// startEmpty points the ledger at the segment just made, the only one
+// kept, when the others hold nothing to send.
+func (s *spool) startEmpty() error {
+	last := s.segs[len(s.segs)-1]
+	s.read = spoolPos{seg: last.id, off: segHeaderLen}
+	if s.ledger.pos != s.read { // it may point into a segment of that id's past
+		if err := s.ledger.write(s.read); err != nil {
+			return err
+		}
+	}
+	for _, g := range s.segs[:len(s.segs)-1] {
+		if err := os.Remove(s.segName(g.id)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("conn: spool: %w", err)
+		}
+		s.disk -= g.end
+	}
+	s.segs = []spoolSeg{last}
+	if err := syncDir(s.dir); err != nil {
+		return fmt.Errorf("conn: spool: sync %s: %w", s.dir, err)
+	}
 	return nil
 }
 
@@ -371,8 +438,11 @@ func (s *spool) listSegments() ([]uint64, error) {
 			continue
 		}
 		id, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimPrefix(name, spoolSegPrefix), spoolSegSuffix), 16, 64)
-		if err != nil {
-			continue
+		if err != nil || name != filepath.Base(s.segName(id)) {
+			continue // not a name the spool writes: not one of its files
+		}
+		if id == math.MaxUint64 {
+			return nil, fmt.Errorf("conn: spool: %s: no segment can follow it", name)
 		}
 		ids = append(ids, id)
 	}
@@ -428,6 +498,7 @@ func (s *spool) newSegment(id uint64) error {
 	}
 	if err := syncDir(s.dir); err != nil {
 		f.Close()
+		os.Remove(f.Name()) // or every later attempt would find it there
 		return fmt.Errorf("conn: spool: sync %s: %w", s.dir, err)
 	}
 	s.mu.Lock()
@@ -511,6 +582,15 @@ func (w *BatchWriter) spoolAppend(p []byte) error {
 			}
 			return nil
 		}
+		// Announce the wait before the lock is let go: room made after it
+		// must wake this append.
+		var room chan struct{}
+		if w.cfg.waitWhenFull > 0 || diskRoom {
+			if s.room == nil {
+				s.room = make(chan struct{})
+			}
+			room = s.room
+		}
 		s.mu.Unlock()
 		wait := w.cfg.waitWhenFull
 		if diskRoom {
@@ -527,12 +607,12 @@ func (w *BatchWriter) spoolAppend(p []byte) error {
 		if wait <= 0 {
 			return ErrSpoolFull
 		}
-		s.mu.Lock()
-		if s.room == nil {
-			s.room = make(chan struct{})
+		if !diskRoom { // the syncer frees files as soon as it sees a wait
+			select {
+			case s.wakeSync <- struct{}{}:
+			default:
+			}
 		}
-		room := s.room
-		s.mu.Unlock()
 		if deadline == nil {
 			deadline = time.NewTimer(wait)
 			defer deadline.Stop()
@@ -623,7 +703,9 @@ func (s *spool) release() {
 	if s.ledger != nil {
 		s.ledger.f.Close()
 	}
-	openSpools.Delete(s.abs)
+	if s.claim != nil {
+		unclaimDir(s.claim)
+	}
 }
 
 // stats returns the spool's part of Stats.
@@ -639,6 +721,14 @@ func (s *spool) stats() SpoolStats {
 		st.OldestAge = max(time.Since(time.Unix(0, s.headTime)), 0)
 	}
 	return st
+}
+
+// skippedMessages counts the messages this BatchWriter spooled that were
+// read back damaged: dropped, though never in memory.
+func (s *spool) skippedMessages() (uint64, uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.skipped, s.skippedB
 }
 
 // logDamage reports a damaged region of a segment.

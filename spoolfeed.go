@@ -10,10 +10,6 @@ import (
 // buffer's bound.
 const spoolReadSize = 256 << 10
 
-// markRun bounds the records one spoolMark covers, so that the ledger
-// moves while a long run of records is still being delivered.
-const markRun = 1024
-
 // A segReader reads one segment file through a window of its bytes.
 type segReader struct {
 	name  string
@@ -112,6 +108,10 @@ func (w *BatchWriter) runSpoolFeeder() {
 			if s.written == s.appended && len(s.buf) == 0 {
 				s.pendingRecB = 0
 				s.headTime = 0
+				s.caughtUp = s.written + 1 // everything appended so far was read (fed, or skipped as damaged)
+				s.skipped = s.appended - s.feeding.Load()
+				s.skippedB = s.appendedB - s.feedingB.Load()
+				s.movedLocked()
 				if !s.durable {
 					w.spilling.Store(false) // under mu: no append is under way
 				}
@@ -130,15 +130,14 @@ func (w *BatchWriter) runSpoolFeeder() {
 			}
 			continue
 		}
-		s.mu.Unlock()
-		if off >= g.end { // a sealed segment read to its end
-			r.close()
-			s.mu.Lock()
+		if off >= g.end { // a sealed segment read to its end: on to the next, found by id (segments before may go meanwhile)
 			s.read = spoolPos{seg: s.segs[i+1].id, off: segHeaderLen}
 			s.movedLocked()
 			s.mu.Unlock()
+			r.close()
 			continue
 		}
+		s.mu.Unlock()
 		if !w.feedSegment(&r, g) {
 			return
 		}
@@ -226,12 +225,14 @@ func (w *BatchWriter) skipTo(pos spoolPos, n int64) {
 
 // A feedBatch is what the feeder has fed and not yet published under
 // s.mu: publishing once per feedPublish records keeps the feeder off the
-// lock that Writes take.
+// lock that Writes take, and bounds the records one spoolMark covers, so
+// that the ledger moves while a long run is still being delivered.
 type feedBatch struct {
-	recovered bool     // the records come from an earlier life
-	n         int      // records fed since the last publish
-	bytes     int64    // their bytes on disk
-	read      spoolPos // where the next record begins
+	recovered bool        // the records come from an earlier life
+	n         int         // records fed since the last publish
+	bytes     int64       // their bytes on disk
+	read      spoolPos    // where the next record begins
+	marks     []spoolMark // their runs of sequence numbers
 }
 
 const feedPublish = 256
@@ -243,6 +244,17 @@ func (w *BatchWriter) publishFed(fb *feedBatch) {
 		return
 	}
 	s := w.spool
+	s.marksMu.Lock()
+	first := len(s.marks) == 0
+	s.marks = append(s.marks, fb.marks...)
+	s.marksMu.Unlock()
+	fb.marks = fb.marks[:0]
+	if first { // the syncer looks at the marks until they are settled
+		select {
+		case s.wakeSync <- struct{}{}:
+		default:
+		}
+	}
 	s.mu.Lock()
 	s.read = fb.read
 	s.pendingRecB = max(s.pendingRecB-fb.bytes, 0)
@@ -276,23 +288,28 @@ func (w *BatchWriter) feedRecord(p []byte, t int64, next spoolPos, fb *feedBatch
 			return false
 		}
 	}
+	n := uint64(len(p))
+	if !fb.recovered { // before the put: Stats may count it late, never twice
+		s.feedingB.Add(n)
+		s.feeding.Add(1)
+	}
 	at, ok := w.q.put(p)
 	if !ok {
 		w.q.release(1, len(p))
+		if !fb.recovered {
+			s.feedingB.Add(-n)
+			s.feeding.Add(^uint64(0))
+		}
 		return false
 	}
-	n := uint64(len(p))
-	s.marksMu.Lock()
-	if k := len(s.marks); k > 0 && s.marks[k-1].to == at.seq && s.marks[k-1].to-s.marks[k-1].from < markRun {
-		m := &s.marks[k-1]
+	if k := len(fb.marks); k > 0 && fb.marks[k-1].to == at.seq {
+		m := &fb.marks[k-1]
 		m.to, m.toB, m.pos = at.seq+1, at.bytes+n, next
 	} else {
-		s.marks = append(s.marks, spoolMark{from: at.seq, to: at.seq + 1, fromB: at.bytes, toB: at.bytes + n, pos: next})
+		fb.marks = append(fb.marks, spoolMark{from: at.seq, to: at.seq + 1, fromB: at.bytes, toB: at.bytes + n, pos: next})
 	}
-	s.marksMu.Unlock()
 	if !fb.recovered {
-		s.fedNewB.Add(n)
-		s.fedNew.Add(1) // after the put: Stats never counts a record twice
+		s.fedNew.Add(1) // after the put: a Flush that sees it finds it queued
 	}
 	fb.n++
 	fb.bytes += recordCost(len(p))
@@ -369,7 +386,9 @@ func (w *BatchWriter) spoolWaitFed(done <-chan struct{}) bool {
 	defer s.fedWaiters.Add(-1)
 	s.mu.Lock()
 	target := s.appended
-	for s.fedNew.Load() < target || s.read.seg < s.firstNew {
+	// Done when every record appended before the call is in memory, or
+	// the feeder has read past them all (a damaged one is never fed).
+	for (s.fedNew.Load() < target || s.read.seg < s.firstNew) && s.caughtUp <= target {
 		if s.fedNote == nil {
 			s.fedNote = make(chan struct{})
 		}

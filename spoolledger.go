@@ -2,7 +2,6 @@ package conn
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -36,33 +35,30 @@ type ledger struct {
 	pos spoolPos
 }
 
-// openLedger opens or creates the ledger in dir. A new ledger points at
-// start. created says whether the file was made (the directory must be
-// synced).
-func openLedger(dir string, start spoolPos) (l *ledger, created bool, err error) {
+// openLedger opens or creates the ledger in dir. A new ledger, or one
+// shorter than a slot (a crash as it was made), points at start.
+func openLedger(dir string, start spoolPos) (*ledger, error) {
 	name := filepath.Join(dir, spoolLedgerName)
-	f, err := os.OpenFile(name, os.O_RDWR, 0)
-	if errors.Is(err, os.ErrNotExist) {
-		f, err = os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
-		if err != nil {
-			return nil, false, fmt.Errorf("conn: spool: %w", err)
-		}
-		l = &ledger{f: f}
-		if err := l.write(start); err != nil {
-			f.Close()
-			return nil, false, err
-		}
-		return l, true, nil
+	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("conn: spool: %w", err)
+	}
+	l := &ledger{f: f}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("conn: spool: %w", err)
+	}
+	if fi.Size() < ledgerSlotLen {
+		err = l.write(start) // the directory is synced with the first segment this life makes
+	} else {
+		err = l.read(name)
 	}
 	if err != nil {
-		return nil, false, fmt.Errorf("conn: spool: %w", err)
-	}
-	l = &ledger{f: f}
-	if err := l.read(name); err != nil {
 		f.Close()
-		return nil, false, err
+		return nil, err
 	}
-	return l, false, nil
+	return l, nil
 }
 
 // read finds the newest valid slot.

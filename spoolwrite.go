@@ -56,7 +56,9 @@ type syncerState struct {
 func (w *BatchWriter) spoolCycle(st *syncerState, final bool) time.Duration {
 	s := w.spool
 	var next, linger time.Duration
-	if !final {
+	if final {
+		s.stopAppends() // the Manager's Close: what is appended from now on would stay in memory
+	} else {
 		linger = s.lingerLeft()
 	}
 	s.wmu.Lock()
@@ -97,33 +99,48 @@ func (w *BatchWriter) spoolCycle(st *syncerState, final bool) time.Duration {
 func (w *BatchWriter) drainLocked() error {
 	s := w.spool
 	s.mu.Lock()
-	data, recs, total := s.buf, s.bufRecs, s.appended
-	if len(data) == 0 {
+	data, recs := s.buf, s.bufRecs
+	if len(data) == 0 || s.syncStopped {
 		s.mu.Unlock()
 		return nil
 	}
 	s.buf, s.bufRecs, s.spare = s.spare[:0], 0, nil
 	s.roomMadeLocked()
 	s.mu.Unlock()
-	if err := s.writeOut(data); err != nil {
-		s.mu.Lock()
-		s.buf = append(data, s.buf...) // first in the file still
-		s.bufRecs += recs
-		s.mu.Unlock()
-		return err
-	}
+	wrote, err := s.writeOut(data)
+	k := countRecords(data[:wrote])
 	s.mu.Lock()
-	s.written = total
-	s.spare = data[:0]
+	s.written += k // appends come in order: the first records of the buffer
+	if err != nil {
+		s.buf = append(data[wrote:], s.buf...) // the rest, first in the file still
+		s.bufRecs += recs - k
+	} else {
+		s.spare = data[:0]
+	}
 	s.mu.Unlock()
-	if s.dirtySince.IsZero() {
-		s.dirtySince = time.Now()
+	if k > 0 {
+		if s.dirtySince.IsZero() {
+			s.dirtySince = time.Now()
+		}
+		select {
+		case s.wakeFeed <- struct{}{}:
+		default:
+		}
 	}
-	select {
-	case s.wakeFeed <- struct{}{}:
-	default:
+	return err
+}
+
+// countRecords counts the whole records at the start of data.
+func countRecords(data []byte) uint64 {
+	var n uint64
+	for len(data) >= recHeaderLen {
+		l := recordCost(int(binary.LittleEndian.Uint32(data[4:])))
+		if int64(len(data)) < l {
+			break
+		}
+		data, n = data[l:], n+1
 	}
-	return nil
+	return n
 }
 
 // syncLocked syncs the segment appended to. s.wmu must be held.
@@ -159,16 +176,19 @@ func (w *BatchWriter) noteSpoolFailure(err error) {
 }
 
 // writeOut writes records to the segment files, beginning a new segment
-// where the last would grow past segMax. A failed write is undone
-// (truncated away), so that a record is in a file whole or not at all.
-func (s *spool) writeOut(data []byte) error {
-	for len(data) > 0 {
+// where the last would grow past segMax, and returns the bytes of data it
+// wrote: whole records. A failed write is undone (truncated away), so that
+// a record is in a file whole or not at all.
+func (s *spool) writeOut(data []byte) (int, error) {
+	done := 0
+	for done < len(data) {
+		rest := data[done:]
 		s.mu.Lock()
 		end := s.segs[len(s.segs)-1].end
 		s.mu.Unlock()
 		n := 0 // the records that fit in this segment
-		for n < len(data) {
-			l := int(recordCost(int(binary.LittleEndian.Uint32(data[n+4:]))))
+		for n < len(rest) {
+			l := int(recordCost(int(binary.LittleEndian.Uint32(rest[n+4:]))))
 			if end+int64(n+l) > s.segMax && (n > 0 || end > segHeaderLen) {
 				break
 			}
@@ -176,11 +196,11 @@ func (s *spool) writeOut(data []byte) error {
 		}
 		if n == 0 {
 			if err := s.rotate(); err != nil {
-				return err
+				return done, err
 			}
 			continue
 		}
-		if _, err := s.wf.WriteAt(data[:n], end); err != nil {
+		if _, err := s.wf.WriteAt(rest[:n], end); err != nil {
 			if terr := s.wf.Truncate(end); terr != nil {
 				// The torn record stays in the file, where its checksum
 				// finds it; appends go on in a new segment.
@@ -189,14 +209,14 @@ func (s *spool) writeOut(data []byte) error {
 				s.mu.Unlock()
 				s.rotate()
 			}
-			return fmt.Errorf("conn: spool: %w", err)
+			return done, fmt.Errorf("conn: spool: %w", err)
 		}
 		s.mu.Lock()
 		s.segs[len(s.segs)-1].end = end + int64(n)
 		s.mu.Unlock()
-		data = data[n:]
+		done += n
 	}
-	return nil
+	return done, nil
 }
 
 // rotate syncs and closes the segment appended to and begins the next.
@@ -246,7 +266,13 @@ func (w *BatchWriter) saveSpoolPosition(st *syncerState, final bool) time.Durati
 		}
 		return 0
 	}
-	if due := st.lastLedger.Add(s.every); !final && time.Now().Before(due) {
+	// At most once per sync interval, the window of duplicates after a
+	// crash; at once when space is short: the files behind the position
+	// go only when it is saved.
+	s.mu.Lock()
+	short := s.disk > s.maxBytes/2 || s.room != nil
+	s.mu.Unlock()
+	if due := st.lastLedger.Add(s.every); !final && !short && time.Now().Before(due) {
 		return time.Until(due)
 	}
 	if err := s.ledger.write(pos); err != nil {
@@ -256,6 +282,7 @@ func (w *BatchWriter) saveSpoolPosition(st *syncerState, final bool) time.Durati
 	st.lastLedger = time.Now()
 	s.marksMu.Lock()
 	s.marks = s.marks[k:]
+	pending = len(s.marks) > 0 // the feeder may have published more meanwhile, waking no one
 	s.marksMu.Unlock()
 	s.mu.Lock()
 	var gone []spoolSeg
@@ -286,6 +313,8 @@ func (w *BatchWriter) saveSpoolPosition(st *syncerState, final bool) time.Durati
 
 // finish closes the files of a syncer that has made its last cycle.
 func (s *spool) finish() {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
 	s.mu.Lock()
 	s.syncStopped = true
 	s.noAppends = true
