@@ -59,10 +59,11 @@ const (
 // connection that keeps up never lets happen, so it costs nothing then.
 // From that moment every message goes to disk, behind those already
 // there, until the spool has given all it holds back to memory; order is
-// kept throughout. What is on disk is written to the operating system at
-// once (a crash of the program loses none of it) and synced within
-// DefaultSpoolSync (a power loss loses at most that); what is in memory,
-// up to WithBufferSize, is lost by a crash as without a spool.
+// kept throughout. What goes to the spool is handed to the operating
+// system within a millisecond (or 128 KiB), which a crash of the program
+// does not undo, and synced within DefaultSpoolSync (a power loss loses at
+// most that); what is in memory, up to WithBufferSize, is lost by a crash
+// as without a spool.
 //
 // When the spool is full (maxBytes counts its files' bytes,
 // SpoolRecordOverhead per message and SpoolSegmentOverhead per file
@@ -95,9 +96,9 @@ func WithSpool(dir string, maxBytes int64) BatchOption {
 // macOS, FlushFileBuffers on Windows, fsync elsewhere) at most every long
 // after it was accepted, together with every message accepted meanwhile: a
 // group commit. A crash of the program loses only what Write accepted and
-// the spool had not yet handed to the operating system (it does so at
-// once, a write at a time); a power loss loses at most every's worth,
-// plus the sync under way. Sync waits until every message accepted before
+// the spool had not yet handed to the operating system, which it does
+// within a millisecond of a message (or once 128 KiB wait); a power loss
+// loses at most every's worth, plus the sync under way. Sync waits until every message accepted before
 // it is synced. A value of every below 1 syncs after every write to the
 // file: the smallest window, the slowest. Without WithSpool it has no
 // effect, and OpenBatchWriter fails.
