@@ -69,6 +69,9 @@ func TestSpoolDiskFullChild(t *testing.T) {
 }
 
 func TestSpoolOnAFullDiskKeepsWhatItSynced(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a child process (this binary, which qemu-user cannot start again)")
+	}
 	dir := t.TempDir()
 	cmd, out := spoolChild(t, "diskfull", dir, downAddress(t), 0, 0, "SPOOL_LIMIT=300000")
 	synced, after, spoolErr, closeErr := 0, 0, "", ""
