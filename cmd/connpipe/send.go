@@ -111,10 +111,10 @@ While there is no connection, send reads its whole input into the spool,
 up to -spool-size, instead of waiting for room. A send that is killed, or
 whose machine crashes, leaves what it had read in DIR, and the next send
 with the same -spool DIR sends it, in order, before any new input (a line
-delivered just before the crash may come again). Each line is handed to the
-operating system as soon as it is read and synced to disk within 250ms: a
-kill loses at most the lines not yet handed over, a power loss at most the
-last 250ms. When the spool is full, -full applies: reading waits for room,
+delivered in the last 250ms before the crash may come again). Each line is
+handed to the operating system within a millisecond of being read and synced
+to disk within 250ms: a kill loses at most the last millisecond's lines, a
+power loss at most the last 250ms. When the spool is full, -full applies: reading waits for room,
 or -full drop drops the line. One send at a time may use a DIR: another
 fails at once, with status 1. A record found damaged on disk (cut short by
 a crash, or changed) is skipped and named on stderr, with its file and byte

@@ -26,9 +26,9 @@ const (
 )
 
 // spoolOptions makes the BatchWriter's spool durable: every line Write
-// accepts goes to disk at once (a crash of connpipe loses none of it) and
-// is synced within conn.DefaultSpoolSync (a power loss loses at most
-// that). When it is full, the -full policy applies (ErrSpoolFull is an
+// accepts is handed to the operating system within a millisecond (a crash
+// of connpipe loses at most that) and synced within conn.DefaultSpoolSync
+// (a power loss loses at most that). When it is full, the -full policy applies (ErrSpoolFull is an
 // ErrBufferFull).
 func spoolOptions(cfg sendConfig) []conn.BatchOption {
 	return []conn.BatchOption{
