@@ -103,7 +103,7 @@ func WithSpool(dir string, maxBytes int64) BatchOption {
 // file: the smallest window, the slowest. Without WithSpool it has no
 // effect, and OpenBatchWriter fails.
 //
-// After a crash, messages delivered in the last every before it may be
+// After a crash, messages delivered in about the last every before it may be
 // sent again: the read position is saved with the syncs.
 func WithDurableSpool(every time.Duration) BatchOption {
 	return batchOptionFunc(func(c *batchConfig) {
