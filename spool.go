@@ -259,7 +259,6 @@ type spool struct {
 	fedNew      atomic.Uint64 // records of this life fed: counted after each put
 	feeding     atomic.Uint64 // the same, counted before each put (for Stats)
 	feedingB    atomic.Uint64 // their payload bytes
-	fedWaiters  atomic.Int32  // Flushes waiting on fedNote
 	caughtUp    uint64        // 1 + the appended records the feeder had read when it last caught up with the appends; 0 before
 	recovered   uint64        // records of earlier lives fed
 	pendingRecB int64         // bytes at read and after, in files and buf: Stats.Bytes

@@ -237,6 +237,11 @@ type feedBatch struct {
 
 const feedPublish = 256
 
+// markRun bounds the records one spoolMark covers: the ledger moves in
+// steps of at most this many records, and the marks of a large backlog
+// in memory stay few.
+const markRun = 4096
+
 // publishFed makes the feeder's progress visible: the read position,
 // the pending bytes, the recovered count; and wakes the Flushes waiting.
 func (w *BatchWriter) publishFed(fb *feedBatch) {
@@ -246,7 +251,14 @@ func (w *BatchWriter) publishFed(fb *feedBatch) {
 	s := w.spool
 	s.marksMu.Lock()
 	first := len(s.marks) == 0
-	s.marks = append(s.marks, fb.marks...)
+	for _, m := range fb.marks {
+		if k := len(s.marks); k > 0 && s.marks[k-1].to == m.from && m.to-s.marks[k-1].from <= markRun {
+			last := &s.marks[k-1]
+			last.to, last.toB, last.pos = m.to, m.toB, m.pos
+			continue
+		}
+		s.marks = append(s.marks, m)
+	}
 	s.marksMu.Unlock()
 	fb.marks = fb.marks[:0]
 	if first { // the syncer looks at the marks until they are settled
@@ -314,7 +326,7 @@ func (w *BatchWriter) feedRecord(p []byte, t int64, next spoolPos, fb *feedBatch
 	fb.n++
 	fb.bytes += recordCost(len(p))
 	fb.read = next
-	if fb.n >= feedPublish || s.fedWaiters.Load() > 0 {
+	if fb.n >= feedPublish {
 		w.publishFed(fb)
 	}
 	if w.sleeping.Load() && w.sleeping.CompareAndSwap(true, false) {
@@ -382,8 +394,6 @@ func (s *spool) movedLocked() {
 // spool held when it was called, or ctx is done, or the feeder stopped.
 func (w *BatchWriter) spoolWaitFed(done <-chan struct{}) bool {
 	s := w.spool
-	s.fedWaiters.Add(1)
-	defer s.fedWaiters.Add(-1)
 	s.mu.Lock()
 	target := s.appended
 	// Done when every record appended before the call is in memory, or
