@@ -64,6 +64,16 @@ func (r *segReader) bytesAt(off int64, n int) []byte {
 	return r.buf[:min(n, got)]
 }
 
+// buffered returns the bytes read already from off to the window's end
+// (within the limit), or nil.
+func (r *segReader) buffered(off int64) []byte {
+	end := min(r.at+int64(len(r.buf)), r.limit)
+	if off < r.at || off >= end {
+		return nil
+	}
+	return r.buf[off-r.at : end-r.at]
+}
+
 // resync returns the offset of the first valid record after from, or the
 // limit: both checksums must match, the header's first.
 func (r *segReader) resync(from int64) int64 {
@@ -168,6 +178,47 @@ func (w *BatchWriter) feedSegment(r *segReader, g spoolSeg) bool {
 	fb := feedBatch{recovered: g.id < s.firstNew}
 	defer w.publishFed(&fb)
 	for off < g.end {
+		// The usual case: whole, valid records in the bytes read already.
+		if win := r.buffered(off); len(win) >= recHeaderLen {
+			var k, b uint64 // the whole records in the window, as their headers say
+			var c int64
+			for rest, o := win, off; len(rest) >= recHeaderLen; k++ {
+				h := peekHead(rest)
+				rc := recordCost(h.n)
+				if o+rc > g.end || int64(len(rest)) < rc {
+					break
+				}
+				b, c, o, rest = b+uint64(h.n), c+cost(h.n), o+rc, rest[rc:]
+			}
+			if k > 1 {
+				w.takeAhead(&fb, k, b, c)
+			}
+			fed := false
+			for len(win) >= recHeaderLen {
+				// The payload's checksum alone: it covers the length it was
+				// taken over, and a header that fails it is checked whole
+				// below. Only the time stamp goes unchecked: OldestAge's.
+				h := peekHead(win)
+				c := recordCost(h.n)
+				if off+c > g.end || int64(len(win)) < c {
+					break
+				}
+				p := win[recHeaderLen:c]
+				if crc32c(p) != h.pcrc {
+					break
+				}
+				if !w.feedRecord(p, h.time, spoolPos{seg: g.id, off: off + c}, &fb) {
+					w.giveBack(&fb)
+					return false
+				}
+				off, win, fed = off+c, win[c:], true
+			}
+			w.giveBack(&fb)
+			if fed {
+				continue
+			}
+		}
+		// A record across the window's end, or damage: read it alone.
 		b := r.bytesAt(off, recHeaderLen)
 		if len(b) < recHeaderLen {
 			w.publishFed(&fb)
@@ -233,6 +284,47 @@ type feedBatch struct {
 	bytes     int64       // their bytes on disk
 	read      spoolPos    // where the next record begins
 	marks     []spoolMark // their runs of sequence numbers
+
+	// Taken ahead for the rest of a window's records, so that each record
+	// does not pay for its own atomic operations: room in the memory
+	// queue, and the count Stats subtracts (feeding).
+	room      int64
+	pre, preB uint64
+}
+
+// giveBack returns what fb took ahead and did not use.
+func (w *BatchWriter) giveBack(fb *feedBatch) {
+	if fb.room > 0 {
+		w.q.used.Add(-fb.room)
+		w.makeRoom()
+	}
+	if fb.pre > 0 {
+		w.spool.feeding.Add(-fb.pre)
+		w.spool.feedingB.Add(-fb.preB)
+	}
+	fb.room, fb.pre, fb.preB = 0, 0, 0
+}
+
+// takeAhead reserves room and counts for the k records of payload bytes
+// b and queue cost c that a window holds, if the queue has room for all.
+func (w *BatchWriter) takeAhead(fb *feedBatch, k, b uint64, c int64) {
+	q := w.q
+	limit := int64(q.size / 2)
+	for {
+		u := q.used.Load()
+		if u+c > limit {
+			return // one at a time, as room allows
+		}
+		if q.used.CompareAndSwap(u, u+c) {
+			break
+		}
+	}
+	fb.room = c
+	if !fb.recovered {
+		fb.pre, fb.preB = k, b
+		w.spool.feedingB.Add(b)
+		w.spool.feeding.Add(k)
+	}
 }
 
 const feedPublish = 256
@@ -291,7 +383,10 @@ func (w *BatchWriter) feedRecord(p []byte, t int64, next spoolPos, fb *feedBatch
 		w.skipTo(next, recordCost(len(p)))
 		return true
 	}
-	if !w.reserveFeed(len(p)) {
+	n := uint64(len(p))
+	if c := cost(len(p)); fb.room >= c {
+		fb.room -= c // reserved with the others of its window
+	} else if !w.reserveFeed(len(p)) {
 		w.publishFed(fb)
 		s.mu.Lock()
 		s.headTime = t
@@ -300,8 +395,11 @@ func (w *BatchWriter) feedRecord(p []byte, t int64, next spoolPos, fb *feedBatch
 			return false
 		}
 	}
-	n := uint64(len(p))
-	if !fb.recovered { // before the put: Stats may count it late, never twice
+	switch {
+	case fb.recovered:
+	case fb.pre > 0: // counted with the others of its window
+		fb.pre, fb.preB = fb.pre-1, fb.preB-n
+	default: // before the put: Stats may count it late, never twice
 		s.feedingB.Add(n)
 		s.feeding.Add(1)
 	}

@@ -97,5 +97,15 @@ func parseHead(b []byte) (h recordHead, ok bool) {
 	return h, h.n >= 0
 }
 
+// peekHead reads the record header at the start of b, which holds at
+// least recHeaderLen bytes, without checking it.
+func peekHead(b []byte) recordHead {
+	return recordHead{
+		n:    int(binary.LittleEndian.Uint32(b[4:])),
+		time: int64(binary.LittleEndian.Uint64(b[8:])),
+		pcrc: binary.LittleEndian.Uint32(b[16:]),
+	}
+}
+
 // recordCost is what a record of n payload bytes takes on disk.
 func recordCost(n int) int64 { return int64(n) + recHeaderLen }
