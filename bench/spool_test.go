@@ -27,7 +27,7 @@ import (
 //   - 250ms syncs at most every 250 ms (DefaultSpoolSync), batch after
 //     every write to the file.
 //
-// Messages are 1 KiB unless the name says 51B (the bench's log line).
+// Messages are 1 KiB, but 51 bytes (the bench's log line) in down-51B.
 func BenchmarkSpoolDurable(b *testing.B) {
 	b.Run("disk", func(b *testing.B) {
 		f, err := os.Create(filepath.Join(b.TempDir(), "dd"))
@@ -57,7 +57,7 @@ func BenchmarkSpoolDurable(b *testing.B) {
 	}{
 		{"down/250ms", false, conn.DefaultSpoolSync, kilo},
 		{"down/batch", false, 0, kilo},
-		{"down/250ms/51B", false, conn.DefaultSpoolSync, line},
+		{"down-51B/250ms", false, conn.DefaultSpoolSync, line},
 		{"up/250ms", true, conn.DefaultSpoolSync, kilo},
 	} {
 		b.Run(c.name, func(b *testing.B) {
@@ -86,9 +86,10 @@ func BenchmarkSpoolDurable(b *testing.B) {
 	}
 }
 
-// spoolOf builds, untimed, a spool in dir holding n bytes of line, left by
-// a durable writer whose collector was down.
-func spoolOf(b *testing.B, dir string, n int64) int64 {
+// spoolOf builds, untimed, a spool in dir holding n bytes of msg, left
+// by a durable writer whose collector was down, and returns how many
+// messages that is.
+func spoolOf(b *testing.B, dir string, n int64, msg []byte) int64 {
 	b.StopTimer()
 	defer b.StartTimer()
 	m := managerTo(b, closedPort(b), true)
@@ -97,9 +98,9 @@ func spoolOf(b *testing.B, dir string, n int64) int64 {
 	if err != nil {
 		b.Fatal(err)
 	}
-	k := n / int64(len(line))
+	k := n / int64(len(msg))
 	for range k {
-		if _, err := w.Write(line); err != nil {
+		if _, err := w.Write(msg); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -112,7 +113,7 @@ func spoolOf(b *testing.B, dir string, n int64) int64 {
 // (OpenBatchWriter), what a program pays at start after a long outage.
 func BenchmarkSpoolOpen(b *testing.B) {
 	dir := b.TempDir()
-	spoolOf(b, dir, 1<<30)
+	spoolOf(b, dir, 1<<30, line)
 	m := managerTo(b, closedPort(b), true)
 	b.ResetTimer()
 	for range b.N {
@@ -130,7 +131,7 @@ func BenchmarkSpoolOpen(b *testing.B) {
 }
 
 // BenchmarkSpoolDrain: the rate at which a spool holding 256 MiB of log
-// lines is delivered to a loopback sink that reads and discards, against
+// lines (51B) or of 1 KiB messages is delivered to a loopback sink that reads and discards, against
 // the connection's own rate (memory: the same lines written into a
 // BatchWriter without a spool, then flushed). warm reads the spool from
 // the page cache; cold drops the page cache first (Linux, as root;
@@ -138,54 +139,62 @@ func BenchmarkSpoolOpen(b *testing.B) {
 // x-buffer that over the 4 MiB memory buffer.
 func BenchmarkSpoolDrain(b *testing.B) {
 	const size = 256 << 20
-	b.Run("memory", func(b *testing.B) {
-		k := int64(size / len(line))
-		b.SetBytes(k * int64(len(line)))
-		for range b.N {
-			s := newServer(b, true, 1)
-			m := managerTo(b, s.addr, false)
-			w := conn.NewBatchWriter(m, conn.WithWaitWhenFull(time.Minute))
-			for range k {
-				w.Write(line)
+	kilo := append(bytes.Repeat([]byte("k"), 1023), '\n')
+	for _, msg := range []struct {
+		name string
+		p    []byte
+	}{{"51B", line}, {"1KiB", kilo}} {
+		b.Run(msg.name, func(b *testing.B) {
+			b.Run("memory", func(b *testing.B) {
+				k := int64(size / len(msg.p))
+				b.SetBytes(k * int64(len(msg.p)))
+				for range b.N {
+					s := newServer(b, true, 1)
+					m := managerTo(b, s.addr, false)
+					w := conn.NewBatchWriter(m, conn.WithWaitWhenFull(time.Minute))
+					for range k {
+						w.Write(msg.p)
+					}
+					flushDrop(b, w)
+					w.Close()
+				}
+			})
+			for _, cold := range []bool{false, true} {
+				name := "warm"
+				if cold {
+					name = "cold"
+				}
+				b.Run(name, func(b *testing.B) {
+					var peak int64
+					for range b.N {
+						dir := b.TempDir()
+						k := spoolOf(b, dir, size, msg.p)
+						b.SetBytes(k * int64(len(msg.p)))
+						if cold && !dropCaches(b) {
+							b.Skip("cannot drop the page cache here")
+						}
+						s := newServer(b, true, 1)
+						m := managerTo(b, s.addr, false)
+						runtime.GC()
+						base := heapObjects()
+						h := startHeapPeak()
+						b.StartTimer()
+						w, err := conn.OpenBatchWriter(m, conn.WithSpool(dir, 1<<40))
+						if err != nil {
+							b.Fatal(err)
+						}
+						flushDrop(b, w)
+						b.StopTimer()
+						peak = max(peak, h.stop()-base)
+						if st := w.Stats(); st.Written != uint64(k) || st.Spool.Recovered != uint64(k) {
+							b.Fatalf("delivered %d of %d (%+v)", st.Written, k, st)
+						}
+						w.Close()
+					}
+					b.ReportMetric(float64(peak), "peak-heap-B")
+					b.ReportMetric(float64(peak)/conn.DefaultBufferSize, "x-buffer")
+				})
 			}
-			flushDrop(b, w)
-			w.Close()
-		}
-	})
-	for _, cold := range []bool{false, true} {
-		name := "warm"
-		if cold {
-			name = "cold"
-		}
-		b.Run(name, func(b *testing.B) {
-			var peak int64
-			for range b.N {
-				dir := b.TempDir()
-				k := spoolOf(b, dir, size)
-				b.SetBytes(k * int64(len(line)))
-				if cold && !dropCaches(b) {
-					b.Skip("cannot drop the page cache here")
-				}
-				s := newServer(b, true, 1)
-				m := managerTo(b, s.addr, false)
-				runtime.GC()
-				base := heapObjects()
-				h := startHeapPeak()
-				b.StartTimer()
-				w, err := conn.OpenBatchWriter(m, conn.WithSpool(dir, 1<<40))
-				if err != nil {
-					b.Fatal(err)
-				}
-				flushDrop(b, w)
-				b.StopTimer()
-				peak = max(peak, h.stop()-base)
-				if st := w.Stats(); st.Written != uint64(k) || st.Spool.Recovered != uint64(k) {
-					b.Fatalf("delivered %d of %d (%+v)", st.Written, k, st)
-				}
-				w.Close()
-			}
-			b.ReportMetric(float64(peak), "peak-heap-B")
-			b.ReportMetric(float64(peak)/conn.DefaultBufferSize, "x-buffer")
 		})
 	}
 }
