@@ -14,10 +14,6 @@ type spoolPos struct {
 	off int64
 }
 
-func (p spoolPos) before(q spoolPos) bool {
-	return p.seg < q.seg || p.seg == q.seg && p.off < q.off
-}
-
 // The ledger holds the read position: where the first record not yet
 // delivered begins. It has two slots, written in turn, each with a
 // generation and a checksum; a crash while one is written leaves the other,
