@@ -1,6 +1,7 @@
 package conn
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -233,6 +234,9 @@ type spool struct {
 	mu          sync.Mutex
 	buf         []byte // records not yet in a file
 	bufSince    int64  // unix nanoseconds when the first of them was appended
+	projEnd     int64  // the last segment's end once the buffer is written
+	projRot     int64  // the segments writing the buffer will begin
+	rotInFlight int64  // those that a write under way will begin
 	stamp       int64  // the time stamp appends use: read from the clock at most every stampReuse appends
 	stampUses   int
 	bufRecs     uint64        // how many
@@ -393,6 +397,7 @@ func (s *spool) open() error {
 	if err := s.newSegment(s.firstNew); err != nil {
 		return err
 	}
+	s.projectLocked() // not shared yet
 	if s.pendingRecB == 0 {
 		// Nothing to send: the files of earlier lives go, or every open
 		// would leave one more behind.
@@ -551,7 +556,15 @@ func (w *BatchWriter) spoolAppend(p []byte) error {
 			s.mu.Unlock()
 			return errWriterClosed
 		}
-		diskRoom := s.disk+c <= s.maxBytes
+		// The record, and the header of every segment the buffer will
+		// begin when it is written out (writeOut's rule): maxBytes bounds
+		// the files.
+		rotate := s.projEnd+c > s.segMax && s.projEnd > segHeaderLen
+		rot := s.projRot + s.rotInFlight
+		if rotate {
+			rot++
+		}
+		diskRoom := s.disk+c+rot*segHeaderLen <= s.maxBytes
 		if diskRoom && (len(s.buf) == 0 || len(s.buf)+int(c) <= s.bufMax) {
 			w.spilling.Store(true)
 			before := len(s.buf)
@@ -568,6 +581,11 @@ func (w *BatchWriter) spoolAppend(p []byte) error {
 			}
 			s.buf = appendRecord(s.buf, p, now)
 			s.bufRecs++
+			if rotate {
+				s.projEnd, s.projRot = segHeaderLen+c, s.projRot+1
+			} else {
+				s.projEnd += c
+			}
 			s.disk += c
 			s.pendingRecB += c
 			s.appended++
@@ -640,6 +658,22 @@ const (
 // for SpoolStats.OldestAge, and the clock costs as much as the rest of an
 // append on some machines (119 ns here under load).
 const stampReuse = 256
+
+// projectLocked computes projEnd and projRot from the last segment's end
+// and the buffer, as writeOut will cut it. s.mu must be held.
+func (s *spool) projectLocked() {
+	end, rot := s.segs[len(s.segs)-1].end, int64(0)
+	for data := s.buf; len(data) >= recHeaderLen; {
+		l := recordCost(int(binary.LittleEndian.Uint32(data[4:])))
+		if end+l > s.segMax && end > segHeaderLen {
+			end, rot = segHeaderLen+l, rot+1
+		} else {
+			end += l
+		}
+		data = data[l:]
+	}
+	s.projEnd, s.projRot = end, rot
+}
 
 // lingerLeft returns how long the syncer may still leave the buffer in
 // memory: 0 if it must write it now.

@@ -13,12 +13,13 @@ import (
 )
 
 func TestFullSpoolFollowsTheFullPolicy(t *testing.T) {
-	const maxBytes = 100 << 10
+	const maxBytes = 100*1020 + 16 // a header and 100 records exactly: the second segment's header must be counted
 	line := []byte(strings.Repeat("y", 999) + "\n") // 1,020 bytes on disk
 	t.Run("drop", func(t *testing.T) {
 		f := &fakeNet{dialErr: errors.New("down")}
 		m := newFake(t, f)
-		w, err := conn.OpenBatchWriter(m, conn.WithSpool(t.TempDir(), maxBytes), conn.WithDurableSpool(0))
+		dir := t.TempDir()
+		w, err := conn.OpenBatchWriter(m, conn.WithSpool(dir, maxBytes), conn.WithDurableSpool(0))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -44,6 +45,14 @@ func TestFullSpoolFollowsTheFullPolicy(t *testing.T) {
 		}
 		if err := w.Sync(context.Background()); err != nil {
 			t.Fatal(err)
+		}
+		var files int64
+		for _, r := range spoolRecords(t, dir) {
+			files += r.end - r.start
+		}
+		segs, _ := filepath.Glob(filepath.Join(dir, "seg-*.spool"))
+		if files += int64(len(segs)) * 16; files > maxBytes {
+			t.Errorf("the spool's files hold %d bytes, more than maxBytes %d (a segment header uncounted)", files, maxBytes)
 		}
 		f.set(func(f *fakeNet) { f.dialErr = nil })
 		flushWithin(t, w, 10*time.Second)

@@ -105,6 +105,7 @@ func (w *BatchWriter) drainLocked() error {
 		return nil
 	}
 	s.buf, s.bufRecs, s.spare = s.spare[:0], 0, nil
+	s.rotInFlight, s.projRot = s.projRot, 0 // appends go on from projEnd
 	s.roomMadeLocked()
 	s.mu.Unlock()
 	wrote, err := s.writeOut(data)
@@ -117,6 +118,8 @@ func (w *BatchWriter) drainLocked() error {
 	} else {
 		s.spare = data[:0]
 	}
+	s.rotInFlight = 0 // done: counted in s.disk now
+	s.projectLocked()
 	s.mu.Unlock()
 	if k > 0 {
 		if s.dirtySince.IsZero() {
