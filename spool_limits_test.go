@@ -13,7 +13,9 @@ import (
 )
 
 func TestFullSpoolFollowsTheFullPolicy(t *testing.T) {
-	const maxBytes = 100*1020 + 16 // a header and 100 records exactly: the second segment's header must be counted
+	// A header and 100 records exactly: the second segment's header must
+	// be counted.
+	const maxBytes = 100*1020 + 16
 	line := []byte(strings.Repeat("y", 999) + "\n") // 1,020 bytes on disk
 	t.Run("drop", func(t *testing.T) {
 		f := &fakeNet{dialErr: errors.New("down")}
