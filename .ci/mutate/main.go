@@ -79,7 +79,7 @@ const version = "mutate/2"
 // send path (see .ci/mutation for what is left out, and why).
 // (by import path, relative to the module's).
 var defaultFiles = map[string][]string{
-	"cmd/connpipe": {"send.go", "address.go", "tlsconf.go"},
+	"cmd/connpipe": {"send.go", "send_setup.go", "send_read.go", "send_flush.go", "send_summary.go", "send_events.go", "send_spool.go", "address.go", "tlsconf.go"},
 }
 
 type runner struct {
