@@ -286,8 +286,8 @@ func TestSendSpoolUsage(t *testing.T) {
 	if cfg.spoolSize != 1<<30 {
 		t.Errorf("-spool-size is %v by default, want 1 GiB", cfg.spoolSize)
 	}
-	if _, err := fs.parse([]string{"-spool", "d", "-spool-size", "2G", "tcp://h:1"}); err != nil || cfg.spoolSize != 2<<30 {
-		t.Errorf("-spool-size 2G: %v, %v", cfg.spoolSize, err)
+	if _, err := fs.parse([]string{"-spool", "d", "-spool-size", "1536M", "tcp://h:1"}); err != nil || cfg.spoolSize != 1536<<20 {
+		t.Errorf("-spool-size 1536M: %v, %v", cfg.spoolSize, err)
 	}
 }
 
