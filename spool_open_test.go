@@ -273,7 +273,7 @@ func TestSpoolReplayMovesTheLedgerWithoutWrites(t *testing.T) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("5 s after all %d recovered messages were delivered: ledger moved %v, segment files %d, want it moved and one left", len(lines), moved, len(segs))
+			t.Fatalf("5 s after all %d recovered messages were delivered: ledger moved %v, segment files %v, want it moved and one left; stats %+v", len(lines), moved, segs, w.Stats())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

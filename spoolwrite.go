@@ -284,8 +284,15 @@ func (w *BatchWriter) saveSpoolPosition(st *syncerState, final bool) time.Durati
 	}
 	st.lastLedger = time.Now()
 	s.marksMu.Lock()
+	// Counted again: the feeder may have published meanwhile, merging
+	// records into the last mark (it is then no longer settled) or adding
+	// marks, and woken no one.
+	k = 0
+	for k < len(s.marks) && s.marks[k].to <= frontier {
+		k++
+	}
 	s.marks = s.marks[k:]
-	pending = len(s.marks) > 0 // the feeder may have published more meanwhile, waking no one
+	pending = len(s.marks) > 0
 	s.marksMu.Unlock()
 	s.mu.Lock()
 	var gone []spoolSeg
