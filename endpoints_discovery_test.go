@@ -99,12 +99,15 @@ func TestALateDiscoveryAnswerServesTheNextRound(t *testing.T) {
 		if st := m.Stats(); st.Endpoint != "a:1" {
 			t.Fatalf("Stats() = %+v, want a:1 from the first answer", st)
 		}
-		time.Sleep(age * 11 / 10) // a rotation: its round stops waiting at 250 ms
+		// Rotations come every 9 to 11 s (the age spread by 10%), each
+		// after a round of up to 250 ms: by 12 s the first has come, by
+		// 24 s the second, and the third not before 27 s.
+		time.Sleep(age * 12 / 10) // a rotation: its round stops waiting at 250 ms
 		synctest.Wait()
 		if st := m.Stats(); st.Endpoint != "a:1" {
 			t.Errorf("Stats() = %+v: the first rotation should not have waited for the slow answer", st)
 		}
-		time.Sleep(age * 11 / 10) // the next rotation takes the late answer
+		time.Sleep(age * 12 / 10) // the next rotation takes the late answer
 		synctest.Wait()
 		if st := m.Stats(); st.Endpoint != "b:1" {
 			t.Errorf("Stats() = %+v: want the late answer (b:1) used by the next round", st)
