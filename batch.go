@@ -295,14 +295,7 @@ func (w *BatchWriter) waitForRoom(n int) error {
 	t := time.NewTimer(w.cfg.waitWhenFull)
 	defer t.Stop()
 	for {
-		room := w.room.Load()
-		if room == nil {
-			c := make(chan struct{})
-			if !w.room.CompareAndSwap(nil, &c) {
-				continue
-			}
-			room = &c
-		}
+		room := w.roomChan()
 		// Announce, then try: the writer releases room, then looks.
 		if w.q.closed.Load() {
 			return w.closedErr()
@@ -311,9 +304,23 @@ func (w *BatchWriter) waitForRoom(n int) error {
 			return nil
 		}
 		select {
-		case <-*room:
+		case <-room:
 		case <-t.C:
 			return ErrBufferFull
+		}
+	}
+}
+
+// roomChan returns the channel that makeRoom closes next, making it if
+// there is none: a waiter for room takes it, then tries, then waits on it.
+func (w *BatchWriter) roomChan() chan struct{} {
+	for {
+		if room := w.room.Load(); room != nil {
+			return *room
+		}
+		c := make(chan struct{})
+		if w.room.CompareAndSwap(nil, &c) {
+			return c
 		}
 	}
 }

@@ -455,14 +455,7 @@ func (w *BatchWriter) reserveFeed(n int) bool {
 // as it takes; false if the feeder must stop instead.
 func (w *BatchWriter) feederWaitForRoom(n int) bool {
 	for {
-		room := w.room.Load()
-		if room == nil {
-			c := make(chan struct{})
-			if !w.room.CompareAndSwap(nil, &c) {
-				continue
-			}
-			room = &c
-		}
+		room := w.roomChan()
 		if w.q.closed.Load() {
 			return false
 		}
@@ -470,7 +463,7 @@ func (w *BatchWriter) feederWaitForRoom(n int) bool {
 			return true
 		}
 		select {
-		case <-*room:
+		case <-room:
 		case <-w.abort:
 			return false
 		case <-w.m.closing:
