@@ -265,12 +265,7 @@ func (w *BatchWriter) closedErr() error {
 }
 
 // nudge wakes the background writer if it waits.
-func (w *BatchWriter) nudge() {
-	select {
-	case w.wake <- struct{}{}:
-	default:
-	}
-}
+func (w *BatchWriter) nudge() { wake(w.wake) }
 
 // waitForRoom reserves room for a message of n bytes, waiting as
 // configured. A full buffer under load empties a write at a time, so it

@@ -203,7 +203,7 @@ type spoolSeg struct {
 }
 
 // spool is a BatchWriter's disk. Writes append records to a buffer under
-// mu; the syncer (spoolsync.go) writes the buffer to the last segment
+// mu; the syncer (spoolwrite.go) writes the buffer to the last segment
 // file, syncs, saves the read position in the ledger and removes the
 // segments behind it; the feeder (spoolfeed.go) reads records in order
 // and puts them in the BatchWriter's memory queue.
@@ -267,7 +267,7 @@ type spool struct {
 	recovered   uint64        // records of earlier lives fed
 	pendingRecB int64         // bytes at read and after, in files and buf: Stats.Bytes
 	fedNote     chan struct{} // closed when the feeder moves; nil if nobody waits
-	marksMu     sync.Mutex    // guards marks: taken for each record fed, so not mu
+	marksMu     sync.Mutex    // guards marks: taken by the feeder as it publishes, so not mu
 	marks       []spoolMark   // fed records not yet settled, in runs
 	damaged     uint64
 	damagedB    uint64
@@ -540,7 +540,7 @@ func (s *spool) maxRecord() int64 {
 	return min(s.maxBytes-segHeaderLen-recHeaderLen, 1<<32-1)
 }
 
-// append adds a record of p to the buffer. When the files hold maxBytes,
+// spoolAppend adds a record of p to the buffer. When the files hold maxBytes,
 // it waits up to wait for room, else fails with ErrSpoolFull. When the
 // buffer is full, it writes the buffer out itself unless the syncer is
 // doing so; then it waits for that write, up to wait or spoolStall. It
@@ -593,10 +593,7 @@ func (w *BatchWriter) spoolAppend(p []byte) error {
 			batch := before < spoolWriteBatch && len(s.buf) >= spoolWriteBatch
 			s.mu.Unlock()
 			if before == 0 || batch { // the syncer's linger begins, or ends early
-				select {
-				case s.wakeSync <- struct{}{}:
-				default:
-				}
+				wake(s.wakeSync)
 			}
 			return nil
 		}
@@ -626,10 +623,7 @@ func (w *BatchWriter) spoolAppend(p []byte) error {
 			return ErrSpoolFull
 		}
 		if !diskRoom { // the syncer frees files as soon as it sees a wait
-			select {
-			case s.wakeSync <- struct{}{}:
-			default:
-			}
+			wake(s.wakeSync)
 		}
 		if deadline == nil {
 			deadline = time.NewTimer(wait)
@@ -709,12 +703,15 @@ func (s *spool) stopAppends() {
 
 // nudge wakes the syncer and the feeder.
 func (s *spool) nudge() {
+	wake(s.wakeSync)
+	wake(s.wakeFeed)
+}
+
+// wake nudges the goroutine that waits on c, a channel of capacity 1: a
+// nudge already pending is enough.
+func wake(c chan struct{}) {
 	select {
-	case s.wakeSync <- struct{}{}:
-	default:
-	}
-	select {
-	case s.wakeFeed <- struct{}{}:
+	case c <- struct{}{}:
 	default:
 	}
 }
@@ -765,7 +762,7 @@ func (s *spool) skippedMessages() (uint64, uint64) {
 	return s.skipped, s.skippedB
 }
 
-// logDamage reports a damaged region of a segment.
+// spoolDamaged reports a damaged region of a segment.
 func (w *BatchWriter) spoolDamaged(e *SpoolDamageError) {
 	s := w.spool
 	s.mu.Lock()

@@ -274,7 +274,11 @@ func TestSpoolOfANewerFormatIsRefused(t *testing.T) {
 			if after := dirListing(t, dir); after != before {
 				t.Errorf("the refused spool was changed:\n%s\nnow\n%s", before, after)
 			}
-			// The lock was given back: a fixed spool opens.
+			// The refusal gave the lock back: a second open is refused for
+			// the version again, not as in use.
+			if _, err := conn.OpenBatchWriter(m, conn.WithSpool(dir, 0)); !errors.Is(err, conn.ErrSpoolVersion) {
+				t.Errorf("second open: %v, want ErrSpoolVersion again", err)
+			}
 		})
 	}
 }

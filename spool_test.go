@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -141,7 +140,6 @@ func TestSpoolDirectoryHasOneOwner(t *testing.T) {
 		t.Fatalf("open after Close: %v", err)
 	}
 	w4.Close()
-	_ = os.Remove
 }
 
 func TestSpoolEndsWithItsManager(t *testing.T) {

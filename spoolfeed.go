@@ -354,10 +354,7 @@ func (w *BatchWriter) publishFed(fb *feedBatch) {
 	s.marksMu.Unlock()
 	fb.marks = fb.marks[:0]
 	if first { // the syncer looks at the marks until they are settled
-		select {
-		case s.wakeSync <- struct{}{}:
-		default:
-		}
+		wake(s.wakeSync)
 	}
 	s.mu.Lock()
 	s.read = fb.read

@@ -125,10 +125,7 @@ func (w *BatchWriter) drainLocked() error {
 		if s.dirtySince.IsZero() {
 			s.dirtySince = time.Now()
 		}
-		select {
-		case s.wakeFeed <- struct{}{}:
-		default:
-		}
+		wake(s.wakeFeed)
 	}
 	return err
 }

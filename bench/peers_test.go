@@ -77,27 +77,21 @@ func managerTo(tb testing.TB, addr string, outage bool) *conn.Manager {
 }
 
 func openConn(tb testing.TB, addr string, outage bool) asyncWriter {
-	m := managerTo(tb, addr, outage)
 	var opts []conn.BatchOption
 	if !outage {
 		opts = append(opts, conn.WithWaitWhenFull(time.Minute))
 	}
-	w := conn.NewBatchWriter(m, opts...)
-	tb.Cleanup(func() { w.Close() })
-	return asyncWriter{
-		Writer: w,
-		finish: func() error {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-			return w.Flush(ctx)
-		},
-		dropped: func() int64 { return int64(w.Stats().Dropped) },
-	}
+	return batchWriterTo(tb, addr, outage, opts...)
 }
 
 func openConnSpool(tb testing.TB, addr string, outage bool) asyncWriter {
+	return batchWriterTo(tb, addr, outage, conn.WithSpool(tb.TempDir(), 0))
+}
+
+// batchWriterTo returns a BatchWriter with opts over a Manager for addr.
+func batchWriterTo(tb testing.TB, addr string, outage bool, opts ...conn.BatchOption) asyncWriter {
 	m := managerTo(tb, addr, outage)
-	w, err := conn.OpenBatchWriter(m, conn.WithSpool(tb.TempDir(), 0))
+	w, err := conn.OpenBatchWriter(m, opts...)
 	if err != nil {
 		tb.Fatal(err)
 	}
