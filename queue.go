@@ -220,6 +220,47 @@ func (q *queue) put(p []byte) (at place, ok bool) {
 	}
 }
 
+// putRun appends the messages run, of total payload bytes, for which room
+// was reserved, with one claim: they take consecutive places, the first at
+// at. n says how many were put: all, or only the first when the claim was
+// the first to miss the active segment, which the first then begins (the
+// caller puts the rest again). It returns false if the queue is closed.
+// One claim and one synchronising store for the run, rather than one each
+// per message: the consumer reads the tail and the slots on other cores.
+func (q *queue) putRun(run [][]byte, total int) (at place, n int, ok bool) {
+	delta := uint64(len(run))<<countShift | uint64(total)
+	for {
+		s := q.active.Load()
+		v := s.tail.Add(delta)
+		if s.fits(v) {
+			count, end := unpack(v)
+			first, off := count-len(run), end-total
+			at = place{s.seq + uint64(first), s.bytes + uint64(off)}
+			// The slots after the first are plain stores: the consumer
+			// reads slots in order, so it loads them only after it has
+			// seen the first's store, which they happen before.
+			for i, p := range run {
+				copy(s.data[off:], p)
+				off += len(p)
+				if i > 0 {
+					*s.slot(first + i) = uint64(len(p)) + 1
+				}
+			}
+			s.publish(first, len(run[0]))
+			return at, len(run), true
+		}
+		if v&invalid != 0 { // close sets closed, then invalid
+			return place{}, 0, false
+		}
+		if prev := v - delta; s.fits(prev) {
+			return q.seal(s, prev, run[0]), 1, true // this claim is the first that missed
+		}
+		for q.active.Load() == s { // another claim is sealing s
+			runtime.Gosched()
+		}
+	}
+}
+
 // seal closes s to claims at tail value last and installs its successor
 // with p as the first message, whose place it returns. Nobody else can
 // reach the successor before it is linked, so its first claim is a plain

@@ -207,11 +207,16 @@ func (w *BatchWriter) feedSegment(r *segReader, g spoolSeg) bool {
 				if crc32c(p) != h.pcrc {
 					break
 				}
-				if !w.feedRecord(p, h.time, spoolPos{seg: g.id, off: off + c}, &fb) {
+				next := spoolPos{seg: g.id, off: off + c}
+				if !w.feedInRun(&fb, p, h.time, next) {
 					w.giveBack(&fb)
 					return false
 				}
 				off, win, fed = off+c, win[c:], true
+			}
+			if !w.feedRun(&fb) {
+				w.giveBack(&fb)
+				return false
 			}
 			w.giveBack(&fb)
 			if fed {
@@ -290,7 +295,22 @@ type feedBatch struct {
 	// queue, and the count Stats subtracts (feeding).
 	room      int64
 	pre, preB uint64
+
+	// Records of the window, with their room taken, waiting to go in the
+	// queue together (feedRun); ends[i] is where the record after run[i]
+	// begins. The payloads are the window's bytes.
+	run      [][]byte
+	ends     []spoolPos
+	runBytes int
 }
+
+// A run of records goes in the queue with one claim (queue.putRun): at
+// most runLen records, and runBytes bytes, so that a claim that misses a
+// segment wastes little of it.
+const (
+	runLen   = 64
+	runBytes = 16 << 10
+)
 
 // giveBack returns what fb took ahead and did not use.
 func (w *BatchWriter) giveBack(fb *feedBatch) {
@@ -325,6 +345,78 @@ func (w *BatchWriter) takeAhead(fb *feedBatch, k, b uint64, c int64) {
 		w.spool.feedingB.Add(b)
 		w.spool.feeding.Add(k)
 	}
+}
+
+// feedInRun feeds the record p, spooled at t, whose successor begins at
+// next: in the run if its room was taken ahead, else alone after the run.
+// It returns false if the feeder must stop.
+func (w *BatchWriter) feedInRun(fb *feedBatch, p []byte, t int64, next spoolPos) bool {
+	c := cost(len(p))
+	if fb.room < c {
+		return w.feedRun(fb) && w.feedRecord(p, t, next, fb)
+	}
+	if len(fb.run) == runLen || fb.runBytes+len(p) > min(runBytes, w.q.segSize/4) {
+		if !w.feedRun(fb) {
+			return false
+		}
+	}
+	fb.room -= c
+	fb.run = append(fb.run, p)
+	fb.ends = append(fb.ends, next)
+	fb.runBytes += len(p)
+	return true
+}
+
+// feedRun puts the run in the memory queue. It returns false if the
+// feeder must stop (the queue closed): the room of what was not put goes
+// back with the rest of fb.room (giveBack).
+func (w *BatchWriter) feedRun(fb *feedBatch) bool {
+	s := w.spool
+	run, ends, total := fb.run, fb.ends, fb.runBytes
+	defer func() { fb.run, fb.ends, fb.runBytes = fb.run[:0], fb.ends[:0], 0 }()
+	if len(run) == 0 {
+		return true
+	}
+	for len(run) > 0 {
+		at, k, ok := w.q.putRun(run, total)
+		if !ok {
+			for _, p := range run {
+				fb.room += cost(len(p))
+			}
+			return false
+		}
+		b := 0
+		for _, p := range run[:k] {
+			b += len(p)
+		}
+		fb.mark(at, uint64(k), uint64(b), ends[k-1])
+		if !fb.recovered { // counted ahead with the others of their window
+			fb.pre, fb.preB = fb.pre-uint64(k), fb.preB-uint64(b)
+			s.fedNew.Add(uint64(k)) // after the put: a Flush that sees it finds it queued
+		}
+		fb.n += k
+		fb.bytes += int64(b) + int64(k)*recHeaderLen
+		fb.read = ends[k-1]
+		run, ends, total = run[k:], ends[k:], total-b
+	}
+	if fb.n >= feedPublish {
+		w.publishFed(fb)
+	}
+	if w.sleeping.Load() && w.sleeping.CompareAndSwap(true, false) {
+		w.nudge()
+	}
+	return true
+}
+
+// mark records that k messages of b payload bytes went in the queue at
+// at, the record after them beginning at next.
+func (fb *feedBatch) mark(at place, k, b uint64, next spoolPos) {
+	if n := len(fb.marks); n > 0 && fb.marks[n-1].to == at.seq {
+		m := &fb.marks[n-1]
+		m.to, m.toB, m.pos = at.seq+k, at.bytes+b, next
+		return
+	}
+	fb.marks = append(fb.marks, spoolMark{from: at.seq, to: at.seq + k, fromB: at.bytes, toB: at.bytes + b, pos: next})
 }
 
 const feedPublish = 256
@@ -409,12 +501,7 @@ func (w *BatchWriter) feedRecord(p []byte, t int64, next spoolPos, fb *feedBatch
 		}
 		return false
 	}
-	if k := len(fb.marks); k > 0 && fb.marks[k-1].to == at.seq {
-		m := &fb.marks[k-1]
-		m.to, m.toB, m.pos = at.seq+1, at.bytes+n, next
-	} else {
-		fb.marks = append(fb.marks, spoolMark{from: at.seq, to: at.seq + 1, fromB: at.bytes, toB: at.bytes + n, pos: next})
-	}
+	fb.mark(at, 1, n, next)
 	if !fb.recovered {
 		s.fedNew.Add(1) // after the put: a Flush that sees it finds it queued
 	}
