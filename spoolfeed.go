@@ -318,7 +318,7 @@ func (w *BatchWriter) giveBack(fb *feedBatch) {
 		w.q.used.Add(-fb.room)
 		w.makeRoom()
 	}
-	if fb.pre > 0 {
+	if fb.pre != 0 {
 		w.spool.feeding.Add(-fb.pre)
 		w.spool.feedingB.Add(-fb.preB)
 	}
