@@ -177,7 +177,7 @@ func newBatchWriter(m *Manager, opts []BatchOption) (*BatchWriter, error) {
 		}
 		w.spool = s
 		w.fedDone = make(chan struct{})
-		w.spilling.Store(s.durable || s.pendingRecB > 0)
+		w.spilling.Store(s.durable || s.pendingRecB != 0)
 		go w.runSpoolSyncer()
 		go w.runSpoolFeeder()
 	}

@@ -371,3 +371,16 @@ func TestSpoolSyncerSleepsWhenNothingIsDue(t *testing.T) {
 		t.Errorf("a cycle ran with nothing due: the failure is %v", err)
 	}
 }
+
+// The syncer sleeps until the soonest of its deadlines; one of 0 or less
+// is none, and none at all is 0 (until woken).
+func TestSyncerSleepsUntilTheSoonerOfTwoWaits(t *testing.T) {
+	for _, c := range []struct{ a, b, want time.Duration }{
+		{0, 0, 0}, {5, 0, 5}, {0, 5, 5}, {3, 5, 3}, {5, 3, 3}, {4, 4, 4},
+		{-1, 5, 5}, {5, -1, 5}, {-1, -2, 0}, {-1, 0, 0},
+	} {
+		if got := sooner(c.a, c.b); got != c.want {
+			t.Errorf("sooner(%v, %v) = %v, want %v", c.a, c.b, got, c.want)
+		}
+	}
+}

@@ -82,16 +82,23 @@ func (w *BatchWriter) spoolCycle(st *syncerState, final bool) time.Duration {
 	if err != nil {
 		next = spoolRetry
 	}
-	if d := w.saveSpoolPosition(st, final); d > 0 && (next == 0 || d < next) {
-		next = d
-	}
-	if linger > 0 && (next == 0 || linger < next) {
-		next = linger
-	}
+	next = sooner(sooner(next, w.saveSpoolPosition(st, final)), linger)
 	if final {
 		s.finish()
 	}
 	return next
+}
+
+// sooner returns the sooner of two waits, where 0 or less means none: 0
+// if neither is.
+func sooner(a, b time.Duration) time.Duration {
+	if a <= 0 {
+		return max(b, 0)
+	}
+	if b <= 0 {
+		return a
+	}
+	return min(a, b)
 }
 
 // drainLocked writes the buffer's records to the files. A failure puts
