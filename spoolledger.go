@@ -64,9 +64,9 @@ func (l *ledger) read(name string) error {
 	if err != nil && err != io.EOF {
 		return fmt.Errorf("conn: spool: %w", err)
 	}
-	buf = buf[:n]
+	buf = buf[:n] // at most the two slots
 	found := false
-	for i := 0; i+ledgerSlotLen <= len(buf) && i < 2*ledgerSlot; i += ledgerSlot {
+	for i := 0; i+ledgerSlotLen <= len(buf); i += ledgerSlot {
 		s := buf[i : i+ledgerSlotLen]
 		if [8]byte(s[:8]) != ledgerMagic || binary.LittleEndian.Uint32(s[36:]) != crc32c(s[:36]) {
 			continue
