@@ -550,6 +550,7 @@ func (w *BatchWriter) spoolAppend(p []byte) error {
 	s := w.spool
 	c := recordCost(len(p))
 	var deadline *time.Timer
+	ownFailed := false // this append's write of the buffer failed
 	for {
 		s.mu.Lock()
 		if s.noAppends {
@@ -609,13 +610,18 @@ func (w *BatchWriter) spoolAppend(p []byte) error {
 		s.mu.Unlock()
 		wait := w.cfg.waitWhenFull
 		if diskRoom {
-			if s.wmu.TryLock() {
+			if !ownFailed && s.wmu.TryLock() {
 				err := w.drainLocked()
 				w.noteSpoolFailure(err)
 				s.wmu.Unlock()
 				if err == nil {
 					continue
 				}
+				// The room that write made (it closed room) went with
+				// the failure: wait for the syncer's next write, which
+				// tries again after spoolRetry, rather than retrying at
+				// once until the wait is over.
+				ownFailed = true
 			}
 			wait = max(wait, spoolStall) // a write is under way
 		}
