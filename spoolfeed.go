@@ -179,16 +179,18 @@ func (w *BatchWriter) feedSegment(r *segReader, g spoolSeg) bool {
 	defer w.publishFed(&fb)
 	for off < g.end {
 		// The usual case: whole, valid records in the bytes read already.
+		// The window ends within the segment (r's limit is g.end): a
+		// record that fits in it ends within the segment.
 		if win := r.buffered(off); len(win) >= recHeaderLen {
 			var k, b uint64 // the whole records in the window, as their headers say
 			var c int64
-			for rest, o := win, off; len(rest) >= recHeaderLen; k++ {
+			for rest := win; len(rest) >= recHeaderLen; k++ {
 				h := peekHead(rest)
 				rc := recordCost(h.n)
-				if o+rc > g.end || int64(len(rest)) < rc {
+				if int64(len(rest)) < rc {
 					break
 				}
-				b, c, o, rest = b+uint64(h.n), c+cost(h.n), o+rc, rest[rc:]
+				b, c, rest = b+uint64(h.n), c+cost(h.n), rest[rc:]
 			}
 			if k > 1 {
 				w.takeAhead(&fb, k, b, c)
@@ -200,7 +202,7 @@ func (w *BatchWriter) feedSegment(r *segReader, g spoolSeg) bool {
 				// below. Only the time stamp goes unchecked: OldestAge's.
 				h := peekHead(win)
 				c := recordCost(h.n)
-				if off+c > g.end || int64(len(win)) < c {
+				if int64(len(win)) < c {
 					break
 				}
 				p := win[recHeaderLen:c]
