@@ -65,9 +65,16 @@ func (g *feederRig) addSegment(t *testing.T, id uint64, b []byte) spoolSeg {
 	return seg
 }
 
-// feed runs feedSegment on seg, which must not stop the feeder.
+// feed runs feedSegment on seg, which must not stop the feeder; as
+// runSpoolFeeder does, it moves the read position to seg's first record
+// if it is in another segment.
 func (g *feederRig) feed(t *testing.T, seg spoolSeg) {
 	t.Helper()
+	g.s.mu.Lock()
+	if g.s.read.seg != seg.id {
+		g.s.read = spoolPos{seg: seg.id, off: segHeaderLen}
+	}
+	g.s.mu.Unlock()
 	var r segReader
 	defer r.close()
 	if !g.w.feedSegment(&r, seg) {
