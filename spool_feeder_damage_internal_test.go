@@ -227,3 +227,31 @@ func TestSpoolFeederCountsTheSkippedRecordsOfThisLife(t *testing.T) {
 		t.Errorf("damage reported %q, want one region", got)
 	}
 }
+
+// After a damaged header the search for the next record begins past it,
+// never before: bytes before it belong to the record just fed, though
+// they and the damage may read as a valid record. Built here: an empty
+// record whose header begins with the last byte of the record before
+// the damage.
+func TestSpoolFeederResyncsPastADamagedHeaderNeverBeforeIt(t *testing.T) {
+	g := newFeederRig(t, 1<<20)
+	ghost := make([]byte, recHeaderLen) // an empty record: length 0, payload checksum 0
+	copy(ghost[8:], "\x7f\x01\x02\x03\x04\x05\x06\x07")
+	binary.LittleEndian.PutUint32(ghost, crc32c(ghost[4:]))
+	b, at := segmentOf(1, append([]byte("abc"), ghost[0]))
+	b = append(b, ghost[1:]...) // the damaged header: at[1], one byte into the ghost
+	after := int64(len(b))
+	b = appendRecord(b, []byte("after"), 1)
+	seg := g.addSegment(t, 1, b)
+	if h, ok := parseHead(b[at[1]-1:]); !ok || h.n != 0 {
+		t.Fatalf("the ghost record is not valid: %+v %v", h, ok)
+	}
+	g.feed(t, seg)
+	g.check(t, spoolPos{seg: 1, off: seg.end}, 0, 1, uint64(after-at[1]))
+	if n, bytes := g.fed(); n != 2 || bytes != 9 {
+		t.Errorf("fed %d messages (%d bytes), want 2 (9): the records before and after the damage", n, bytes)
+	}
+	if got, want := g.damages(), []string{fmt.Sprintf("%d-%d checksum mismatch", at[1], after)}; !slices.Equal(got, want) {
+		t.Errorf("damage reported %q, want %q", got, want)
+	}
+}
