@@ -239,12 +239,10 @@ func (q *queue) putRun(run [][]byte, total int) (at place, n int, ok bool) {
 			// The slots after the first are plain stores: the consumer
 			// reads slots in order, so it loads them only after it has
 			// seen the first's store, which they happen before.
-			for i, p := range run {
-				copy(s.data[off:], p)
-				off += len(p)
-				if i > 0 {
-					*s.slot(first + i) = uint64(len(p)) + 1
-				}
+			off += copy(s.data[off:], run[0])
+			for i := 1; i < len(run); i++ {
+				off += copy(s.data[off:], run[i])
+				*s.slot(first + i) = uint64(len(run[i])) + 1
 			}
 			s.publish(first, len(run[0]))
 			return at, len(run), true

@@ -192,9 +192,7 @@ func (w *BatchWriter) feedSegment(r *segReader, g spoolSeg) bool {
 				}
 				b, c, rest = b+uint64(h.n), c+cost(h.n), rest[rc:]
 			}
-			if k > 1 {
-				w.takeAhead(&fb, k, b, c)
-			}
+			w.takeAhead(&fb, k, b, c)
 			fed := false
 			for len(win) >= recHeaderLen {
 				// The payload's checksum alone: it covers the length it was
