@@ -384,3 +384,17 @@ func TestSyncerSleepsUntilTheSoonerOfTwoWaits(t *testing.T) {
 		}
 	}
 }
+
+// A write cut short counts the whole records it wrote: an empty message's
+// record (its header alone) included, a record cut anywhere excluded.
+func TestCountRecordsCountsWholeRecordsOnly(t *testing.T) {
+	data := appendRecord(appendRecord(nil, []byte("ab"), 1), nil, 2) // 22 + 20 bytes
+	for _, c := range []struct {
+		cut  int
+		want uint64
+	}{{len(data), 2}, {len(data) - 1, 1}, {22, 1}, {21, 0}, {recHeaderLen, 0}, {0, 0}} {
+		if got := countRecords(data[:c.cut]); got != c.want {
+			t.Errorf("the first %d of %d bytes hold %d whole records, want %d", c.cut, len(data), got, c.want)
+		}
+	}
+}
