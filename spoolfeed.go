@@ -77,8 +77,8 @@ func (r *segReader) buffered(off int64) []byte {
 // resync returns the offset of the first valid record after from, or the
 // limit: both checksums must match, the header's first.
 func (r *segReader) resync(from int64) int64 {
-	for off := from; off+recHeaderLen <= r.limit; off++ {
-		b := r.bytesAt(off, recHeaderLen)
+	for off := from; ; off++ {
+		b := r.bytesAt(off, recHeaderLen) // short at the limit: the search ends
 		if len(b) < recHeaderLen {
 			break
 		}
