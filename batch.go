@@ -117,8 +117,9 @@ type BatchWriter struct {
 // most the buffer size or 4 KiB, whichever is larger, and at most 16 MiB:
 // 128 KiB with the defaults); a message too large for one gets one of its
 // own. The segments holding messages take at most twice the buffer size;
-// besides them a BatchWriter keeps up to four spare segments under load,
-// and one once it has been idle for 10 ms.
+// besides them a BatchWriter keeps spare segments under load, as many as
+// half the buffer holds but at least 4 and at most 16 (16 of 128 KiB, 2
+// MiB, with the defaults), and one once it has been idle for 10 ms.
 func NewBatchWriter(m *Manager, opts ...BatchOption) *BatchWriter {
 	w, _ := newBatchWriter(m, opts)
 	return w

@@ -33,9 +33,9 @@ import (
 // Memory: the room a message takes in the buffer is its length plus
 // MessageOverhead (its slot), reserved before the claim, so the bytes held
 // in pages never exceed the buffer size; a segment sealed early wastes less
-// than the message that did not fit, which goes in the next one, so the
-// pages hold at most twice the buffer, plus the one being filled and the
-// spares. Written pages are kept as spares or left to the collector: after
+// than the message that did not fit, which goes in the next one (or the
+// run of them, at most a quarter of a segment: putRun), so the pages hold
+// at most twice the buffer, plus the one being filled and the spares. Written pages are kept as spares or left to the collector: after
 // an outage the memory goes back.
 //
 // Acknowledged delivery can keep messages past their write: segments stay
@@ -63,9 +63,15 @@ const (
 	maxBufferSize = 256<<20 + is64*(1<<36-256<<20)
 	// is64 is 1 where an int has 64 bits, 0 where it has 32.
 	is64 = (math.MaxInt>>32 + 1) >> 31
-	// sparePages is how many written pages are kept for reuse, so that a
-	// producer sealing a segment under load rarely allocates one.
-	sparePages = 4
+	// maxSparePages bounds the written pages kept for reuse, so that a
+	// producer sealing a segment under load rarely allocates one: as many
+	// as half the buffer holds, at least minSparePages. Four were too
+	// few: a writer that empties a full queue in bursts recycled more
+	// pages than four at a time and dropped the rest, and the producers
+	// then allocated them again (a page for a third of the seals of a
+	// 256 MiB drain; bench/ BenchmarkSpoolDrain).
+	maxSparePages = 16
+	minSparePages = 4
 )
 
 // A page is the memory of a segment: payloads from the front as bytes,
@@ -144,10 +150,11 @@ type queue struct {
 	segSize int // bytes of a page for messages that fit in one
 
 	// Read by every claim, written rarely: apart from what changes often.
-	active atomic.Pointer[segment]
-	closed atomic.Bool // claims fail
-	close1 sync.Once
-	spares [sparePages]atomic.Pointer[page] // clean pages for the next seals
+	active   atomic.Pointer[segment]
+	closed   atomic.Bool // claims fail
+	close1   sync.Once
+	spares   [maxSparePages]atomic.Pointer[page] // clean pages for the next seals; the first spareCap are used
+	spareCap int
 
 	_    cacheLinePad
 	used atomic.Int64 // room reserved: messages queued, at n + MessageOverhead each
@@ -161,7 +168,7 @@ type cacheLinePad struct{ _ [128]byte }
 // newQueue returns a queue and its first segment, where the consumer
 // starts.
 func newQueue(size, segSize int) (*queue, *segment) {
-	q := &queue{size: size, segSize: segSize}
+	q := &queue{size: size, segSize: segSize, spareCap: min(max(size/2/segSize, minSparePages), maxSparePages)}
 	s := &segment{page: newPage(segSize)}
 	q.active.Store(s)
 	return q, s
@@ -280,7 +287,7 @@ func (q *queue) fresh(n int) *page {
 	if int(cost(n)) > q.segSize {
 		return newPage(int(cost(n))) // a message alone
 	}
-	for i := range q.spares {
+	for i := range q.spareCap {
 		if pg := q.spares[i].Swap(nil); pg != nil {
 			return pg
 		}
@@ -330,7 +337,7 @@ func (q *queue) accepted() (count, bytes uint64) {
 // ensureSpare makes sure the next seal finds a page ready, so that the
 // producer sealing does not allocate. Consumer only.
 func (q *queue) ensureSpare() {
-	for i := range q.spares {
+	for i := range q.spareCap {
 		if q.spares[i].Load() != nil {
 			return
 		}
@@ -341,7 +348,7 @@ func (q *queue) ensureSpare() {
 // trimSpares leaves one spare: the writer is idle, and the others go back
 // to the collector. Consumer only.
 func (q *queue) trimSpares() {
-	for i := 1; i < len(q.spares); i++ {
+	for i := 1; i < q.spareCap; i++ {
 		q.spares[i].Store(nil)
 	}
 }
@@ -352,7 +359,7 @@ func (q *queue) trimSpares() {
 // only.
 func (q *queue) recycle(s *segment) {
 	free := -1
-	for i := range q.spares {
+	for i := range q.spareCap {
 		if q.spares[i].Load() == nil {
 			free = i
 			break

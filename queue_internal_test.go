@@ -271,3 +271,52 @@ func (q *queue) putOK(p []byte) bool {
 	_, ok := q.put(p)
 	return ok
 }
+
+// The spare pages kept for the next seals follow the buffer: as many as
+// half of it holds, at least minSparePages, at most maxSparePages; the
+// consumer keeps no more than that, and an idle writer keeps one.
+func TestSparePagesFollowTheBuffer(t *testing.T) {
+	for _, c := range []struct{ size, seg, want int }{
+		{4 << 20, 128 << 10, 16}, {1 << 20, 64 << 10, 8}, {64 << 10, 64 << 10, 4}, {1 << 30, 128 << 10, 16}, {9 * 64 << 10, 64 << 10, 4},
+		{10 * 64 << 10, 64 << 10, 5},
+	} {
+		if got := newQueueCap(c.size, c.seg); got != c.want {
+			t.Errorf("buffer %d, segments of %d: %d spare pages, want %d", c.size, c.seg, got, c.want)
+		}
+	}
+	q, _ := newQueue(1<<20, 64<<10) // 8
+	for range 12 {
+		q.recycle(&segment{page: newPage(64 << 10)})
+	}
+	kept := 0
+	for i := range q.spares {
+		if q.spares[i].Load() != nil {
+			kept++
+		}
+	}
+	if kept != 8 {
+		t.Errorf("%d pages kept of 12 recycled, want 8", kept)
+	}
+	for range 8 {
+		if pg := q.fresh(10); pg == nil || len(pg.data) != 64<<10 {
+			t.Fatal("fresh returned no page of the usual size")
+		}
+	}
+	q.ensureSpare()
+	q.recycle(&segment{page: newPage(64 << 10)})
+	q.trimSpares()
+	kept = 0
+	for i := range q.spares {
+		if q.spares[i].Load() != nil {
+			kept++
+		}
+	}
+	if kept != 1 {
+		t.Errorf("%d pages kept by an idle writer, want 1", kept)
+	}
+}
+
+func newQueueCap(size, seg int) int {
+	q, _ := newQueue(size, seg)
+	return q.spareCap
+}
