@@ -1,24 +1,13 @@
 package conn
 
 import (
+	"bytes"
 	"encoding/binary"
+	"hash/crc32"
 	"os"
 	"path/filepath"
 	"testing"
 )
-
-// ledgerSlotFor returns a ledger slot of generation gen holding pos, as
-// ledger.write lays it out.
-func ledgerSlotFor(gen uint64, pos spoolPos) []byte {
-	s := make([]byte, ledgerSlotLen)
-	copy(s, ledgerMagic[:])
-	binary.LittleEndian.PutUint32(s[8:], spoolVersion)
-	binary.LittleEndian.PutUint64(s[12:], gen)
-	binary.LittleEndian.PutUint64(s[20:], pos.seg)
-	binary.LittleEndian.PutUint64(s[28:], uint64(pos.off))
-	binary.LittleEndian.PutUint32(s[36:], crc32c(s[:36]))
-	return s
-}
 
 // readLedger opens the ledger of dir as a spool does, with start for a new
 // one, and closes it.
@@ -61,7 +50,7 @@ func TestLedgerWithASlotTornReadsTheOther(t *testing.T) {
 		tear int64 // a byte of the newer slot
 	}{{"the first slot", 30}, {"the second slot", ledgerSlot + 30}} {
 		t.Run(c.name, func(t *testing.T) {
-			old, newer := ledgerSlotFor(4, spoolPos{4, 16}), ledgerSlotFor(5, spoolPos{5, 16})
+			old, newer := ledgerSlotBytes(4, spoolPos{4, 16}), ledgerSlotBytes(5, spoolPos{5, 16})
 			b := make([]byte, 2*ledgerSlot)
 			if c.tear < ledgerSlot {
 				copy(b, newer)
@@ -84,7 +73,7 @@ func TestLedgerWithASlotTornReadsTheOther(t *testing.T) {
 func TestLedgerOfOneSlotIsRead(t *testing.T) {
 	dir := t.TempDir()
 	name := filepath.Join(dir, spoolLedgerName)
-	slot := ledgerSlotFor(2, spoolPos{7, 100})
+	slot := ledgerSlotBytes(2, spoolPos{7, 100})
 	if err := os.WriteFile(name, slot, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -107,12 +96,12 @@ func TestLedgerIgnoresASlotCutShort(t *testing.T) {
 	name := filepath.Join(dir, spoolLedgerName)
 	var newer []byte
 	for off := int64(16); ; off++ {
-		if newer = ledgerSlotFor(3, spoolPos{3, off}); newer[ledgerSlotLen-1] == 0 {
+		if newer = ledgerSlotBytes(3, spoolPos{3, off}); newer[ledgerSlotLen-1] == 0 {
 			break
 		}
 	}
 	b := make([]byte, ledgerSlot+ledgerSlotLen)
-	copy(b, ledgerSlotFor(2, spoolPos{2, 16}))
+	copy(b, ledgerSlotBytes(2, spoolPos{2, 16}))
 	copy(b[ledgerSlot:], newer)
 	if err := os.WriteFile(name, b, 0o600); err != nil {
 		t.Fatal(err)
@@ -125,5 +114,20 @@ func TestLedgerIgnoresASlotCutShort(t *testing.T) {
 	}
 	if gen, pos := readLedger(t, dir, spoolPos{9, 9}); gen != 2 || pos != (spoolPos{2, 16}) {
 		t.Errorf("with the second slot cut short: generation %d at %v, want the first slot, 2 at {2 16}", gen, pos)
+	}
+}
+
+// A ledger slot is laid out as the format says (spoolledger.go): magic,
+// version, generation, segment, offset, and the CRC32C of the 36 bytes
+// before it, little-endian. A change here is a new format version.
+func TestLedgerSlotLayoutIsTheFormats(t *testing.T) {
+	s := ledgerSlotBytes(0x0102030405060708, spoolPos{seg: 0x1112131415161718, off: 0x2122232425262728})
+	want := append([]byte("CONNLEDG"), 1, 0, 0, 0,
+		8, 7, 6, 5, 4, 3, 2, 1,
+		0x18, 0x17, 0x16, 0x15, 0x14, 0x13, 0x12, 0x11,
+		0x28, 0x27, 0x26, 0x25, 0x24, 0x23, 0x22, 0x21)
+	want = binary.LittleEndian.AppendUint32(want, crc32.Checksum(want, crc32.MakeTable(crc32.Castagnoli)))
+	if !bytes.Equal(s, want) {
+		t.Errorf("slot\n%x, want\n%x", s, want)
 	}
 }

@@ -18,19 +18,12 @@ import (
 // syncer's steps themselves. With m nil, nothing is logged.
 func syncerWriter(t *testing.T, m *Manager, every time.Duration) (*BatchWriter, *spool) {
 	t.Helper()
-	cfg := batchConfig{spool: true, spoolDir: t.TempDir(), spoolMax: 1 << 20, durable: true, syncEvery: every, size: 1 << 20}
-	s, err := openSpool(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		s.wf.Close()
-		s.release()
-	})
+	w, s := openBareSpool(t, 1<<20, WithDurableSpool(every))
 	if m == nil {
 		m = &Manager{cfg: defaultConfig()}
 	}
-	return &BatchWriter{m: m, cfg: cfg, spool: s, spoolCap: math.MaxUint64}, s
+	w.m, w.spoolCap = m, math.MaxUint64
+	return w, s
 }
 
 // loggingManager returns a Manager that logs to a buffer, and a function

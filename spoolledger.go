@@ -91,14 +91,7 @@ func (l *ledger) read(name string) error {
 // syncs it.
 func (l *ledger) write(pos spoolPos) error {
 	gen := l.gen + 1
-	s := make([]byte, ledgerSlotLen)
-	copy(s, ledgerMagic[:])
-	binary.LittleEndian.PutUint32(s[8:], spoolVersion)
-	binary.LittleEndian.PutUint64(s[12:], gen)
-	binary.LittleEndian.PutUint64(s[20:], pos.seg)
-	binary.LittleEndian.PutUint64(s[28:], uint64(pos.off))
-	binary.LittleEndian.PutUint32(s[36:], crc32c(s[:36]))
-	if _, err := l.f.WriteAt(s, int64(gen%2)*ledgerSlot); err != nil {
+	if _, err := l.f.WriteAt(ledgerSlotBytes(gen, pos), int64(gen%2)*ledgerSlot); err != nil {
 		return fmt.Errorf("conn: spool: ledger: %w", err)
 	}
 	if err := datasync(l.f); err != nil {
@@ -106,4 +99,16 @@ func (l *ledger) write(pos spoolPos) error {
 	}
 	l.gen, l.pos = gen, pos
 	return nil
+}
+
+// ledgerSlotBytes lays out a slot of generation gen holding pos.
+func ledgerSlotBytes(gen uint64, pos spoolPos) []byte {
+	s := make([]byte, ledgerSlotLen)
+	copy(s, ledgerMagic[:])
+	binary.LittleEndian.PutUint32(s[8:], spoolVersion)
+	binary.LittleEndian.PutUint64(s[12:], gen)
+	binary.LittleEndian.PutUint64(s[20:], pos.seg)
+	binary.LittleEndian.PutUint64(s[28:], uint64(pos.off))
+	binary.LittleEndian.PutUint32(s[36:], crc32c(s[:36]))
+	return s
 }
