@@ -2,6 +2,7 @@ package conn
 
 import (
 	"bytes"
+	"slices"
 	"testing"
 )
 
@@ -78,11 +79,7 @@ func TestFeederPutsAWindowsRecordsInOneRun(t *testing.T) {
 // A run holds at most runLen records: the next one puts it first.
 func TestFeederRunHoldsAtMostRunLenRecords(t *testing.T) {
 	w := feedAccountingWriter(1 << 20)
-	sizes := make([]int, runLen+1)
-	for i := range sizes {
-		sizes[i] = 1
-	}
-	fb, recs, ends := feedRunWindow(w, sizes...)
+	fb, recs, ends := feedRunWindow(w, slices.Repeat([]int{1}, runLen+1)...)
 	for i, p := range recs {
 		if !w.feedInRun(fb, p, 0, ends[i]) {
 			t.Fatal("feedInRun failed")
@@ -203,11 +200,7 @@ func TestFeederRunWakesTheWriterAndPublishes(t *testing.T) {
 	w := feedAccountingWriter(1 << 20)
 	w.wake = make(chan struct{}, 1)
 	w.sleeping.Store(true)
-	sizes := make([]int, feedPublish)
-	for i := range sizes {
-		sizes[i] = 1
-	}
-	fb, recs, ends := feedRunWindow(w, sizes...)
+	fb, recs, ends := feedRunWindow(w, slices.Repeat([]int{1}, feedPublish)...)
 	for i, p := range recs {
 		if !w.feedInRun(fb, p, 0, ends[i]) {
 			t.Fatal("feedInRun failed")
