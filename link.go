@@ -62,9 +62,10 @@ type link struct {
 	next       chan struct{} // closed when the first dial after retire has finished
 	redialSlow atomic.Bool   // a wait for next timed out: wait no more
 
-	// Switching (switch.go). inflight counts the Writes under way; once
-	// draining is set, drained is closed when none is left.
-	inflight    atomic.Int64
+	// Switching (switch.go). inflight counts the Writes under way, in
+	// stripes (a power of two of them; nil unless counted); once draining
+	// is set, drained is closed when none is left.
+	inflight    []inflightStripe
 	draining    atomic.Bool
 	drainedOnce atomic.Bool
 	drained     chan struct{}
@@ -97,6 +98,9 @@ func (m *Manager) newLink(c net.Conn, dialStart int64) *link {
 		dead:     make(chan struct{}),
 		next:     make(chan struct{}),
 		resetCap: maxResetWait,
+	}
+	if l.counted {
+		l.inflight = make([]inflightStripe, inflightStripes())
 	}
 	if m.cfg.writeTimeout > 0 {
 		// The Writes that arrive meanwhile wait for the verdict: keep the

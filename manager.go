@@ -214,8 +214,8 @@ func (m *Manager) Write(b []byte) (int, error) {
 		if !l.counted {
 			return m.write(l, b, true)
 		}
-		if l.enter() {
-			return m.writeEntered(l, b, true)
+		if st := l.enter(); st != nil {
+			return m.writeEntered(l, st, b, true)
 		}
 	}
 	return m.writeOn(l, b, true)

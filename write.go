@@ -28,16 +28,16 @@ func (m *Manager) writeOn(l *link, b []byte, retry bool) (int, error) {
 		if !l.counted {
 			return m.write(l, b, retry)
 		}
-		if l.enter() {
-			return m.writeEntered(l, b, retry)
+		if st := l.enter(); st != nil {
+			return m.writeEntered(l, st, b, retry)
 		}
 		l = m.cur.Load() // made current before l was switched out
 	}
 }
 
 // writeEntered is write on a link the Write has entered (see link.enter).
-func (m *Manager) writeEntered(l *link, b []byte, retry bool) (int, error) {
-	defer l.leave() // also if the connection panics
+func (m *Manager) writeEntered(l *link, st *inflightStripe, b []byte, retry bool) (int, error) {
+	defer l.leave(st) // also if the connection panics
 	return m.write(l, b, retry)
 }
 
@@ -195,7 +195,11 @@ func (m *Manager) forceDeadline(l *link, d int64) {
 // connection is recovered there: the connection is lost, nothing written.
 func (m *Manager) writeNow(b []byte) (n int, err error) {
 	l := m.live()
-	for l != nil && l.counted && !l.enter() {
+	var st *inflightStripe
+	for l != nil && l.counted {
+		if st = l.enter(); st != nil {
+			break
+		}
 		l = m.live() // made current before l was switched out
 	}
 	if l != nil {
@@ -205,8 +209,8 @@ func (m *Manager) writeNow(b []byte) (n int, err error) {
 				n, err = 0, p
 			}
 		}()
-		if l.counted {
-			defer l.leave()
+		if st != nil {
+			defer l.leave(st)
 		}
 		return m.write(l, b, false)
 	}
@@ -221,11 +225,15 @@ func (m *Manager) writeNow(b []byte) (n int, err error) {
 // lost or is being switched out, and recovers a panic of the connection
 // (which loses it), since it runs in the BatchWriter's goroutines.
 func (m *Manager) writeLink(l *link, b []byte) (n int, err error) {
-	if l.retired.Load() || (l.counted && !l.enter()) {
+	if l.retired.Load() {
 		return 0, errLinkLeft
 	}
 	if l.counted {
-		defer l.leave()
+		st := l.enter()
+		if st == nil {
+			return 0, errLinkLeft
+		}
+		defer l.leave(st)
 	}
 	defer func() {
 		if p := recovered("connection", recover()); p != nil {
