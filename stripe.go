@@ -11,7 +11,7 @@ import (
 // on cache lines of its own (two: CPUs fetch pairs).
 type inflightStripe struct {
 	n atomic.Int64
-	_ [128 - 8]byte
+	_ [120]byte // to 128 bytes
 }
 
 // inflightStripes is how many stripes a link's count has: four per P,
