@@ -8,6 +8,20 @@ import (
 	"github.com/seed44b27a20/conn"
 )
 
+// ackedSpool opens a Manager to s and a BatchWriter on it with
+// acknowledged delivery and a spool in dir, with opts besides; the
+// Manager is closed when the test ends.
+func ackedSpool(t *testing.T, s *ackServer, dir string, opts ...conn.BatchOption) (*conn.Manager, *conn.BatchWriter) {
+	t.Helper()
+	m := conn.New("tcp", s.Addr(), conn.WithBackoff(time.Millisecond, 20*time.Millisecond), conn.WithLogger(log.NewNopLogger()))
+	t.Cleanup(func() { m.Close() })
+	w, err := conn.OpenBatchWriter(m, append([]conn.BatchOption{conn.WithAcks(lineAcks{}), conn.WithSpool(dir, 0)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, w
+}
+
 // With acknowledged delivery a spool keeps each message until the peer
 // acknowledges it: what a hung collector took without answering stays on
 // disk, and the next BatchWriter on the directory sends it again.
@@ -15,13 +29,7 @@ func TestSpoolKeepsWhatThePeerDidNotAcknowledge(t *testing.T) {
 	dir := t.TempDir()
 	s := newAckServer(t)
 	s.stall()
-	m := conn.New("tcp", s.Addr(), conn.WithBackoff(time.Millisecond, 20*time.Millisecond), conn.WithLogger(log.NewNopLogger()))
-	defer m.Close()
-	w, err := conn.OpenBatchWriter(m, conn.WithAcks(lineAcks{}), conn.WithSpool(dir, 0), conn.WithDurableSpool(0),
-		conn.WithCloseTimeout(200*time.Millisecond), conn.WithWindow(10000, 0))
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, w := ackedSpool(t, s, dir, conn.WithDurableSpool(0), conn.WithCloseTimeout(200*time.Millisecond), conn.WithWindow(10000, 0))
 	const n = 3000
 	writeNumbered(t, w, 0, n)
 	s.awaitGot(n, 20*time.Second)
@@ -34,12 +42,7 @@ func TestSpoolKeepsWhatThePeerDidNotAcknowledge(t *testing.T) {
 	m.Close()
 
 	// The next program on the directory.
-	m2 := conn.New("tcp", s.Addr(), conn.WithBackoff(time.Millisecond, 20*time.Millisecond), conn.WithLogger(log.NewNopLogger()))
-	defer m2.Close()
-	w2, err := conn.OpenBatchWriter(m2, conn.WithAcks(lineAcks{}), conn.WithSpool(dir, 0), conn.WithDurableSpool(0))
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, w2 := ackedSpool(t, s, dir, conn.WithDurableSpool(0))
 	writeNumbered(t, w2, n, n+10)
 	flushWithin(t, w2, 20*time.Second)
 	if err := w2.Close(); err != nil {

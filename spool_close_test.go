@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-kit/log"
 	"github.com/seed44b27a20/conn"
 )
 
@@ -192,13 +191,7 @@ func TestSpoolCloseSyncAndFlushRacingWritesEndAndAddUp(t *testing.T) {
 func TestSpoolWithAcksClosedWhileStalledLeavesTheUnacknowledgedInLeft(t *testing.T) {
 	dir := t.TempDir()
 	s := newAckServer(t)
-	m := conn.New("tcp", s.Addr(), conn.WithBackoff(time.Millisecond, 20*time.Millisecond), conn.WithLogger(log.NewNopLogger()))
-	defer m.Close()
-	w, err := conn.OpenBatchWriter(m, conn.WithAcks(lineAcks{}), conn.WithSpool(dir, 0), conn.WithDurableSpool(time.Millisecond),
-		conn.WithBufferSize(16<<10), conn.WithCloseTimeout(100*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, w := ackedSpool(t, s, dir, conn.WithDurableSpool(time.Millisecond), conn.WithBufferSize(16<<10), conn.WithCloseTimeout(100*time.Millisecond))
 	const n = 6000
 	for i := 0; i < n; i += 1000 {
 		writeNumbered(t, w, i, i+1000)
@@ -214,12 +207,7 @@ func TestSpoolWithAcksClosedWhileStalledLeavesTheUnacknowledgedInLeft(t *testing
 	s.release()
 	m.Close()
 
-	m2 := conn.New("tcp", s.Addr(), conn.WithBackoff(time.Millisecond, 20*time.Millisecond), conn.WithLogger(log.NewNopLogger()))
-	defer m2.Close()
-	w2, err := conn.OpenBatchWriter(m2, conn.WithAcks(lineAcks{}), conn.WithSpool(dir, 0), conn.WithDurableSpool(0))
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, w2 := ackedSpool(t, s, dir, conn.WithDurableSpool(0))
 	flushWithin(t, w2, 20*time.Second)
 	if err := w2.Close(); err != nil {
 		t.Fatal(err)
