@@ -195,33 +195,29 @@ func TestPublishFedMergesFollowingRunsUpToMarkRunRecords(t *testing.T) {
 	}
 }
 
-// Records fed with the room their window took ahead use it, one by one,
-// and count nothing twice: the queue's used room, feeding and the batch's
-// run of sequence numbers are exact after each.
-func TestFeederUsesTheRoomItsWindowTookAheadRecordByRecord(t *testing.T) {
+// Records fed alone (their window took no room ahead) each take their
+// own room and count themselves, nothing twice: the queue's used room,
+// feeding and the batch's run of sequence numbers are exact after each.
+func TestFeederRecordsFedAloneTakeTheirOwnRoom(t *testing.T) {
 	w := feedAccountingWriter(1000)
 	s := w.spool
 	p1, p2 := []byte("abcd"), []byte("efghij")
 	c := cost(len(p1)) + cost(len(p2))
 	fb := &feedBatch{}
-	w.takeAhead(fb, 2, 10, c)
 	next1 := spoolPos{seg: 1, off: segHeaderLen + recordCost(len(p1))}
 	next2 := spoolPos{seg: 1, off: next1.off + recordCost(len(p2))}
 
 	if !w.feedRecord(p1, 0, next1, fb) {
 		t.Fatal("feedRecord failed")
 	}
-	if got, want := feedAccountingOf(w), (feedAccounting{used: c, feeding: 2, feedingB: 10, fedNew: 1}); got != want {
+	if got, want := feedAccountingOf(w), (feedAccounting{used: cost(len(p1)), feeding: 1, feedingB: 4, fedNew: 1}); got != want {
 		t.Errorf("after the first record: %+v, want %+v", got, want)
-	}
-	if fb.room != cost(len(p2)) || fb.pre != 1 || fb.preB != 6 {
-		t.Errorf("after the first record the batch holds room %d, %d records of %d bytes; want %d, 1, 6", fb.room, fb.pre, fb.preB, cost(len(p2)))
 	}
 	if want := []spoolMark{{from: 0, to: 1, fromB: 0, toB: 4, pos: next1}}; !slices.Equal(fb.marks, want) {
 		t.Errorf("after the first record: marks %+v, want %+v", fb.marks, want)
 	}
 
-	if !w.feedRecord(p2, 0, next2, fb) { // its room, exactly what is left
+	if !w.feedRecord(p2, 0, next2, fb) {
 		t.Fatal("feedRecord failed")
 	}
 	if got, want := feedAccountingOf(w), (feedAccounting{used: c, feeding: 2, feedingB: 10, fedNew: 2}); got != want {

@@ -460,9 +460,11 @@ func (w *BatchWriter) publishFed(fb *feedBatch) {
 	fb.n, fb.bytes = 0, 0
 }
 
-// feedRecord puts the record p, spooled at t, in the memory queue,
-// waiting for room; next is where the record after it begins. It returns
-// false if the feeder must stop.
+// feedRecord puts the record p, spooled at t, in the memory queue alone,
+// taking its room and counting it itself (a record whose room its window
+// did not take ahead, or one across the window's end), waiting for room;
+// next is where the record after it begins. It returns false if the
+// feeder must stop.
 func (w *BatchWriter) feedRecord(p []byte, t int64, next spoolPos, fb *feedBatch) bool {
 	s := w.spool
 	if cost(len(p)) > int64(w.q.size) {
@@ -473,9 +475,7 @@ func (w *BatchWriter) feedRecord(p []byte, t int64, next spoolPos, fb *feedBatch
 		return true
 	}
 	n := uint64(len(p))
-	if c := cost(len(p)); fb.room >= c {
-		fb.room -= c // reserved with the others of its window
-	} else if !w.reserveFeed(len(p)) {
+	if !w.reserveFeed(len(p)) {
 		w.publishFed(fb)
 		s.mu.Lock()
 		s.headTime = t
@@ -484,11 +484,7 @@ func (w *BatchWriter) feedRecord(p []byte, t int64, next spoolPos, fb *feedBatch
 			return false
 		}
 	}
-	switch {
-	case fb.recovered:
-	case fb.pre > 0: // counted with the others of its window
-		fb.pre, fb.preB = fb.pre-1, fb.preB-n
-	default: // before the put: Stats may count it late, never twice
+	if !fb.recovered { // before the put: Stats may count it late, never twice
 		s.feedingB.Add(n)
 		s.feeding.Add(1)
 	}
