@@ -22,7 +22,8 @@ const (
 // Manager.cur, dead, until the next link replaces it.
 type link struct {
 	conn     net.Conn
-	counted  bool    // Writes count themselves in inflight: the link may be switched out
+	fence    fence   // how a switch closes conn between two Writes (fence.go)
+	counted  bool    // Writes count themselves in inflight: the link may be switched out, and has no fence
 	endpoint string  // the address dialed
 	probe    *prober // the kernel's view of the socket; nil without one
 	dialTime int64   // how long the dial took: a round trip at least
@@ -90,7 +91,6 @@ func (m *Manager) newLink(c net.Conn, dialStart int64) *link {
 	now := m.now()
 	l := &link{
 		conn:     c,
-		counted:  m.cfg.multi.switches(),
 		probe:    newProber(c, m.cfg.probe),
 		born:     now,
 		dialTime: now - dialStart,
@@ -98,6 +98,10 @@ func (m *Manager) newLink(c net.Conn, dialStart int64) *link {
 		dead:     make(chan struct{}),
 		next:     make(chan struct{}),
 		resetCap: maxResetWait,
+	}
+	if m.cfg.multi.switches() {
+		l.fence = fenceOf(c)
+		l.counted = l.fence == fenceNone
 	}
 	if l.counted {
 		l.inflight = make([]inflightStripe, inflightStripes())

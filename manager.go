@@ -212,10 +212,16 @@ func (m *Manager) Write(b []byte) (int, error) {
 	l := m.cur.Load()
 	if l != nil && !l.retired.Load() {
 		if !l.counted {
-			return m.write(l, b, true)
+			if n, err := m.write(l, b, true); err != errLinkLeft {
+				return n, err
+			}
+			return m.writeOn(m.cur.Load(), b, true) // l was switched out
 		}
 		if st := l.enter(); st != nil {
-			return m.writeEntered(l, st, b, true)
+			if n, err := m.writeEntered(l, st, b, true); err != errLinkLeft {
+				return n, err
+			}
+			return m.writeOn(m.cur.Load(), b, true)
 		}
 	}
 	return m.writeOn(l, b, true)

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"syscall"
 	"time"
 
 	"github.com/go-kit/log/level"
@@ -15,9 +16,10 @@ import (
 // higher endpoint (Priority), and follows a datagram endpoint whose
 // address changed. Each switch dials the replacement first, makes it
 // current, and closes the old link once the Writes under way on it have
-// returned. Writes count themselves in and out of their link
-// (link.enter), so that the switch knows when that is; a Write that finds
-// its link switched out moves to the current one.
+// returned: the connection's fence tells when that is (fence.go), or, on
+// a connection without one, the Writes count themselves in and out of
+// their link (link.enter). A Write that finds its link switched out moves
+// to the current one.
 
 // errSwitched is the cause recorded for a link closed by a switch.
 var errSwitched = errors.New("conn: connection replaced by another")
@@ -96,21 +98,45 @@ func (m *Manager) switchTo(l, nl *link, sw Switch) {
 		close(l.next)
 		return
 	}
-	l.drain()
+	if l.counted {
+		l.drain()
+	}
 	m.enter("switched", Event{State: Connected, Endpoint: nl.endpoint, Switch: sw})
 	close(l.next)
 	m.sw.drainers.Add(1)
 	go func() {
 		defer m.sw.drainers.Done()
-		select {
-		case <-l.drained:
+		if m.closeWrites(l) {
 			m.linger(l)
-		case <-l.dead: // lost meanwhile
-		case <-m.closing:
 		}
 		m.retire(l, errSwitched)
 		m.undrain(l)
 	}()
+}
+
+// closeWrites closes the switched-out link l for writing once no Write is
+// under way on it, and reports whether it did. It does not when l is to
+// be closed at once: a datagram socket, a connection that cannot close
+// only for writing, l lost meanwhile, or the Manager closed (Close closes
+// l, which ends a wait for its fence).
+func (m *Manager) closeWrites(l *link) (closed bool) {
+	defer m.loseOnPanic(l)
+	switch l.fence {
+	case fenceShutdown:
+		return shutdownBetweenWrites(l.conn.(syscall.Conn)) == nil
+	case fenceClose:
+		return false
+	case fenceNone:
+		select {
+		case <-l.drained:
+		case <-l.dead: // lost meanwhile
+			return false
+		case <-m.closing:
+			return false
+		}
+	}
+	cw, ok := l.conn.(interface{ CloseWrite() error })
+	return ok && cw.CloseWrite() == nil
 }
 
 // maxLinger bounds how long a switched-out connection waits for its
@@ -118,19 +144,15 @@ func (m *Manager) switchTo(l, nl *link, sw Switch) {
 // ack timeout, if longer (the session leaves it at that timeout).
 const maxLinger = 10 * time.Second
 
-// linger closes the write side of the switched-out stream connection l,
-// and reads what the peer sends, discarding it, until the peer closes its
-// side too (or maxLinger passes). Closing a socket with unread input makes
-// the kernel send a reset, which discards what it had not yet delivered:
-// a peer that ever said anything (a banner, a TLS 1.3 session ticket)
-// would lose the last lines written on l. The FIN instead comes after
-// them, and a peer closes its side once it has read them.
+// linger reads what the peer of the switched-out stream connection l
+// sends, discarding it, until the peer closes its side too (or maxLinger
+// passes); l is closed for writing. Closing a socket with unread input
+// makes the kernel send a reset, which discards what it had not yet
+// delivered: a peer that ever said anything (a banner, a TLS 1.3 session
+// ticket) would lose the last lines written on l. The FIN instead comes
+// after them, and a peer closes its side once it has read them.
 func (m *Manager) linger(l *link) {
 	defer m.loseOnPanic(l)
-	cw, ok := l.conn.(interface{ CloseWrite() error })
-	if !ok || cw.CloseWrite() != nil {
-		return
-	}
 	if done := l.reader.Load(); done != nil {
 		// Another goroutine reads this connection (an acknowledged
 		// session): reading here too would split its answers between

@@ -25,11 +25,17 @@ func (m *Manager) writeOn(l *link, b []byte, retry bool) (int, error) {
 			}
 			return 0, m.unavailable()
 		}
+		var (
+			n   int
+			err = errLinkLeft
+		)
 		if !l.counted {
-			return m.write(l, b, retry)
+			n, err = m.write(l, b, retry)
+		} else if st := l.enter(); st != nil {
+			n, err = m.writeEntered(l, st, b, retry)
 		}
-		if st := l.enter(); st != nil {
-			return m.writeEntered(l, st, b, retry)
+		if err != errLinkLeft {
+			return n, err
 		}
 		l = m.cur.Load() // made current before l was switched out
 	}
@@ -107,6 +113,12 @@ func (m *Manager) writeClocked(l *link, b []byte, retry bool) (int, error) {
 func (m *Manager) failed(l *link, b []byte, n int, err error, retry, checked bool) (int, error) {
 	if errors.Is(err, errMsgSize) {
 		return n, err // a datagram too large: the message is at fault, not the connection
+	}
+	if n == 0 && l.switched.Load() && !isTimeout(err) {
+		// Closed by its switch (fence.go), or lost while switched out:
+		// nothing was written, and the caller moves to the current link.
+		// The switch retires l.
+		return 0, errLinkLeft
 	}
 	m.retire(l, err)
 	if n == 0 && retry && !isTimeout(err) {
@@ -193,26 +205,11 @@ func (m *Manager) forceDeadline(l *link, d int64) {
 // waiting for a dial: the BatchWriter waits itself, where its Close can cut
 // the wait short. It runs in the BatchWriter's goroutine, so a panic of the
 // connection is recovered there: the connection is lost, nothing written.
-func (m *Manager) writeNow(b []byte) (n int, err error) {
-	l := m.live()
-	var st *inflightStripe
-	for l != nil && l.counted {
-		if st = l.enter(); st != nil {
-			break
+func (m *Manager) writeNow(b []byte) (int, error) {
+	for l := m.live(); l != nil; l = m.live() {
+		if n, err := m.writeLink(l, b); err != errLinkLeft {
+			return n, err
 		}
-		l = m.live() // made current before l was switched out
-	}
-	if l != nil {
-		defer func() {
-			if p := recovered("connection", recover()); p != nil {
-				m.retire(l, p)
-				n, err = 0, p
-			}
-		}()
-		if st != nil {
-			defer l.leave(st)
-		}
-		return m.write(l, b, false)
 	}
 	if m.isClosed() {
 		return 0, ErrClosed
@@ -225,7 +222,7 @@ func (m *Manager) writeNow(b []byte) (n int, err error) {
 // lost or is being switched out, and recovers a panic of the connection
 // (which loses it), since it runs in the BatchWriter's goroutines.
 func (m *Manager) writeLink(l *link, b []byte) (n int, err error) {
-	if l.retired.Load() {
+	if l.retired.Load() || l.switched.Load() {
 		return 0, errLinkLeft
 	}
 	if l.counted {
