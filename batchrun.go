@@ -78,13 +78,9 @@ func (w *BatchWriter) run(head *segment) {
 		}
 		n, err := w.m.writeNow(c.s.data[c.off : c.off+size])
 		w.writing.Store(false)
-		done, doneBytes := 0, 0 // messages wholly written, and their bytes
-		for done < k {
-			l := c.s.published(c.i + done)
-			if doneBytes+l > n {
-				break
-			}
-			done, doneBytes = done+1, doneBytes+l
+		done, doneBytes := k, size // messages wholly written, and their bytes
+		if n < size {
+			done, doneBytes = c.s.whole(c.i, k, n)
 		}
 		c.skip(done, doneBytes)
 		w.advance(&c) // a segment to reuse before room is made for more

@@ -144,6 +144,19 @@ func (s *segment) publish(i, n int) { atomic.StoreUint64(s.slot(i), uint64(n)+1)
 // published. i must be below the claimed count.
 func (s *segment) published(i int) int { return int(atomic.LoadUint64(s.slot(i))) - 1 }
 
+// whole returns how many of the k published messages from i fit whole in
+// n bytes, and their bytes: those a write of n bytes carried.
+func (s *segment) whole(i, k, n int) (done, bytes int) {
+	for done < k {
+		l := s.published(i + done)
+		if bytes+l > n {
+			break
+		}
+		done, bytes = done+1, bytes+l
+	}
+	return done, bytes
+}
+
 // queue is the chain of segments and the room left in the buffer.
 type queue struct {
 	size    int // WithBufferSize
