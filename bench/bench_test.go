@@ -99,8 +99,10 @@ func BenchmarkWriteMem(b *testing.B) {
 	b.Run("conn-notimeout", func(b *testing.B) {
 		benchWrite(b, newConnMem(b, conn.WithWriteTimeout(0)))
 	})
-	// Two endpoints: the Manager may switch, so each Write counts itself
-	// in and out of its connection (two atomic additions).
+	// Two endpoints: the Manager may switch, and a memConn has no fence
+	// (fence.go), so each Write counts itself in and out of its connection
+	// (two atomic additions). A socket's Writes count nothing: see
+	// BenchmarkWriteTCP's conn-endpoints.
 	b.Run("conn-endpoints", func(b *testing.B) {
 		benchWrite(b, newConnMem(b, conn.WithEndpoints("standby")))
 	})
@@ -228,7 +230,8 @@ func benchWriteParallel(b *testing.B, parallelism int, w io.Writer) {
 // that reads and discards, from one goroutine (serial) and from
 // 8·GOMAXPROCS goroutines (p8). conn runs with its default options: a 30 s
 // write timeout and the liveness check, which a busy connection triggers
-// only now and then.
+// only now and then. conn-endpoints has a standby endpoint too, so it may
+// switch: its Writes count nothing, as a socket has a fence (fence.go).
 func BenchmarkWriteTCP(b *testing.B) {
 	modes := []struct {
 		name        string
@@ -236,7 +239,7 @@ func BenchmarkWriteTCP(b *testing.B) {
 	}{{"serial", 0}, {"p8", 8}}
 	for _, mode := range modes {
 		b.Run(mode.name, func(b *testing.B) {
-			for _, kind := range []string{"raw", "gokit", "conn"} {
+			for _, kind := range []string{"raw", "gokit", "conn", "conn-endpoints"} {
 				b.Run(kind, func(b *testing.B) {
 					w := tcpWriter(b, kind)
 					if mode.parallelism == 0 {
@@ -303,8 +306,12 @@ func tcpWriter(b *testing.B, kind string) io.Writer {
 		m := kitconn.NewManager(t.dial, "tcp", s.addr, time.After, log.NewNopLogger())
 		writeUntil(b, m, 5*time.Second)
 		w = m
-	case "conn":
-		m := conn.New("tcp", s.addr)
+	case "conn", "conn-endpoints":
+		var opts []conn.Option
+		if kind == "conn-endpoints" {
+			opts = append(opts, conn.WithEndpoints(closedPort(b))) // a standby that is never needed
+		}
+		m := conn.New("tcp", s.addr, opts...)
 		b.Cleanup(func() { m.Close() })
 		writeUntil(b, m, 5*time.Second)
 		w = m

@@ -37,7 +37,9 @@ import (
 //   - bufio: a bufio.Writer (64 KiB) behind a sync.Mutex over a bare
 //     net.Conn: the caller does the write when the buffer fills;
 //   - conn-spool: conn with a disk-assisted spool (WithSpool): what the
-//     spool costs while the connection keeps up.
+//     spool costs while the connection keeps up;
+//   - zap-raw and bufio-manager: zap over a bare net.Conn, bufio over a
+//     Manager, so that each peer is measured on both (issue 26).
 
 // asyncWriter is a writer under test: finish pushes out what it buffers
 // (its bytes may still be on their way to the socket when it returns);
@@ -61,6 +63,8 @@ var peers = []peer{
 	{"diode", openDiode},
 	{"bufio", openBufio},
 	{"conn-spool", openConnSpool},
+	{"zap-raw", openZapRaw},
+	{"bufio-manager", openBufioManager},
 }
 
 func nothing() error { return nil }
@@ -108,10 +112,28 @@ func batchWriterTo(tb testing.TB, addr string, outage bool, opts ...conn.BatchOp
 }
 
 func openZap(tb testing.TB, addr string, outage bool) asyncWriter {
-	m := managerTo(tb, addr, outage)
-	ws := &zapcore.BufferedWriteSyncer{WS: zapcore.AddSync(m), Size: 256 << 10}
+	return zapOver(tb, managerTo(tb, addr, outage))
+}
+
+func openZapRaw(tb testing.TB, addr string, _ bool) asyncWriter {
+	return zapOver(tb, dialRaw(tb, addr))
+}
+
+// zapOver returns zap's BufferedWriteSyncer over w.
+func zapOver(tb testing.TB, w io.Writer) asyncWriter {
+	ws := &zapcore.BufferedWriteSyncer{WS: zapcore.AddSync(w), Size: 256 << 10}
 	tb.Cleanup(func() { ws.Stop() })
 	return asyncWriter{Writer: ws, finish: ws.Sync, dropped: noDrops}
+}
+
+// dialRaw returns a bare net.Conn to addr.
+func dialRaw(tb testing.TB, addr string) net.Conn {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { c.Close() })
+	return c
 }
 
 func openDiode(tb testing.TB, addr string, outage bool) asyncWriter {
@@ -142,12 +164,16 @@ func (l *lockedBufio) flush() error {
 }
 
 func openBufio(tb testing.TB, addr string, _ bool) asyncWriter {
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { c.Close() })
-	l := &lockedBufio{w: bufio.NewWriterSize(c, 64<<10)}
+	return bufioOver(dialRaw(tb, addr))
+}
+
+func openBufioManager(tb testing.TB, addr string, outage bool) asyncWriter {
+	return bufioOver(managerTo(tb, addr, outage))
+}
+
+// bufioOver returns a 64 KiB bufio.Writer behind a mutex over w.
+func bufioOver(w io.Writer) asyncWriter {
+	l := &lockedBufio{w: bufio.NewWriterSize(w, 64<<10)}
 	return asyncWriter{Writer: l, finish: l.flush, dropped: noDrops}
 }
 
