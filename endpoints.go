@@ -247,8 +247,8 @@ func (c *config) several() *multiConfig {
 }
 
 // switches reports whether a Manager so configured may switch
-// connections, and so counts the Writes under way on each (see
-// link.enter).
+// connections, and so must know when no Write is under way on one: by
+// its fence, or by counting (fence.go).
 func (c *multiConfig) switches() bool {
 	return c != nil && (len(c.endpoints) > 0 || c.discover != nil || c.maxAge > 0)
 }

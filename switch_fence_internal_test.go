@@ -197,7 +197,7 @@ func TestADatagramLinkIsClosedAtItsSwitch(t *testing.T) {
 	mu.Unlock()
 	select {
 	case <-l.dead:
-	case <-time.After(10 * time.Second):
+	case <-time.After(5 * time.Second): // a linger would take maxLinger, 10 s
 		t.Fatal("the old UDP link was not closed at its switch")
 	}
 	if !errors.Is(l.cause, errSwitched) || !l.switched.Load() {

@@ -218,11 +218,13 @@ func (m *Manager) writeNow(b []byte) (int, error) {
 }
 
 // writeLink writes b on l and on no other connection: a BatchWriter's
-// acknowledged session belongs to one. It fails with errLinkLeft if l was
-// lost or is being switched out, and recovers a panic of the connection
-// (which loses it), since it runs in the BatchWriter's goroutines.
+// acknowledged session belongs to one. It fails with errLinkLeft, having
+// written nothing, if l was lost or has been switched out (counted: from
+// the switch; fenced: from the fence), and recovers a panic of the
+// connection (which loses it), since it runs in the BatchWriter's
+// goroutines.
 func (m *Manager) writeLink(l *link, b []byte) (n int, err error) {
-	if l.retired.Load() || l.switched.Load() {
+	if l.retired.Load() {
 		return 0, errLinkLeft
 	}
 	if l.counted {
