@@ -78,10 +78,7 @@ func (w *BatchWriter) run(head *segment) {
 		}
 		n, err := w.m.writeNow(c.s.data[c.off : c.off+size])
 		w.writing.Store(false)
-		done, doneBytes := k, size // messages wholly written, and their bytes
-		if n < size {
-			done, doneBytes = c.s.whole(c.i, k, n)
-		}
+		done, doneBytes := c.s.whole(c.i, k, size, n) // messages wholly written, and their bytes
 		c.skip(done, doneBytes)
 		w.advance(&c) // a segment to reuse before room is made for more
 		w.wrote(done, doneBytes, err == nil, done < k && n > doneBytes)

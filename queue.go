@@ -144,17 +144,19 @@ func (s *segment) publish(i, n int) { atomic.StoreUint64(s.slot(i), uint64(n)+1)
 // published. i must be below the claimed count.
 func (s *segment) published(i int) int { return int(atomic.LoadUint64(s.slot(i))) - 1 }
 
-// whole returns how many of the k published messages from i fit whole in
-// n bytes, and their bytes: those a write of n bytes carried.
-func (s *segment) whole(i, k, n int) (done, bytes int) {
-	for done < k {
+// whole returns how many of the k published messages from i, of size
+// bytes in all, a write of n bytes carried whole, and their bytes.
+func (s *segment) whole(i, k, size, n int) (done, bytes int) {
+	if n >= size {
+		return k, size
+	}
+	for { // n < size: a message of the k does not fit
 		l := s.published(i + done)
 		if bytes+l > n {
-			break
+			return done, bytes
 		}
 		done, bytes = done+1, bytes+l
 	}
-	return done, bytes
 }
 
 // queue is the chain of segments and the room left in the buffer.

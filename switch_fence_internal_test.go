@@ -7,6 +7,7 @@ package conn
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"net"
 	"sync"
@@ -28,10 +29,13 @@ type holdingSink struct {
 	conns []net.Conn
 }
 
-func newHoldingSink(t *testing.T) *holdingSink {
+func newHoldingSink(t *testing.T, config *tls.Config) *holdingSink {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
+	}
+	if config != nil {
+		ln = tls.NewListener(ln, config)
 	}
 	s := &holdingSink{ln: ln}
 	s.wg.Go(func() {
@@ -112,18 +116,33 @@ func awaitRotation(t *testing.T, m *Manager, s *holdingSink, l *link) {
 }
 
 func TestALateWriteOnAFencedLinkMovesToTheCurrentOne(t *testing.T) {
-	if !canShutdown {
-		t.Skip("no socket descriptors to shut down here")
-	}
-	s := newHoldingSink(t)
-	m := New("tcp", s.ln.Addr().String(), WithMaxConnectionAge(200*time.Millisecond), WithMaxLinger(time.Minute))
+	t.Run("tcp", func(t *testing.T) {
+		if !canShutdown {
+			t.Skip("no socket descriptors to shut down here")
+		}
+		lateWriteOnAFencedLink(t, nil, fenceShutdown)
+	})
+	t.Run("tls", func(t *testing.T) {
+		serverTLS, clientTLS := testnet.SelfSignedTLS(t)
+		d := &tls.Dialer{Config: clientTLS}
+		lateWriteOnAFencedLink(t, serverTLS, fenceCloseWrite, WithDialer(d.DialContext))
+	})
+}
+
+// lateWriteOnAFencedLink checks, on a sink with config (nil: plain TCP),
+// that a switch closes the old link at its fence, of kind want, that the
+// link then lingers, and that Writes reaching it later move on having
+// written nothing.
+func lateWriteOnAFencedLink(t *testing.T, config *tls.Config, want fence, opts ...Option) {
+	s := newHoldingSink(t, config)
+	m := New("tcp", s.ln.Addr().String(), append(opts, WithMaxConnectionAge(200*time.Millisecond), WithMaxLinger(time.Minute))...)
 	defer m.Close()
 	if m.Take() == nil {
 		t.Fatal("no connection")
 	}
 	l := m.cur.Load()
-	if l.fence != fenceShutdown || l.counted || l.inflight != nil {
-		t.Fatalf("a TCP link of a Manager that rotates: fence %d, counted %v, %d stripes: want fenceShutdown and no count", l.fence, l.counted, len(l.inflight))
+	if l.fence != want || l.counted || l.inflight != nil {
+		t.Fatalf("a link of a Manager that rotates: fence %d, counted %v, %d stripes: want fence %d and no count", l.fence, l.counted, len(l.inflight), want)
 	}
 	if _, err := m.Write([]byte("before\n")); err != nil {
 		t.Fatal(err)
