@@ -19,7 +19,8 @@ import (
 // two Writes, after the one under way has returned whole, and a Write that
 // comes later fails having written nothing, and moves to the link that
 // replaced it (Manager.failed). A *tls.Conn's CloseWrite does the same
-// under the lock of its output. A datagram socket needs no lock: a
+// under the lock of its output, once its handshake is complete
+// (Manager.closeWrites waits for that). A datagram socket needs no lock: a
 // datagram goes whole or not at all, and a socket closed under a Write is
 // released only when the Write has returned. Writes on these connections
 // cost what they cost with one endpoint. Any other connection (an
@@ -41,8 +42,16 @@ const (
 // fenceOf returns the fence of c. Only the standard library's own types
 // qualify: a type that embeds one may write in several steps.
 func fenceOf(c net.Conn) fence {
-	switch c.(type) {
-	case *net.TCPConn, *net.UnixConn:
+	switch c := c.(type) {
+	case *net.UnixConn:
+		if unixDatagram(c) {
+			return fenceClose
+		}
+		if canShutdown {
+			return fenceShutdown
+		}
+		return fenceNone
+	case *net.TCPConn:
 		if canShutdown {
 			return fenceShutdown
 		}
@@ -54,6 +63,17 @@ func fenceOf(c net.Conn) fence {
 		return fenceCloseWrite
 	}
 	return fenceNone
+}
+
+// unixDatagram reports whether c is a datagram socket, by the network its
+// addresses name (an unnamed end may have none).
+func unixDatagram(c *net.UnixConn) bool {
+	for _, a := range []net.Addr{c.LocalAddr(), c.RemoteAddr()} {
+		if ua, ok := a.(*net.UnixAddr); ok && ua != nil {
+			return ua.Net == "unixgram"
+		}
+	}
+	return false
 }
 
 // isTLSConn reports whether c is a *tls.Conn, without making every program

@@ -8,31 +8,22 @@ package conn
 import (
 	"bytes"
 	"crypto/tls"
+	"errors"
 	"io"
 	"net"
+	"os"
+	"runtime"
 	"testing"
 	"time"
+
+	"github.com/seed44b27a20/conn/internal/testnet"
 )
 
 func TestFenceWaitsForTheWriteUnderWay(t *testing.T) {
 	if !canShutdown {
 		t.Skip("no socket descriptors to shut down here")
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	peer, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer peer.Close()
+	c, peer := tcpLoopback(t)
 	if fenceOf(c) != fenceShutdown {
 		t.Fatalf("fenceOf(%T) = %d, want fenceShutdown", c, fenceOf(c))
 	}
@@ -129,3 +120,105 @@ type (
 	// tlsConnValue is a net.Conn that is not a pointer.
 	tlsConnValue struct{ net.Conn }
 )
+
+// tcpLoopback returns both ends of a loopback TCP connection, closed
+// when t ends.
+func tcpLoopback(t *testing.T) (client, server net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err = net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	server, err = ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { server.Close() })
+	return client, server
+}
+
+// A link idle past its write deadline: the fence finds the deadline
+// passed, under the write lock, so no Write is under way; the switch
+// clears it and closes the link for writing all the same.
+func TestFenceAfterTheWriteDeadlinePassed(t *testing.T) {
+	if !canShutdown {
+		t.Skip("no socket descriptors to shut down here")
+	}
+	c, peer := tcpLoopback(t)
+	m := New("tcp", "127.0.0.1:1", WithWriteTimeout(time.Second))
+	defer m.Close()
+	l := &link{conn: c, fence: fenceOf(c), dead: make(chan struct{}), next: make(chan struct{})}
+	m.forceDeadline(l, max(m.now(), 1)) // passed
+	if err := shutdownBetweenWrites(c.(*net.TCPConn)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("the fence past the write deadline: %v, want os.ErrDeadlineExceeded (what closeWrites clears)", err)
+	}
+	if !m.closeWrites(l) {
+		t.Fatal("closeWrites on a link past its write deadline failed: the switch would close it without lingering")
+	}
+	if l.deadline.Load() != 0 {
+		t.Errorf("the link's deadline is %d after the fence cleared it, want 0 (none)", l.deadline.Load())
+	}
+	peer.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if n, err := peer.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+		t.Fatalf("the peer read %d, %v: want the FIN of the fence", n, err)
+	}
+}
+
+// A *tls.Conn whose handshake the first Write would do (a Dialer that
+// leaves it): CloseWrite refuses before the handshake, so the switch
+// finishes the handshake and then closes for writing.
+func TestFenceOfATLSLinkBeforeItsHandshake(t *testing.T) {
+	serverTLS, clientTLS := testnet.SelfSignedTLS(t)
+	raw, rawPeer := tcpLoopback(t)
+	c := tls.Client(raw, clientTLS)
+	peer := tls.Server(rawPeer, serverTLS)
+	read := make(chan error, 1)
+	go func() {
+		_, err := io.ReadAll(peer) // the handshake, then the close_notify
+		read <- err
+	}()
+	m := New("tcp", "127.0.0.1:1")
+	defer m.Close()
+	l := &link{conn: c, fence: fenceOf(c), dead: make(chan struct{}), next: make(chan struct{})}
+	if l.fence != fenceCloseWrite {
+		t.Fatalf("fence %d, want fenceCloseWrite", l.fence)
+	}
+	if !m.closeWrites(l) {
+		t.Fatal("closeWrites on a TLS link before its handshake failed: the switch would close it without lingering")
+	}
+	if err := await(t, read, "the peer's read"); err != nil {
+		t.Fatalf("the peer's read ended with %v, want the close_notify after the handshake", err)
+	}
+}
+
+// A unix datagram socket is closed at its switch, as a UDP one: a
+// datagram goes whole or not at all, and there is no peer's close to
+// linger for.
+func TestFenceOfAUnixDatagramSocket(t *testing.T) {
+	if runtime.GOOS == "windows" || runtime.GOOS == "plan9" || runtime.GOOS == "js" || runtime.GOOS == "wasip1" {
+		t.Skip("no unix datagram sockets here")
+	}
+	path := testnet.FreeUnixPath(t)
+	ln, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := net.Dial("unixgram", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if got := fenceOf(c); got != fenceClose {
+		t.Errorf("fenceOf(a unixgram socket) = %d, want fenceClose", got)
+	}
+	if got := fenceOf(ln); got != fenceClose {
+		t.Errorf("fenceOf(a bound unixgram socket) = %d, want fenceClose", got)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"os"
 	"slices"
 	"syscall"
 	"time"
@@ -123,7 +124,16 @@ func (m *Manager) closeWrites(l *link) (closed bool) {
 	defer m.loseOnPanic(l)
 	switch l.fence {
 	case fenceShutdown:
-		return shutdownBetweenWrites(l.conn.(syscall.Conn)) == nil
+		err := shutdownBetweenWrites(l.conn.(syscall.Conn))
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			// The write deadline had passed (an idle link's, or one
+			// BatchWriter.Close expired): the fence checks it under the
+			// write lock, so no Write was under way. Clear it (a later
+			// Write arms its own) and fence again.
+			m.forceDeadline(l, 0)
+			err = shutdownBetweenWrites(l.conn.(syscall.Conn))
+		}
+		return err == nil
 	case fenceClose:
 		return false
 	case fenceNone:
@@ -136,7 +146,18 @@ func (m *Manager) closeWrites(l *link) (closed bool) {
 		}
 	}
 	cw, ok := l.conn.(interface{ CloseWrite() error })
-	return ok && cw.CloseWrite() == nil
+	if !ok {
+		return false
+	}
+	if cw.CloseWrite() == nil {
+		return true
+	}
+	// A *tls.Conn refuses before its handshake is complete, and does not
+	// wait then for a Write doing the handshake (a Dialer that leaves it
+	// to the first Write). Wait for that handshake, or finish it, and
+	// close for writing after the Write under way.
+	hs, ok := l.conn.(interface{ Handshake() error })
+	return ok && l.fence == fenceCloseWrite && hs.Handshake() == nil && cw.CloseWrite() == nil
 }
 
 // maxLinger bounds how long a switched-out connection waits for its
