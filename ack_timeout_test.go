@@ -286,7 +286,7 @@ func (n *timedNotes) first(within time.Duration) (time.Time, bool) {
 }
 
 // slowSecondWriteConn: a Write whose frame begins with "2 " (message 2) puts its bytes
-// on the wire at once, then takes 1.8 s to return: a slow write (a peer
+// on the wire at once, then takes 3.6 s to return: a slow write (a peer
 // reading slowly, a congested link) during which an acknowledgement comes.
 type slowSecondWriteConn struct {
 	net.Conn
@@ -302,7 +302,7 @@ func (c *slowSecondWriteConn) Write(b []byte) (int, error) {
 	*c.started = time.Now()
 	c.mu.Unlock()
 	n, err := c.Conn.Write(b)
-	time.Sleep(1800 * time.Millisecond)
+	time.Sleep(3600 * time.Millisecond)
 	return n, err
 }
 
@@ -310,10 +310,10 @@ func (c *slowSecondWriteConn) Write(b []byte) (int, error) {
 // from when the writer took it: one that came at the start of a long
 // write does not restart the timeout at its end (it left the connection
 // 1.9 s after the last acknowledgement, with a 1 s ack timeout and a 900
-// ms write). The write takes 1.8 s and the ack timeout is 2 s, so that the
-// bug's 3.8 s and the 2 s expected are 1.8 s apart: the bound, 0.9 s past
-// the timeout, holds when parallel tests delay the leaving by half a
-// second (seen under -race in CI).
+// ms write). The write takes 3.6 s and the ack timeout is 2 s, so that the
+// bug's 5.6 s and the 2 s expected are 3.6 s apart: the bound, 1.8 s past
+// the timeout, holds when parallel tests delay the leaving by a second
+// (seen under -race in CI: 0.55 s, then 1.06 s).
 func TestAcksTimeoutCountsFromTheAcknowledgementNotFromWhenItWasTaken(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -414,7 +414,7 @@ func TestAcksTimeoutCountsFromTheAcknowledgementNotFromWhenItWasTaken(t *testing
 	mu.Unlock()
 	d := left.Sub(lastAck)
 	t.Logf("left %v after the last acknowledgement (ack timeout %v)", d.Round(time.Millisecond), ackTimeout)
-	if d > ackTimeout+900*time.Millisecond {
+	if d > ackTimeout+1800*time.Millisecond {
 		t.Errorf("messages 1 and 2 waited %v without any acknowledgement before the connection was left; ack timeout %v", d.Round(time.Millisecond), ackTimeout)
 	}
 }

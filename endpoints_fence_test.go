@@ -74,7 +74,11 @@ func rotateUnderABlockedWrite(t *testing.T, ln net.Listener, opts ...conn.Option
 			}
 		}
 	}()
-	const age = 200 * time.Millisecond
+	// Long enough that the Write is under way before the rotation even
+	// under -race on a loaded machine (200 ms was not: a rotation came
+	// first), short enough that a second one does not come before the
+	// test is done.
+	const age = time.Second
 	m := conn.New(ln.Addr().Network(), ln.Addr().String(), append(opts, conn.WithMaxConnectionAge(age))...)
 	defer m.Close()
 	if m.Take() == nil {

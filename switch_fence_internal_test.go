@@ -135,7 +135,7 @@ func TestALateWriteOnAFencedLinkMovesToTheCurrentOne(t *testing.T) {
 // written nothing.
 func lateWriteOnAFencedLink(t *testing.T, config *tls.Config, want fence, opts ...Option) {
 	s := newHoldingSink(t, config)
-	m := New("tcp", s.ln.Addr().String(), append(opts, WithMaxConnectionAge(200*time.Millisecond), WithMaxLinger(time.Minute))...)
+	m := New("tcp", s.ln.Addr().String(), append(opts, WithMaxConnectionAge(time.Second), WithMaxLinger(time.Minute))...)
 	defer m.Close()
 	if m.Take() == nil {
 		t.Fatal("no connection")
