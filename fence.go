@@ -19,8 +19,8 @@ import (
 // two Writes, after the one under way has returned whole, and a Write that
 // comes later fails having written nothing, and moves to the link that
 // replaced it (Manager.failed). A *tls.Conn's CloseWrite does the same
-// under the lock of its output, once its handshake is complete
-// (Manager.closeWrites waits for that). A datagram socket needs no lock: a
+// under the lock of its output (its handshake is complete: connect does
+// it at the dial). A datagram socket needs no lock: a
 // datagram goes whole or not at all, and a socket closed under a Write is
 // released only when the Write has returned. Writes on these connections
 // cost what they cost with one endpoint. Any other connection (an

@@ -170,33 +170,6 @@ func TestFenceAfterTheWriteDeadlinePassed(t *testing.T) {
 	}
 }
 
-// A *tls.Conn whose handshake the first Write would do (a Dialer that
-// leaves it): CloseWrite refuses before the handshake, so the switch
-// finishes the handshake and then closes for writing.
-func TestFenceOfATLSLinkBeforeItsHandshake(t *testing.T) {
-	serverTLS, clientTLS := testnet.SelfSignedTLS(t)
-	raw, rawPeer := tcpLoopback(t)
-	c := tls.Client(raw, clientTLS)
-	peer := tls.Server(rawPeer, serverTLS)
-	read := make(chan error, 1)
-	go func() {
-		_, err := io.ReadAll(peer) // the handshake, then the close_notify
-		read <- err
-	}()
-	m := New("tcp", "127.0.0.1:1")
-	defer m.Close()
-	l := &link{conn: c, fence: fenceOf(c), dead: make(chan struct{}), next: make(chan struct{})}
-	if l.fence != fenceCloseWrite {
-		t.Fatalf("fence %d, want fenceCloseWrite", l.fence)
-	}
-	if !m.closeWrites(l) {
-		t.Fatal("closeWrites on a TLS link before its handshake failed: the switch would close it without lingering")
-	}
-	if err := await(t, read, "the peer's read"); err != nil {
-		t.Fatalf("the peer's read ended with %v, want the close_notify after the handshake", err)
-	}
-}
-
 // A unix datagram socket is closed at its switch, as a UDP one: a
 // datagram goes whole or not at all, and there is no peer's close to
 // linger for.
@@ -220,5 +193,25 @@ func TestFenceOfAUnixDatagramSocket(t *testing.T) {
 	}
 	if got := fenceOf(ln); got != fenceClose {
 		t.Errorf("fenceOf(a bound unixgram socket) = %d, want fenceClose", got)
+	}
+}
+
+// The switch clears only a deadline that has passed: one a Write armed
+// meanwhile bounds that Write.
+func TestClearExpiredDeadlineKeepsAFreshOne(t *testing.T) {
+	c, _ := tcpLoopback(t)
+	m := New("tcp", "127.0.0.1:1", WithWriteTimeout(time.Second))
+	defer m.Close()
+	l := &link{conn: c, dead: make(chan struct{}), next: make(chan struct{})}
+	fresh := m.now() + int64(time.Hour)
+	m.forceDeadline(l, fresh)
+	m.clearExpiredDeadline(l)
+	if got := l.deadline.Load(); got != fresh {
+		t.Errorf("a deadline an hour ahead became %d, want it kept (%d)", got, fresh)
+	}
+	m.forceDeadline(l, max(m.now(), 1))
+	m.clearExpiredDeadline(l)
+	if got := l.deadline.Load(); got != 0 {
+		t.Errorf("a passed deadline became %d, want it cleared (0)", got)
 	}
 }

@@ -128,9 +128,11 @@ func (m *Manager) closeWrites(l *link) (closed bool) {
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			// The write deadline had passed (an idle link's, or one
 			// BatchWriter.Close expired): the fence checks it under the
-			// write lock, so no Write was under way. Clear it (a later
-			// Write arms its own) and fence again.
-			m.forceDeadline(l, 0)
+			// write lock, so no Write was under way. Clear it, unless a
+			// Write armed a fresh one meanwhile (then the fence waits for
+			// that Write, within its deadline), and fence again. A later
+			// Write arms its own.
+			m.clearExpiredDeadline(l)
 			err = shutdownBetweenWrites(l.conn.(syscall.Conn))
 		}
 		return err == nil
@@ -146,18 +148,7 @@ func (m *Manager) closeWrites(l *link) (closed bool) {
 		}
 	}
 	cw, ok := l.conn.(interface{ CloseWrite() error })
-	if !ok {
-		return false
-	}
-	if cw.CloseWrite() == nil {
-		return true
-	}
-	// A *tls.Conn refuses before its handshake is complete, and does not
-	// wait then for a Write doing the handshake (a Dialer that leaves it
-	// to the first Write). Wait for that handshake, or finish it, and
-	// close for writing after the Write under way.
-	hs, ok := l.conn.(interface{ Handshake() error })
-	return ok && l.fence == fenceCloseWrite && hs.Handshake() == nil && cw.CloseWrite() == nil
+	return ok && cw.CloseWrite() == nil
 }
 
 // maxLinger bounds how long a switched-out connection waits for its

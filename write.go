@@ -186,6 +186,19 @@ func (m *Manager) interruptWrites() (restore func()) {
 	}
 }
 
+// clearExpiredDeadline clears l's write deadline if it has passed, for a
+// switch's fence (Manager.closeWrites). A deadline a Write has just armed
+// stays: that Write is bounded by it.
+func (m *Manager) clearExpiredDeadline(l *link) {
+	defer m.loseOnPanic(l)
+	l.deadlineMu.Lock()
+	defer l.deadlineMu.Unlock()
+	if d := l.deadline.Load(); d != 0 && d <= m.now() {
+		l.conn.SetWriteDeadline(time.Time{})
+		l.deadline.Store(0)
+	}
+}
+
 // forceDeadline sets l's write deadline to d (ns since the epoch; 0: none)
 // for the BatchWriter's Close. A connection whose SetWriteDeadline panics
 // is lost, and Close goes on.
