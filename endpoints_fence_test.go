@@ -79,7 +79,16 @@ func rotateUnderABlockedWrite(t *testing.T, ln net.Listener, opts ...conn.Option
 	// first), short enough that a second one does not come before the
 	// test is done.
 	const age = time.Second
-	m := conn.New(ln.Addr().Network(), ln.Addr().String(), append(opts, conn.WithMaxConnectionAge(age))...)
+	switched := make(chan struct{}, 1)
+	hook := conn.WithStateHook(func(e conn.Event) {
+		if e.Switch != conn.NoSwitch {
+			select {
+			case switched <- struct{}{}:
+			default:
+			}
+		}
+	})
+	m := conn.New(ln.Addr().Network(), ln.Addr().String(), append(opts, conn.WithMaxConnectionAge(age), hook)...)
 	defer m.Close()
 	if m.Take() == nil {
 		t.Fatal("no connection")
@@ -107,10 +116,10 @@ func rotateUnderABlockedWrite(t *testing.T, ln net.Listener, opts ...conn.Option
 		t.Fatal("no rotation")
 	}
 	defer fresh.Close()
-	for deadline := time.Now().Add(10 * time.Second); m.Stats().Switches == 0; time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the rotation did not switch")
-		}
+	select {
+	case <-switched:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the rotation did not switch")
 	}
 	if _, err := m.Write([]byte("after\n")); err != nil {
 		t.Fatalf("a Write after the rotation: %v", err)

@@ -214,18 +214,20 @@ func (m *Manager) Put(err error) {
 func (m *Manager) Write(b []byte) (int, error) {
 	l := m.cur.Load()
 	if l != nil && !l.retired.Load() {
+		// writeOn's first attempt, here: a call more costs every Write.
+		var (
+			n   int
+			err = errLinkLeft
+		)
 		if !l.counted {
-			if n, err := m.write(l, b, true); err != errLinkLeft {
-				return n, err
-			}
-			return m.writeOn(m.cur.Load(), b, true) // l was switched out
+			n, err = m.write(l, b, true)
+		} else if st := l.enter(); st != nil {
+			n, err = m.writeEntered(l, st, b, true)
 		}
-		if st := l.enter(); st != nil {
-			if n, err := m.writeEntered(l, st, b, true); err != errLinkLeft {
-				return n, err
-			}
-			return m.writeOn(m.cur.Load(), b, true)
+		if err != errLinkLeft {
+			return n, err
 		}
+		l = m.cur.Load() // made current before l was switched out
 	}
 	return m.writeOn(l, b, true)
 }

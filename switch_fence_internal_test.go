@@ -10,6 +10,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"net"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -21,12 +22,13 @@ import (
 // keeps it open after the client's FIN, so that a switched-out link stays
 // in its linger, shut down for writing but not closed.
 type holdingSink struct {
-	ln    net.Listener
-	wg    sync.WaitGroup
-	mu    sync.Mutex
-	data  []*bytes.Buffer
-	ended []chan struct{} // closed at the client's FIN
-	conns []net.Conn
+	ln   net.Listener
+	wg   sync.WaitGroup
+	mu   sync.Mutex
+	data []*bytes.Buffer
+	// firstEnd is closed at the FIN of the first connection.
+	firstEnd chan struct{}
+	conns    []net.Conn
 }
 
 func newHoldingSink(t *testing.T, config *tls.Config) *holdingSink {
@@ -37,16 +39,17 @@ func newHoldingSink(t *testing.T, config *tls.Config) *holdingSink {
 	if config != nil {
 		ln = tls.NewListener(ln, config)
 	}
-	s := &holdingSink{ln: ln}
+	s := &holdingSink{ln: ln, firstEnd: make(chan struct{})}
 	s.wg.Go(func() {
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
-			buf, ended := &bytes.Buffer{}, make(chan struct{})
+			buf := &bytes.Buffer{}
 			s.mu.Lock()
-			s.data, s.ended, s.conns = append(s.data, buf), append(s.ended, ended), append(s.conns, c)
+			first := len(s.conns) == 0
+			s.data, s.conns = append(s.data, buf), append(s.conns, c)
 			s.mu.Unlock()
 			s.wg.Go(func() {
 				var b [4096]byte
@@ -56,7 +59,9 @@ func newHoldingSink(t *testing.T, config *tls.Config) *holdingSink {
 					buf.Write(b[:n])
 					s.mu.Unlock()
 					if err != nil {
-						close(ended)
+						if first {
+							close(s.firstEnd)
+						}
 						return
 					}
 				}
@@ -75,23 +80,6 @@ func newHoldingSink(t *testing.T, config *tls.Config) *holdingSink {
 	return s
 }
 
-// endOf returns the channel closed at the FIN of connection i, once it
-// is accepted.
-func (s *holdingSink) endOf(t *testing.T, i int) <-chan struct{} {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
-		s.mu.Lock()
-		if i < len(s.ended) {
-			defer s.mu.Unlock()
-			return s.ended[i]
-		}
-		s.mu.Unlock()
-		if time.Now().After(deadline) {
-			t.Fatalf("connection %d was not accepted", i)
-		}
-	}
-}
-
 func (s *holdingSink) received(i int) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -106,7 +94,7 @@ func (s *holdingSink) received(i int) string {
 func awaitRotation(t *testing.T, m *Manager, s *holdingSink, l *link) {
 	t.Helper()
 	select {
-	case <-s.endOf(t, 0):
+	case <-s.firstEnd:
 	case <-time.After(10 * time.Second):
 		t.Fatal("the first connection was not shut down for writing by a rotation")
 	}
@@ -239,13 +227,5 @@ func TestADatagramLinkIsClosedAtItsSwitch(t *testing.T) {
 // nothing.
 type timeoutConn struct{ net.Conn }
 
-func (timeoutConn) Write([]byte) (int, error) { return 0, errTimeoutForTest }
+func (timeoutConn) Write([]byte) (int, error) { return 0, os.ErrDeadlineExceeded }
 func (timeoutConn) Close() error              { return nil }
-
-var errTimeoutForTest = &net.OpError{Op: "write", Net: "tcp", Err: errDeadline{}}
-
-type errDeadline struct{}
-
-func (errDeadline) Error() string   { return "i/o timeout" }
-func (errDeadline) Timeout() bool   { return true }
-func (errDeadline) Temporary() bool { return true }
